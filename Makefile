@@ -1,0 +1,46 @@
+# `make serve` and `make test` do all set-up on a fresh Debian 12 machine (root or sudo for apt).
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PYTEST_ARGS ?= -n 2
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+
+.PHONY: serve test lint typecheck contracts unit deps system-deps bench clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+deps: $(VENV)/.installed
+
+# PostgreSQL server binaries for the test harness (the tests start their own server).
+system-deps:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  echo "installing postgresql (Debian package) for the test harness"; \
+	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -q && \
+	  $(if $(filter 0,$(shell id -u)),,sudo) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; \
+	fi
+
+serve: deps
+	$(VENV)/bin/dais serve --host $(HOST) --port $(PORT)
+
+lint: deps
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: deps
+	$(VENV)/bin/mypy
+
+contracts: deps
+	$(VENV)/bin/lint-imports
+
+test: deps system-deps lint typecheck contracts
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: deps system-deps
+	$(PY) benchmarks/api.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

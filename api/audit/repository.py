@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from api.db.models import AuditEvent
+
+
+@dataclass(frozen=True, slots=True)
+class AuditContext:
+    """Who did it and from where; built once per request."""
+
+    actor: str
+    request_id: str
+    source_address: str | None
+
+
+def record(
+    session: Session,
+    *,
+    ctx: AuditContext,
+    action: str,
+    now: datetime,
+    diff: list[dict[str, Any]] | None = None,
+    endpoint_id: str | None = None,
+    namespace: str | None = None,
+) -> None:
+    session.add(
+        AuditEvent(
+            endpoint_id=endpoint_id,
+            namespace=namespace,
+            actor=ctx.actor,
+            action=action,
+            diff=diff or [],
+            request_id=ctx.request_id,
+            source_address=ctx.source_address,
+            created_at=now,
+        )
+    )
+
+
+def events_of(session: Session, endpoint_id: str, *, limit: int, before: int | None) -> list[AuditEvent]:
+    stmt = select(AuditEvent).where(AuditEvent.endpoint_id == endpoint_id)
+    if before is not None:
+        stmt = stmt.where(AuditEvent.id < before)
+    return list(session.scalars(stmt.order_by(AuditEvent.id.desc()).limit(limit)))

@@ -1,0 +1,132 @@
+"""Tables. Who writes what (ARCHITECTURE.md): the API writes accounts, tokens, endpoints and audit events;
+the controller writes ``endpoint_status``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from api.db.base import Base, JsonDoc, UtcDateTime
+
+ID = String(32)  # uuid4 hex
+
+
+class Account(Base):
+    """A user or an org. Both live in one table so a namespace name is unique across the two."""
+
+    __tablename__ = "accounts"
+    __table_args__ = (CheckConstraint("kind IN ('user', 'org')", name="kind"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Membership(Base):
+    __tablename__ = "memberships"
+
+    org_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True, index=True)
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    endpoint_id: Mapped[str | None] = mapped_column(
+        ForeignKey("endpoints.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+class Endpoint(Base):
+    """The spec in the HF IE shape (secrets excluded), plus user intents (paused, scaled to zero).
+
+    ``generation`` grows on every spec change; writers compare-and-set on it, so no update is lost.
+    A deleted endpoint keeps its row (``deleted_at``) until the controller has removed its objects.
+    """
+
+    __tablename__ = "endpoints"
+    __table_args__ = (
+        Index("ix_endpoints_namespace_quota_key", "namespace", "quota_key"),
+        Index(
+            "uq_endpoints_namespace_name_live",
+            "namespace",
+            "name",
+            unique=True,
+            postgresql_where=text("deleted_at IS NULL"),
+            sqlite_where=text("deleted_at IS NULL"),
+        ),
+        CheckConstraint("generation >= 1", name="generation_positive"),
+    )
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    namespace: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(32))
+    spec: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
+    secrets: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    generation: Mapped[int] = mapped_column(Integer)
+    accelerators: Mapped[int] = mapped_column(Integer, doc="numAccelerators × maxReplica, for quota sums")
+    quota_key: Mapped[str] = mapped_column(String(160), doc="vendor-region-instanceType")
+    paused: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    scaled_to_zero: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    created_by: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_by: Mapped[str] = mapped_column(String(64))
+    deleted_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+class EndpointStatus(Base):
+    """Observed state, written only by the controller."""
+
+    __tablename__ = "endpoint_status"
+
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("endpoints.id", ondelete="CASCADE"), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    ready_replica: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    target_replica: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    url: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    resolved_revision: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    observed_generation: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    conditions: Mapped[list[dict[str, Any]]] = mapped_column(JsonDoc, default=list)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class AuditEvent(Base):
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_endpoint_id_id", "endpoint_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    endpoint_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    namespace: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    diff: Mapped[list[dict[str, Any]]] = mapped_column(JsonDoc)
+    request_id: Mapped[str] = mapped_column(String(128))
+    source_address: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -1,0 +1,158 @@
+"""Hardware and engine catalogs: data loaded from YAML, never code.
+
+The hardware catalog is a tree vendor → region → computes. A compute row is keyed by
+(vendor, region, accelerator, instanceType, instanceSize); its ``id`` is
+``{vendor}-{region}-{instanceType}-{instanceSize}`` as on the hosted product. In the YAML, an instance
+type lists its sizes with a multiplier over per-unit figures, so the file stays short and readable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.domain.enums import Accelerator, ImageVariant
+
+HardwareKey = tuple[str, str, str, str, str]  # vendor, region, accelerator, instanceType, instanceSize
+
+
+class KubernetesPlacement(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    node_selector: dict[str, str] = Field(default_factory=dict, alias="nodeSelector")
+    tolerations: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class Compute(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    vendor: str
+    region: str
+    cluster: str
+    accelerator: Accelerator
+    instance_type: str
+    instance_size: str
+    architecture: str
+    num_accelerators: int
+    num_cpus: int | None
+    memory_gb: float
+    gpu_memory_gb: float | None
+    price_per_hour: float
+    status: str
+    max_accelerators: int
+    placement: KubernetesPlacement
+
+    @property
+    def quota_key(self) -> str:
+        """Quota is per instance type in a region, across its sizes."""
+        return f"{self.vendor}-{self.region}-{self.instance_type}"
+
+    @property
+    def key(self) -> HardwareKey:
+        return (self.vendor, self.region, self.accelerator.value, self.instance_type, self.instance_size)
+
+
+class HardwareCatalog:
+    """Immutable lookup over compute rows, in catalog order."""
+
+    def __init__(self, computes: list[Compute]) -> None:
+        self.computes = computes
+        self._by_key = {c.key: c for c in computes}
+
+    def find(self, key: HardwareKey) -> Compute | None:
+        return self._by_key.get(key)
+
+    def near(self, vendor: str, region: str) -> list[Compute]:
+        return [c for c in self.computes if c.vendor == vendor and c.region == region]
+
+
+_SIZE_STATUSES = {"available", "low_availability", "not_available", "reserved", "deprecated"}
+
+
+def parse_hardware_catalog(raw: Mapping[str, Any], *, default_quota: int) -> HardwareCatalog:
+    computes: list[Compute] = []
+    for vendor in raw.get("vendors", []):
+        for region in vendor.get("regions", []):
+            cluster = region.get("cluster", "default")
+            for itype in region.get("instanceTypes", []):
+                placement = KubernetesPlacement.model_validate(itype.get("kubernetes", {}))
+                for size, spec in itype["sizes"].items():
+                    overrides = spec if isinstance(spec, dict) else {"factor": spec}
+                    figures = _size_figures(itype.get("unit", {}), overrides)
+                    status = overrides.get("status", itype.get("status", "available"))
+                    if status not in _SIZE_STATUSES:
+                        raise ValueError(f"hardware catalog: unknown status {status!r} for {itype['name']}")
+                    computes.append(
+                        Compute(
+                            id=f"{vendor['name']}-{region['name']}-{itype['name']}-{size}",
+                            vendor=vendor["name"],
+                            region=region["name"],
+                            cluster=cluster,
+                            accelerator=Accelerator(itype["accelerator"]),
+                            instance_type=itype["name"],
+                            instance_size=size,
+                            architecture=itype.get("architecture", itype["name"]),
+                            num_accelerators=figures.get("numAccelerators") or 1,
+                            num_cpus=figures.get("numCpus"),
+                            memory_gb=figures.get("memoryGb") or 0,
+                            gpu_memory_gb=figures.get("gpuMemoryGb"),
+                            price_per_hour=round(figures.get("pricePerHour") or 0.0, 4),
+                            status=status,
+                            max_accelerators=int(itype.get("quota", default_quota)),
+                            placement=placement,
+                        )
+                    )
+    return HardwareCatalog(computes)
+
+
+def _size_figures(unit: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """A size's figures: the unit figures times its factor, then its explicit overrides."""
+    factor = overrides.get("factor", 1)
+    figures = {name: value * factor for name, value in unit.items() if value is not None}
+    figures.update({k: v for k, v in overrides.items() if k not in ("factor", "status")})
+    return figures
+
+
+class EngineDefaults(BaseModel):
+    """What an image variant means when the spec leaves it out (the controller issue adds args/images)."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    health_route: str = Field(default="/health", alias="healthRoute")
+    port: int = 80
+    images: dict[str, str] = Field(default_factory=dict)
+
+
+class EngineCatalog:
+    def __init__(self, engines: dict[ImageVariant, EngineDefaults]) -> None:
+        self.engines = engines
+
+    def defaults(self, variant: ImageVariant) -> EngineDefaults:
+        return self.engines.get(variant, EngineDefaults())
+
+
+def parse_engine_catalog(raw: Mapping[str, Any]) -> EngineCatalog:
+    engines = {ImageVariant(k): EngineDefaults.model_validate(v) for k, v in raw.get("engines", {}).items()}
+    return EngineCatalog(engines)
+
+
+def _read_yaml(path: Path | None, default_name: str) -> Any:
+    if path is None:
+        text = (resources.files("api.domain") / default_name).read_text(encoding="utf-8")
+    else:
+        text = path.read_text(encoding="utf-8")
+    return yaml.safe_load(text) or {}
+
+
+def load_hardware_catalog(path: Path | None, *, default_quota: int) -> HardwareCatalog:
+    return parse_hardware_catalog(_read_yaml(path, "hardware.yaml"), default_quota=default_quota)
+
+
+def load_engine_catalog(path: Path | None) -> EngineCatalog:
+    return parse_engine_catalog(_read_yaml(path, "engines.yaml"))

@@ -1,0 +1,10 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def to_client_time(moment: datetime) -> str:
+    """``YYYY-MM-DDTHH:MM:SS.mmmZ``: the only shape the client's ``parse_datetime`` accepts."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

@@ -1,0 +1,371 @@
+"""Endpoint use cases. Services never commit: the request boundary does (api/deps.py).
+
+Lost-update safety: every read-modify-write locks the endpoint row first (``SELECT … FOR UPDATE``; on
+SQLite every transaction is ``BEGIN IMMEDIATE``), bumps ``generation`` and honours ``If-Match``. Duplicate
+names are refused by a partial unique index, not by a pre-check, so concurrent creates cannot both win.
+Quota checks lock the namespace's account row, so two creates cannot both squeeze under the quota.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from api.audit import repository as audit
+from api.audit.repository import AuditContext
+from api.crypto import SecretBox
+from api.db.models import AuditEvent, Endpoint, EndpointStatus
+from api.domain.catalog import Compute, EngineCatalog, HardwareCatalog
+from api.domain.enums import EndpointState
+from api.domain.spec import REDACTED, EndpointSpec, merge_spec, spec_diff
+from api.domain.state import shown_state
+from api.endpoint import repository
+from api.endpoint.schemas import observed_of
+from api.errors import BadRequest, Conflict, NotFound, PreconditionFailed
+from api.validation import validation_error
+
+
+@dataclass(frozen=True, slots=True)
+class Catalogs:
+    hardware: HardwareCatalog
+    engines: EngineCatalog
+    max_replica_ceiling: int
+
+
+def get(session: Session, *, namespace: str, name: str) -> tuple[Endpoint, EndpointStatus | None]:
+    found = repository.get_live(session, namespace, name)
+    if found is None:
+        raise NotFound(f"endpoint {namespace}/{name} not found")
+    return found
+
+
+def create(
+    session: Session,
+    *,
+    namespace: str,
+    spec: EndpointSpec,
+    catalogs: Catalogs,
+    box: SecretBox,
+    ctx: AuditContext,
+    now: datetime,
+) -> Endpoint:
+    compute = _check_context(spec, catalogs)
+    account = repository.lock_namespace(session, namespace)
+    if account is None:
+        raise NotFound(f"namespace {namespace!r} does not exist: create the user or org first")
+    _check_quota(session, namespace=namespace, compute=compute, spec=spec, excluding=None)
+    endpoint = Endpoint(
+        id=uuid.uuid4().hex,
+        namespace=namespace,
+        name=spec.name,
+        spec=_stored(spec, compute),
+        secrets=box.seal(spec.secret_material()),
+        generation=1,
+        accelerators=_accelerators(compute, spec),
+        quota_key=compute.quota_key,
+        paused=False,
+        scaled_to_zero=False,
+        created_at=now,
+        created_by=ctx.actor,
+        updated_at=now,
+        updated_by=ctx.actor,
+    )
+    session.add(endpoint)
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:
+        raise Conflict(
+            f"endpoint {namespace}/{spec.name} already exists: pick another name or update that endpoint"
+        ) from None
+    audit.record(
+        session,
+        ctx=ctx,
+        action="endpoint.create",
+        now=now,
+        endpoint_id=endpoint.id,
+        namespace=namespace,
+        diff=spec_diff({}, endpoint.spec),
+    )
+    return endpoint
+
+
+def update(
+    session: Session,
+    *,
+    namespace: str,
+    name: str,
+    patch: dict[str, Any],
+    if_match: str | None,
+    catalogs: Catalogs,
+    box: SecretBox,
+    ctx: AuditContext,
+    now: datetime,
+) -> Endpoint:
+    endpoint = _locked(session, namespace, name, if_match)
+    current = _unsealed_spec(endpoint, box)
+    patch = _keep_redacted(patch, current)
+    merged = merge_spec(current, patch)
+    merged["name"] = endpoint.name  # the name is the key; PUT cannot rename
+    try:
+        spec = EndpointSpec.model_validate(merged)
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+    compute = _check_context(spec, catalogs)
+    stored = _stored(spec, compute)
+    material = spec.secret_material()
+    if stored == endpoint.spec and material == _material(endpoint, box):
+        return endpoint  # nothing changed: no new generation, no audit event
+    accelerators = _accelerators(compute, spec)
+    if accelerators > endpoint.accelerators or compute.quota_key != endpoint.quota_key:
+        repository.lock_namespace(session, namespace)
+        _check_quota(session, namespace=namespace, compute=compute, spec=spec, excluding=endpoint.id)
+    diff = spec_diff(_with_material(endpoint.spec, _material(endpoint, box)), _with_material(stored, material))
+    endpoint.spec = stored
+    endpoint.secrets = box.seal(material)
+    endpoint.accelerators = accelerators
+    endpoint.quota_key = compute.quota_key
+    _bump(endpoint, ctx=ctx, now=now)
+    audit.record(
+        session,
+        ctx=ctx,
+        action="endpoint.update",
+        now=now,
+        endpoint_id=endpoint.id,
+        namespace=namespace,
+        diff=diff,
+    )
+    return endpoint
+
+
+def delete(session: Session, *, namespace: str, name: str, ctx: AuditContext, now: datetime) -> None:
+    endpoint = _locked(session, namespace, name, None)
+    endpoint.deleted_at = now
+    _bump(endpoint, ctx=ctx, now=now)
+    audit.record(
+        session,
+        ctx=ctx,
+        action="endpoint.delete",
+        now=now,
+        endpoint_id=endpoint.id,
+        namespace=namespace,
+    )
+
+
+def pause(session: Session, *, namespace: str, name: str, ctx: AuditContext, now: datetime) -> Endpoint:
+    endpoint = _locked(session, namespace, name, None)
+    if not endpoint.paused:
+        endpoint.paused = True
+        endpoint.scaled_to_zero = False
+        _bump(endpoint, ctx=ctx, now=now)
+        audit.record(
+            session,
+            ctx=ctx,
+            action="endpoint.pause",
+            now=now,
+            endpoint_id=endpoint.id,
+            namespace=namespace,
+            diff=[{"path": "paused", "old": False, "new": True}],
+        )
+    return endpoint
+
+
+def resume(
+    session: Session, *, namespace: str, name: str, catalogs: Catalogs, ctx: AuditContext, now: datetime
+) -> Endpoint:
+    endpoint = _locked(session, namespace, name, None)
+    if not endpoint.paused and not endpoint.scaled_to_zero:
+        state = _shown(endpoint, repository.status_of(session, endpoint.id))
+        raise BadRequest(f"endpoint {namespace}/{name} is already running (state {state.value}): nothing to resume")
+    if endpoint.paused:  # paused endpoints do not count against quota; resuming makes them count again
+        spec = EndpointSpec.model_validate(endpoint.spec)
+        compute = _check_context(spec, catalogs)
+        repository.lock_namespace(session, namespace)
+        _check_quota(session, namespace=namespace, compute=compute, spec=spec, excluding=endpoint.id)
+    diff = [
+        {"path": path, "old": True, "new": False}
+        for path, flag in (("paused", endpoint.paused), ("scaledToZero", endpoint.scaled_to_zero))
+        if flag
+    ]
+    endpoint.paused = False
+    endpoint.scaled_to_zero = False
+    _bump(endpoint, ctx=ctx, now=now)
+    audit.record(
+        session,
+        ctx=ctx,
+        action="endpoint.resume",
+        now=now,
+        endpoint_id=endpoint.id,
+        namespace=namespace,
+        diff=diff,
+    )
+    return endpoint
+
+
+def scale_to_zero(session: Session, *, namespace: str, name: str, ctx: AuditContext, now: datetime) -> Endpoint:
+    endpoint = _locked(session, namespace, name, None)
+    if endpoint.paused:
+        raise BadRequest(f"endpoint {namespace}/{name} is paused: resume it first, then scale it to zero")
+    if not endpoint.scaled_to_zero:
+        endpoint.scaled_to_zero = True
+        _bump(endpoint, ctx=ctx, now=now)
+        audit.record(
+            session,
+            ctx=ctx,
+            action="endpoint.scale_to_zero",
+            now=now,
+            endpoint_id=endpoint.id,
+            namespace=namespace,
+            diff=[{"path": "scaledToZero", "old": False, "new": True}],
+        )
+    return endpoint
+
+
+def events(session: Session, *, namespace: str, name: str, limit: int, before: int | None) -> list[AuditEvent]:
+    endpoint, _ = get(session, namespace=namespace, name=name)
+    return audit.events_of(session, endpoint.id, limit=limit, before=before)
+
+
+def hardware_usage(session: Session, *, namespace: str) -> dict[str, int]:
+    return repository.usage_by_compute(session, namespace)
+
+
+# -- helpers -------------------------------------------------------------------------------------------
+
+
+def etag(endpoint: Endpoint) -> str:
+    return f'"{endpoint.generation}"'
+
+
+def _locked(session: Session, namespace: str, name: str, if_match: str | None) -> Endpoint:
+    endpoint = repository.lock_live(session, namespace, name)
+    if endpoint is None:
+        raise NotFound(f"endpoint {namespace}/{name} not found")
+    if if_match is not None and if_match.strip() not in ("*", etag(endpoint), f"W/{etag(endpoint)}"):
+        raise PreconditionFailed(
+            f"endpoint {namespace}/{name} changed since you read it (now generation {endpoint.generation}): "
+            "GET it again and retry with the new ETag"
+        )
+    return endpoint
+
+
+def _bump(endpoint: Endpoint, *, ctx: AuditContext, now: datetime) -> None:
+    endpoint.generation = endpoint.generation + 1
+    endpoint.updated_at = now
+    endpoint.updated_by = ctx.actor
+
+
+def _shown(endpoint: Endpoint, status: EndpointStatus | None) -> EndpointState:
+    return shown_state(
+        paused=endpoint.paused,
+        scaled_to_zero=endpoint.scaled_to_zero,
+        generation=endpoint.generation,
+        min_replica=endpoint.spec["compute"]["scaling"]["minReplica"],
+        observed=observed_of(status),
+    ).state
+
+
+def _check_context(spec: EndpointSpec, catalogs: Catalogs) -> Compute:
+    key = (
+        spec.provider.vendor,
+        spec.provider.region,
+        spec.compute.accelerator.value,
+        spec.compute.instance_type,
+        spec.compute.instance_size,
+    )
+    compute = catalogs.hardware.find(key)
+    if compute is None:
+        options = sorted(
+            f"{c.accelerator.value}/{c.instance_type}/{c.instance_size}"
+            for c in catalogs.hardware.near(spec.provider.vendor, spec.provider.region)
+        )
+        where = f"{spec.provider.vendor}/{spec.provider.region}"
+        hint = f"choose one of: {', '.join(options)}" if options else "see GET /v2/provider/{namespace}"
+        raise BadRequest(
+            f"compute: no hardware {key[2]}/{key[3]}/{key[4]} in {where}: {hint}",
+            fields=[{"field": "compute", "message": "unknown hardware row"}],
+        )
+    if compute.status in ("deprecated", "not_available"):
+        raise BadRequest(
+            f"compute: {compute.id} is {compute.status}: choose another instance (GET /v2/provider/{{ns}})",
+            fields=[{"field": "compute.instanceType", "message": compute.status}],
+        )
+    ceiling = catalogs.max_replica_ceiling
+    if spec.compute.scaling.max_replica > ceiling:
+        raise BadRequest(
+            f"compute.scaling.maxReplica: {spec.compute.scaling.max_replica} is above this installation's "
+            f"ceiling of {ceiling}: lower it",
+            fields=[{"field": "compute.scaling.maxReplica", "message": f"at most {ceiling}"}],
+        )
+    return compute
+
+
+def _stored(spec: EndpointSpec, compute: Compute) -> dict[str, Any]:
+    stored = spec.to_stored()
+    stored["compute"] = {"id": compute.id, **stored["compute"]}
+    return stored
+
+
+def _accelerators(compute: Compute, spec: EndpointSpec) -> int:
+    return compute.num_accelerators * spec.compute.scaling.max_replica
+
+
+def _check_quota(
+    session: Session, *, namespace: str, compute: Compute, spec: EndpointSpec, excluding: str | None
+) -> None:
+    wanted = _accelerators(compute, spec)
+    used = repository.accelerators_in_use(session, namespace, compute.quota_key, excluding=excluding)
+    if used + wanted > compute.max_accelerators:
+        raise BadRequest(
+            f"quota: {namespace} would use {used + wanted} of {compute.max_accelerators} allowed "
+            f"{compute.instance_type} accelerators ({used} in use, this endpoint needs {wanted} at maxReplica "
+            f"{spec.compute.scaling.max_replica}): lower maxReplica, pause or delete another endpoint, "
+            "or ask an admin for more quota",
+            fields=[{"field": "compute.scaling.maxReplica", "message": "quota exceeded"}],
+        )
+
+
+def _material(endpoint: Endpoint, box: SecretBox) -> dict[str, Any]:
+    return box.open(endpoint.secrets) if endpoint.secrets else {"secrets": {}}
+
+
+def _unsealed_spec(endpoint: Endpoint, box: SecretBox) -> dict[str, Any]:
+    """The stored spec with the real secret values put back, ready to merge and validate."""
+    return _with_material(endpoint.spec, _material(endpoint, box))
+
+
+def _with_material(spec: dict[str, Any], material: dict[str, Any]) -> dict[str, Any]:
+    model = {**spec["model"], "secrets": dict(material.get("secrets", {}))}
+    password = material.get("registryPassword")
+    if password is not None:
+        ((variant, config),) = model["image"].items()
+        creds = {**config.get("credentials", {}), "password": password}
+        model["image"] = {variant: {**config, "credentials": creds}}
+    return {**spec, "model": model}
+
+
+def _keep_redacted(patch: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """A round-tripped ``**redacted**`` value means "keep the stored secret", never the literal text."""
+    model = patch.get("model")
+    if not isinstance(model, dict):
+        return patch
+    model = dict(model)
+    secrets = model.get("secrets")
+    if isinstance(secrets, dict):
+        old = current["model"].get("secrets", {})
+        model["secrets"] = {k: (old.get(k, v) if v == REDACTED else v) for k, v in secrets.items()}
+    image = model.get("image")
+    if isinstance(image, dict) and len(image) == 1:
+        ((variant, config),) = image.items()
+        creds = config.get("credentials") if isinstance(config, dict) else None
+        if isinstance(creds, dict) and creds.get("password") == REDACTED:
+            old_config = current["model"]["image"].get(variant, {})
+            old_password = old_config.get("credentials", {}).get("password")
+            model["image"] = {variant: {**config, "credentials": {**creds, "password": old_password}}}
+    return {**patch, "model": model}

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic.alias_generators import to_camel
+
+NamespaceName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,62}[A-Za-z0-9])?$")]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+class UserCreate(_Body):
+    name: NamespaceName
+    admin: bool = False
+
+
+class OrgCreate(_Body):
+    name: NamespaceName
+    members: list[NamespaceName] = Field(default_factory=list)
+
+
+class TokenCreate(_Body):
+    user: NamespaceName | None = Field(default=None, description="Defaults to the caller.")
+    name: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    expires_in_days: int | None = Field(default=None, ge=1, le=3650)
+    endpoint: str | None = Field(
+        default=None, pattern=r"^[^/]+/[^/]+$", description="'namespace/name': the token works only there."
+    )

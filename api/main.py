@@ -1,0 +1,115 @@
+"""``create_app(settings)``: the API as an ASGI app. No work at import time."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+from api import bootstrap
+from api.crypto import SecretBox
+from api.db.session import make_engine, make_sessionmaker
+from api.deps import AppState, utc_now
+from api.domain.catalog import load_engine_catalog, load_hardware_catalog
+from api.endpoint.routes import router as endpoint_router
+from api.endpoint.service import Catalogs
+from api.errors import DaisError
+from api.hardware.routes import router as hardware_router
+from api.identity.routes import router as identity_router
+from api.middleware import RequestContextMiddleware, current_request_id
+from api.responses import FastJSONResponse
+from api.settings import Settings
+from api.validation import validation_error
+
+log = logging.getLogger("dais.api")
+
+
+def build_state(
+    settings: Settings,
+    *,
+    sessions: sessionmaker[Session] | None = None,
+    clock: Callable[[], datetime] = utc_now,
+) -> AppState:
+    if sessions is None:
+        sessions = make_sessionmaker(make_engine(settings.effective_database_url, pool_size=settings.db_pool_size))
+    catalogs = Catalogs(
+        hardware=load_hardware_catalog(settings.hardware_catalog, default_quota=settings.default_quota_accelerators),
+        engines=load_engine_catalog(settings.engine_catalog),
+        max_replica_ceiling=settings.max_replica_ceiling,
+    )
+    return AppState(
+        settings=settings,
+        sessions=sessions,
+        catalogs=catalogs,
+        box=SecretBox(bootstrap.secret_key(settings)),
+        clock=clock,
+    )
+
+
+def create_app(settings: Settings, *, state: AppState | None = None, access_log: bool = True) -> FastAPI:
+    app = FastAPI(
+        title="Dais",
+        version="0.1.0",
+        description="Self-hosted Inference Endpoints. Speaks the Hugging Face Inference Endpoints v2 dialect.",
+        default_response_class=FastJSONResponse,
+    )
+    app.state.dais = state or build_state(settings)
+    app.add_middleware(RequestContextMiddleware, access_log=access_log)
+    app.include_router(endpoint_router)
+    app.include_router(hardware_router)
+    app.include_router(identity_router)
+    _install_error_handlers(app)
+    _install_operations(app)
+    return app
+
+
+def _error(status: int, message: str) -> FastJSONResponse:
+    return FastJSONResponse({"error": message, "statusCode": status}, status_code=status)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DaisError)
+    async def dais_error(_: Request, exc: DaisError) -> Response:
+        return FastJSONResponse(exc.body(), status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> Response:
+        error = validation_error(exc.errors())
+        return FastJSONResponse(error.body(), status_code=error.status_code)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> Response:
+        return _error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def crash(_: Request, exc: Exception) -> Response:
+        log.exception("unhandled error")
+        return _error(500, f"internal error (request id {current_request_id()}); nothing was changed")
+
+
+def _install_operations(app: FastAPI) -> None:
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    def readyz(request: Request) -> Response:
+        state: AppState = request.app.state.dais
+        try:
+            with state.sessions() as session:
+                session.execute(text("SELECT 1"))
+        except Exception as exc:  # any database failure means "not ready", with the reason
+            return _error(503, f"database unreachable: {type(exc).__name__}")
+        return FastJSONResponse({"status": "ready"})
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,46 @@
+"""Process settings, built once per process (``Settings()``) and passed down; never a module singleton."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DAIS_", env_nested_delimiter="__", extra="ignore")
+
+    home: Path = Field(default=Path("~/.dais"), description="State directory for the local default.")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default: a SQLite file in DAIS_HOME.")
+    admin_token: SecretStr | None = Field(
+        default=None, description="When set, user 'admin' exists with exactly this token."
+    )
+    public_url: str = Field(default="http://127.0.0.1:8000", description="How users reach this API.")
+    gateway_url: str | None = Field(default=None, description="Public URL of the gateway (data plane).")
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Fernet key encrypting secrets at rest; generated into DAIS_HOME for the local default.",
+    )
+    hardware_catalog: Path | None = Field(default=None, description="YAML hardware catalog; default ships.")
+    engine_catalog: Path | None = Field(default=None, description="YAML engine catalog; default ships.")
+    max_replica_ceiling: int = Field(default=64, ge=1, description="Highest maxReplica a spec may ask for.")
+    default_quota_accelerators: int = Field(
+        default=16, ge=0, description="Per-namespace accelerator quota for catalog rows that name none."
+    )
+    db_pool_size: int = Field(default=10, ge=1)
+    log_json: bool = True
+    log_level: str = "INFO"
+
+    @field_validator("home")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'dais.db'}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.effective_database_url.startswith("sqlite")

@@ -1,0 +1,3 @@
+from dais.cli import main
+
+raise SystemExit(main())

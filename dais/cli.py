@@ -1,0 +1,218 @@
+"""The ``dais`` command line: the one composition root, allowed to import every component."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+import migrations
+from api.bootstrap import ConfigurationError, ensure_admin
+from api.crypto import new_key
+from api.logs import configure_logging
+from api.main import build_state, create_app
+from api.settings import Settings
+
+
+def app_factory() -> Any:
+    """For ``uvicorn --factory`` worker processes: settings come from the environment."""
+    settings = Settings()
+    configure_logging(json_lines=settings.log_json, level=settings.log_level)
+    return create_app(settings, access_log=_access_log())
+
+
+def _access_log() -> bool:
+    return os.environ.get("DAIS_ACCESS_LOG", "true").lower() not in ("0", "false", "no")
+
+
+def _serve_api(args: argparse.Namespace, *, upgrade: bool) -> int:
+    import uvicorn
+
+    settings = Settings()
+    configure_logging(json_lines=settings.log_json, level=settings.log_level)
+    try:
+        if upgrade:
+            migrations.upgrade(settings.effective_database_url)
+        state = build_state(settings)
+    except ConfigurationError as exc:
+        print(f"dais: {exc}", file=sys.stderr)
+        return 2
+    token = ensure_admin(state.sessions, settings, datetime.now(UTC))
+    if token is not None:
+        print(
+            "\n  Admin token (shown once; keep it):\n\n"
+            f"    export DAIS_TOKEN={token}\n\n"
+            f'  Try: curl -H "Authorization: Bearer $DAIS_TOKEN" http://{args.host}:{args.port}/api/whoami-v2\n',
+            flush=True,
+        )
+    if args.workers > 1:
+        uvicorn.run(
+            "dais.cli:app_factory",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_config=None,
+            access_log=False,
+        )
+    else:
+        app = create_app(settings, state=state, access_log=_access_log())
+        uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False)
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    return _serve_api(args, upgrade=True)
+
+
+def _cmd_api(args: argparse.Namespace) -> int:
+    return _serve_api(args, upgrade=args.upgrade)
+
+
+def _cmd_db(args: argparse.Namespace) -> int:
+    url = Settings().effective_database_url
+    if args.db_command == "upgrade":
+        migrations.upgrade(url, args.revision)
+    else:
+        migrations.downgrade(url, args.revision)
+    return 0
+
+
+def _cmd_secret_key(_: argparse.Namespace) -> int:
+    print(new_key())
+    return 0
+
+
+class ApiClient:
+    """A thin client of our own API for the CLI; errors print the server's message."""
+
+    def __init__(self, url: str, token: str | None) -> None:
+        if not token:
+            raise SystemExit(
+                "dais: no token: pass --token or set DAIS_TOKEN (the admin token is printed at first start)"
+            )
+        self.http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None, **params: Any) -> Any:
+        try:
+            response = self.http.request(method, path, json=body, params={k: v for k, v in params.items() if v})
+        except httpx.HTTPError as exc:
+            raise SystemExit(f"dais: cannot reach {self.http.base_url}: {exc}") from None
+        if response.status_code >= 400:
+            try:
+                message = response.json().get("error", response.text)
+            except ValueError:
+                message = response.text
+            raise SystemExit(f"dais: {response.status_code}: {message}")
+        return response.json()
+
+
+def _client(args: argparse.Namespace) -> ApiClient:
+    return ApiClient(args.url, args.token)
+
+
+def _print(data: Any) -> None:
+    print(json.dumps(data, indent=2))
+
+
+def _cmd_users(args: argparse.Namespace) -> int:
+    _print(_client(args).call("POST", "/api/users", {"name": args.name, "admin": args.admin}))
+    return 0
+
+
+def _cmd_orgs(args: argparse.Namespace) -> int:
+    _print(_client(args).call("POST", "/api/orgs", {"name": args.name, "members": args.member}))
+    return 0
+
+
+def _cmd_tokens(args: argparse.Namespace) -> int:
+    client = _client(args)
+    if args.tokens_command == "create":
+        body = {
+            "name": args.name,
+            "user": args.user,
+            "expiresInDays": args.expires_in_days,
+            "endpoint": args.endpoint,
+        }
+        created = client.call("POST", "/api/tokens", {k: v for k, v in body.items() if v is not None})
+        _print(created)
+        print(f"\nThe token is shown only now: {created['token']}", file=sys.stderr)
+    elif args.tokens_command == "list":
+        for item in client.call("GET", "/api/tokens", user=args.user)["items"]:
+            state = (
+                "revoked" if item["revokedAt"] else ("expires " + item["expiresAt"] if item["expiresAt"] else "active")
+            )
+            print(f"{item['id']}  {item['user']:<16} {item['name']:<20} {item['prefix']}…  {state}")
+    else:
+        _print(client.call("DELETE", f"/api/tokens/{args.id}"))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dais", description="Self-hosted Inference Endpoints.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def server(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument("--host", default="127.0.0.1")
+        sub.add_argument("--port", type=int, default=8000)
+        sub.add_argument("--workers", type=int, default=1, help="API worker processes")
+        return sub
+
+    server("serve", "run Dais in one process (upgrades the database first)").set_defaults(func=_cmd_serve)
+    api = server("api", "run the API server")
+    api.add_argument("--upgrade", action="store_true", help="upgrade the database schema first")
+    api.set_defaults(func=_cmd_api)
+
+    db = commands.add_parser("db", help="database schema")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    db_commands.add_parser("upgrade").add_argument("revision", nargs="?", default="head")
+    db_commands.add_parser("downgrade").add_argument("revision")
+    db.set_defaults(func=_cmd_db)
+
+    commands.add_parser("secret-key", help="print a new DAIS_SECRET_KEY").set_defaults(func=_cmd_secret_key)
+
+    def remote(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sub.add_argument("--url", default=os.environ.get("DAIS_URL", "http://127.0.0.1:8000"))
+        sub.add_argument("--token", default=os.environ.get("DAIS_TOKEN"))
+        return sub
+
+    users = commands.add_parser("users", help="manage users").add_subparsers(dest="users_command", required=True)
+    create_user = remote(users.add_parser("create", help="create a user (admin)"))
+    create_user.add_argument("name")
+    create_user.add_argument("--admin", action="store_true")
+    create_user.set_defaults(func=_cmd_users)
+
+    orgs = commands.add_parser("orgs", help="manage orgs").add_subparsers(dest="orgs_command", required=True)
+    create_org = remote(orgs.add_parser("create", help="create an org (admin)"))
+    create_org.add_argument("name")
+    create_org.add_argument("--member", action="append", default=[], help="a member's user name (repeatable)")
+    create_org.set_defaults(func=_cmd_orgs)
+
+    tokens = commands.add_parser("tokens", help="manage API tokens").add_subparsers(
+        dest="tokens_command", required=True
+    )
+    create_token = remote(tokens.add_parser("create", help="create a token (shown once)"))
+    create_token.add_argument("--name", required=True)
+    create_token.add_argument("--user", help="for another user (admin)")
+    create_token.add_argument("--expires-in-days", type=int)
+    create_token.add_argument("--endpoint", help="namespace/name: a data-plane token for one endpoint")
+    list_tokens = remote(tokens.add_parser("list", help="list tokens"))
+    list_tokens.add_argument("--user")
+    revoke = remote(tokens.add_parser("revoke", help="revoke a token"))
+    revoke.add_argument("id")
+    for sub in (create_token, list_tokens, revoke):
+        sub.set_defaults(func=_cmd_tokens)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result

@@ -1,0 +1,157 @@
+"""Shared fixtures: a real PostgreSQL (one server and database per xdist worker), the app on a
+connection whose outer transaction is rolled back after each test, and a live server for tests that
+need real commits (``committed``)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+import migrations
+from api.crypto import new_key
+from api.db.base import Base
+from api.db.session import make_engine, make_sessionmaker
+from api.main import build_state, create_app
+from api.settings import Settings
+from tests.factories import ADMIN_TOKEN, make_user
+from tests.fixtures.postgres import create_database, free_port, postgres_server
+
+SECRET_KEY = new_key()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    given = os.environ.get("DAIS_TEST_DATABASE_URL")
+    if given:
+        yield given
+        return
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def pg_url(pg_server: str, worker_id: str) -> str:
+    url = create_database(pg_server, f"dais_test_{worker_id}")
+    migrations.upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def engine(pg_url: str) -> Iterator[Engine]:
+    engine = make_engine(pg_url)
+    yield engine
+    engine.dispose()
+
+
+def test_settings(database_url: str, home: Path, **overrides: Any) -> Settings:
+    return Settings(
+        database_url=database_url,
+        secret_key=SECRET_KEY,
+        admin_token=ADMIN_TOKEN,
+        home=home,
+        log_json=False,
+        **overrides,
+    )
+
+
+@pytest.fixture
+def settings(pg_url: str, tmp_path: Path) -> Settings:
+    return test_settings(pg_url, tmp_path)
+
+
+@pytest.fixture
+def db(engine: Engine) -> Iterator[sessionmaker[Session]]:
+    """A session factory whose every transaction is a savepoint inside one outer, rolled-back transaction."""
+    with engine.connect() as connection:
+        outer = connection.begin()
+        yield sessionmaker(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
+        outer.rollback()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 23, 12, 0, 0, 123456, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def client(settings: Settings, db: sessionmaker[Session], clock: Clock) -> Iterator[TestClient]:
+    state = build_state(settings, sessions=db, clock=clock)
+    from api.bootstrap import ensure_admin
+
+    ensure_admin(db, settings, clock())
+    app = create_app(settings, state=state)
+    with TestClient(app, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def alice(db: sessionmaker[Session], clock: Clock) -> str:
+    """A plain user 'alice'; returns her token."""
+    with db() as session, session.begin():
+        return make_user(session, "alice", now=clock())
+
+
+def _truncate(engine: Engine) -> None:
+    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} CASCADE"))
+
+
+class LiveServer:
+    def __init__(self, url: str, settings: Settings, sessions: sessionmaker[Session]) -> None:
+        self.url = url
+        self.settings = settings
+        self.sessions = sessions
+
+
+@pytest.fixture(scope="module")
+def live_server(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """The API served by uvicorn on a free loopback port, committing for real (tables emptied after)."""
+    from api.bootstrap import ensure_admin
+
+    settings = test_settings(pg_url, tmp_path_factory.mktemp("home"))
+    engine = make_engine(pg_url)
+    sessions = make_sessionmaker(engine)
+    _truncate(engine)
+    ensure_admin(sessions, settings, datetime.now(UTC))
+    app = create_app(settings, state=build_state(settings, sessions=sessions), access_log=False)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    started = threading.Event()
+    deadline = datetime.now(UTC).timestamp() + 20
+    while not server.started:
+        if datetime.now(UTC).timestamp() > deadline or not thread.is_alive():
+            raise RuntimeError("live server did not start")
+        started.wait(0.02)
+    yield LiveServer(f"http://127.0.0.1:{port}", settings, sessions)
+    server.should_exit = True
+    thread.join(timeout=10)
+    _truncate(engine)
+    engine.dispose()
+
+
+@pytest.fixture
+def committed(engine: Engine) -> Iterator[Engine]:
+    """For tests that commit through their own sessions: tables are emptied afterwards."""
+    yield engine
+    _truncate(engine)

@@ -1,0 +1,59 @@
+"""Plain factory functions for test data."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from api.db.models import Account
+from api.identity import repository
+from api.identity.service import issue_token
+
+ADMIN_TOKEN = "dais_test_admin_token_0123456789abcdef"
+
+
+def make_user(session: Session, name: str, *, now: datetime, admin: bool = False) -> str:
+    """Creates a user and returns a fresh token for it."""
+    user = Account(id=uuid.uuid4().hex, name=name, kind="user", is_admin=admin, created_at=now)
+    session.add(user)
+    session.flush()
+    _, token = issue_token(session, user=user, name="test", expires_at=None, endpoint_id=None, now=now)
+    return token
+
+
+def make_org(session: Session, name: str, *, members: list[str], now: datetime) -> None:
+    org = Account(id=uuid.uuid4().hex, name=name, kind="org", is_admin=False, created_at=now)
+    session.add(org)
+    session.flush()
+    for member in members:
+        user = repository.by_name(session, member)
+        assert user is not None
+        repository.add_member(session, org_id=org.id, user_id=user.id)
+
+
+def endpoint_body(name: str = "my-ep", **overrides: Any) -> dict[str, Any]:
+    """A create body as huggingface_hub 2.4 sends it (reference §7.1)."""
+    body: dict[str, Any] = {
+        "compute": {
+            "accelerator": "gpu",
+            "instanceSize": "x1",
+            "instanceType": "nvidia-l4",
+            "scaling": {"maxReplica": 1, "minReplica": 1, "scaleToZeroTimeout": None},
+        },
+        "model": {
+            "framework": "pytorch",
+            "repository": "openai-community/gpt2",
+            "revision": None,
+            "image": {"huggingface": {}},
+            "task": "text-generation",
+        },
+        "name": name,
+        "provider": {"region": "us-east-1", "vendor": "aws"},
+        "type": "authenticated",
+    }
+    for key, value in overrides.items():
+        body[key] = value
+    return body
