@@ -40,8 +40,9 @@ def pg_server() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def pg_url(pg_server: str, worker_id: str) -> str:
-    url = create_database(pg_server, f"dais_test_{worker_id}")
+def pg_url(pg_server: str, request: pytest.FixtureRequest) -> str:
+    worker = getattr(request.config, "workerinput", {}).get("workerid", "main")  # xdist, when running
+    url = create_database(pg_server, f"dais_test_{worker}")
     migrations.upgrade(url)
     return url
 
@@ -53,7 +54,7 @@ def engine(pg_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
-def test_settings(database_url: str, home: Path, **overrides: Any) -> Settings:
+def make_settings(database_url: str, home: Path, **overrides: Any) -> Settings:
     return Settings(
         database_url=database_url,
         secret_key=SECRET_KEY,
@@ -66,7 +67,7 @@ def test_settings(database_url: str, home: Path, **overrides: Any) -> Settings:
 
 @pytest.fixture
 def settings(pg_url: str, tmp_path: Path) -> Settings:
-    return test_settings(pg_url, tmp_path)
+    return make_settings(pg_url, tmp_path)
 
 
 @pytest.fixture
@@ -127,7 +128,7 @@ def live_server(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     """The API served by uvicorn on a free loopback port, committing for real (tables emptied after)."""
     from api.bootstrap import ensure_admin
 
-    settings = test_settings(pg_url, tmp_path_factory.mktemp("home"))
+    settings = make_settings(pg_url, tmp_path_factory.mktemp("home"))
     engine = make_engine(pg_url)
     sessions = make_sessionmaker(engine)
     _truncate(engine)

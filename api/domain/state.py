@@ -33,6 +33,10 @@ class Shown:
 
 MESSAGES = {
     EndpointState.PENDING: "Endpoint waiting to be scheduled",
+    EndpointState.INITIALIZING: "Endpoint is starting",
+    EndpointState.RUNNING: "Endpoint is ready",
+    EndpointState.FAILED: "Endpoint failed to deploy",
+    EndpointState.UPDATE_FAILED: "Endpoint failed to apply the last update; the previous version keeps serving",
     EndpointState.PAUSED: "Endpoint is paused; resume it to serve again",
     EndpointState.SCALED_TO_ZERO: "Endpoint is scaled to zero; the next request wakes it",
     EndpointState.UPDATING: "Endpoint is applying a configuration change",
@@ -48,7 +52,7 @@ def shown_state(
     if observed is not None and current:
         state = EndpointState(observed.state)
         url = observed.url if state is EndpointState.RUNNING else None
-        message = observed.message or MESSAGES.get(state, "")
+        message = observed.message or MESSAGES[state]
         return Shown(state, message, observed.ready_replica, observed.target_replica, url)
     if scaled_to_zero:
         ready = observed.ready_replica if observed else 0

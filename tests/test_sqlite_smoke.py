@@ -1,0 +1,52 @@
+"""The single-process default: the whole API on SQLite, as `make serve` runs it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+import migrations
+from api.bootstrap import ensure_admin
+from api.main import build_state, create_app
+from api.settings import Settings
+from tests.factories import ADMIN_TOKEN, endpoint_body
+
+
+def test_crud_on_sqlite(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path, admin_token=ADMIN_TOKEN, log_json=False)
+    migrations.upgrade(settings.effective_database_url)
+    state = build_state(settings)
+    ensure_admin(state.sessions, settings, state.clock())
+    assert (tmp_path / "secret.key").exists(), "the local default generates its secret key"
+    with TestClient(create_app(settings, state=state), headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as client:
+        body = endpoint_body()
+        body["model"]["secrets"] = {"KEY": "v"}
+        assert client.post("/v2/endpoint/admin", json=body).status_code == 200
+        assert client.post("/v2/endpoint/admin", json=body).status_code == 409
+        updated = client.put("/v2/endpoint/admin/my-ep", json={"compute": {"scaling": {"maxReplica": 2}}}).json()
+        assert updated["compute"]["scaling"]["maxReplica"] == 2
+        assert updated["status"]["generation"] == 2
+        assert updated["model"]["secrets"] == {"KEY": "**redacted**"}
+        assert client.post("/v2/endpoint/admin/my-ep/pause").json()["status"]["state"] == "paused"
+        assert client.delete("/v2/endpoint/admin/my-ep").status_code == 200
+        assert client.get("/v2/endpoint/admin").json() == {"items": []}
+        assert client.get("/readyz").status_code == 200
+
+
+def test_admin_token_is_created_once_or_taken_from_settings(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path, log_json=False)
+    migrations.upgrade(settings.effective_database_url)
+    state = build_state(settings)
+    first = ensure_admin(state.sessions, settings, state.clock())
+    assert first is not None
+    assert first.startswith("dais_")
+    assert ensure_admin(state.sessions, settings, state.clock()) is None, "printed once only"
+    with TestClient(create_app(settings, state=state)) as client:
+        assert client.get("/api/whoami-v2", headers={"Authorization": f"Bearer {first}"}).json()["name"] == "admin"
+        configured = Settings(home=tmp_path, admin_token="dais_configured_token", log_json=False)
+        assert ensure_admin(state.sessions, configured, state.clock()) is None
+        ok = client.get("/api/whoami-v2", headers={"Authorization": "Bearer dais_configured_token"})
+        assert ok.status_code == 200
+        replaced = client.get("/api/whoami-v2", headers={"Authorization": f"Bearer {first}"})
+        assert replaced.status_code == 401, "the configured admin token replaces the generated one"
