@@ -47,7 +47,8 @@ def get_session(state: StateDep) -> Iterator[Session]:
         yield session
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": commit before the response is sent, so a 200 always means "stored".
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 def get_now(state: StateDep) -> datetime:
