@@ -24,19 +24,29 @@ from api.db.session import make_engine, make_sessionmaker
 from api.main import build_state, create_app
 from api.settings import Settings
 from tests.factories import ADMIN_TOKEN, make_user
-from tests.fixtures.postgres import create_database, free_port, postgres_server
+from tests.fixtures.postgres import (
+    create_database,
+    free_port,
+    have_local_postgres,
+    postgres_container,
+    postgres_server,
+)
 
 SECRET_KEY = new_key()
 
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[str]:
+    """DAIS_TEST_DATABASE_URL when given; else Debian's PostgreSQL binaries; else a Docker container."""
     given = os.environ.get("DAIS_TEST_DATABASE_URL")
     if given:
         yield given
-        return
-    with postgres_server() as url:
-        yield url
+    elif have_local_postgres():
+        with postgres_server() as url:
+            yield url
+    else:
+        with postgres_container() as url:
+            yield url
 
 
 @pytest.fixture(scope="session")
