@@ -18,12 +18,11 @@ def authenticate(session: Session, *, authorization: str | None, now: datetime) 
     found = repository.token_with_user(session, tokens.digest(token.strip()))
     if found is None:
         raise Unauthorized("invalid token: check it, or create a new one with `dais tokens create`")
-    api_token, user = found
+    api_token, user, orgs = found
     if api_token.revoked_at is not None:
         raise Unauthorized("this token was revoked: create a new one with `dais tokens create`")
     if api_token.expires_at is not None and api_token.expires_at <= now:
         raise Unauthorized("this token has expired: create a new one with `dais tokens create`")
-    orgs = repository.org_names_of(session, user.id)
     return Principal(
         account_id=user.id,
         name=user.name,
