@@ -123,7 +123,8 @@ def update(
     if stored == endpoint.spec and material == _material(endpoint, box):
         return endpoint  # nothing changed: no new generation, no audit event
     accelerators = _accelerators(compute, spec)
-    if accelerators > endpoint.accelerators or compute.quota_key != endpoint.quota_key:
+    grows = accelerators > endpoint.accelerators or compute.quota_key != endpoint.quota_key
+    if grows and not endpoint.paused:  # paused endpoints do not count; resume checks them
         repository.lock_namespace(session, namespace)
         _check_quota(session, namespace=namespace, compute=compute, spec=spec, excluding=endpoint.id)
     diff = spec_diff(_with_material(endpoint.spec, _material(endpoint, box)), _with_material(stored, material))

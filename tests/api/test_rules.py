@@ -116,3 +116,14 @@ def test_provider_quota_reflects_pause(client: TestClient) -> None:
     assert used() == 8
     client.post(f"/v2/endpoint/{NS}/a/pause")
     assert used() == 0
+
+
+def test_paused_endpoints_may_grow_beyond_quota_until_resumed(client: TestClient) -> None:
+    client.post(f"/v2/endpoint/{NS}", json=body_with("a", size="x4", max_replica=4))  # 16 of 16
+    client.post(f"/v2/endpoint/{NS}", json=body_with("b", size="x1", max_replica=1))  # refused, not created
+    client.post(f"/v2/endpoint/{NS}/a/pause")
+    assert client.post(f"/v2/endpoint/{NS}", json=body_with("b", size="x1", max_replica=1)).status_code == 200
+    assert client.put(f"/v2/endpoint/{NS}/a", json={"compute": {"scaling": {"maxReplica": 8}}}).status_code == 200
+    resume = client.post(f"/v2/endpoint/{NS}/a/resume")
+    assert resume.status_code == 400
+    assert "would use 33 of 16" in resume.json()["error"]
