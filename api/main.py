@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
+from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
@@ -84,6 +85,12 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def invalid(_: Request, exc: RequestValidationError) -> Response:
         error = validation_error(exc.errors())
         return FastJSONResponse(error.body(), status_code=error.status_code)
+
+    @app.exception_handler(DataError)
+    async def unstorable(_: Request, exc: DataError) -> Response:
+        # Safety net under validation: a value the database cannot store is the caller's error, not ours.
+        detail = str(exc.orig).splitlines()[0] if exc.orig else "invalid value"
+        return _error(400, f"a value cannot be stored ({detail}): check text for NUL characters and numbers for range")
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> Response:

@@ -37,6 +37,38 @@ class _Shape(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
 
+def find_nul(value: Any, path: str = "") -> str | None:
+    """The path of the first string (key or value) holding a NUL character, which no database text can store."""
+    if isinstance(value, str):
+        return (path or "body") if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if "\x00" in str(key):
+                return where
+            found = find_nul(item, where)
+            if found:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = find_nul(item, f"{path}[{index}]")
+            if found:
+                return found
+    return None
+
+
+class RequestBody(_Shape):
+    """A top-level body: refuses NUL characters anywhere, naming the field."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        where = find_nul(data)
+        if where:
+            raise ValueError(f"{where} contains a NUL character (\\u0000): remove it")
+        return data
+
+
 def check_revision(revision: str) -> str:
     """Safe revisions only: letters, digits, ``-``, ``_``, ``.`` and inner ``/`` (``refs/pr/1``)."""
     if not revision:
@@ -221,7 +253,7 @@ class CustomRouter(BaseModel):
     port: Port | None = None
 
 
-class EndpointSpec(_Shape):
+class EndpointSpec(RequestBody):
     name: Annotated[str, StringConstraints(pattern=NAME_PATTERN)] = Field(
         description="Lowercase letters, digits and '-', 1-32 characters, starting and ending alphanumeric."
     )
@@ -270,7 +302,7 @@ class EndpointSpec(_Shape):
         return material
 
 
-class EndpointUpdate(_Shape):
+class EndpointUpdate(RequestBody):
     """A PUT body: any subset of the spec. Objects merge; image, lists and maps replace."""
 
     type: EndpointType | None = None

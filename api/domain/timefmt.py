@@ -7,4 +7,5 @@ def to_client_time(moment: datetime) -> str:
     """``YYYY-MM-DDTHH:MM:SS.mmmZ``: the only shape the client's ``parse_datetime`` accepts."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    # isoformat is C-fast; strftime showed up in LIST profiles.
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").removesuffix("+00:00") + "Z"

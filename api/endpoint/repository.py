@@ -1,30 +1,62 @@
 from __future__ import annotations
 
-from sqlalchemy import Select, func, select
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Row, Select, func, select
 from sqlalchemy.orm import Session
 
 from api.db.models import Account, Endpoint, EndpointStatus
+from api.domain.state import Observed
 
-Pair = tuple[Endpoint, EndpointStatus | None]
+# Reads go through Core rows, not ORM entities: LIST renders 100 of them per request.
+_READ_COLUMNS = (
+    Endpoint.id,
+    Endpoint.spec,
+    Endpoint.generation,
+    Endpoint.paused,
+    Endpoint.scaled_to_zero,
+    Endpoint.created_at,
+    Endpoint.created_by,
+    Endpoint.updated_at,
+    Endpoint.updated_by,
+    EndpointStatus.state.label("status_state"),
+    EndpointStatus.message.label("status_message"),
+    EndpointStatus.ready_replica.label("status_ready"),
+    EndpointStatus.target_replica.label("status_target"),
+    EndpointStatus.url.label("status_url"),
+    EndpointStatus.observed_generation.label("status_generation"),
+)
 
 
-def _live() -> Select[Endpoint, EndpointStatus]:
+def _live() -> Select[Any]:
     return (
-        select(Endpoint, EndpointStatus)
+        select(*_READ_COLUMNS)
         .outerjoin(EndpointStatus, EndpointStatus.endpoint_id == Endpoint.id)
         .where(Endpoint.deleted_at.is_(None))
     )
 
 
-def list_in(session: Session, namespace: str) -> list[Pair]:
-    stmt = _live().where(Endpoint.namespace == namespace).order_by(Endpoint.name)
-    return [(e, s) for e, s in session.execute(stmt).all()]
+def list_in(session: Session, namespace: str) -> Sequence[Row[Any]]:
+    return session.execute(_live().where(Endpoint.namespace == namespace).order_by(Endpoint.name)).all()
 
 
-def get_live(session: Session, namespace: str, name: str) -> Pair | None:
-    stmt = _live().where(Endpoint.namespace == namespace, Endpoint.name == name)
-    row = session.execute(stmt).first()
-    return (row[0], row[1]) if row else None
+def get_live(session: Session, namespace: str, name: str) -> Row[Any] | None:
+    return session.execute(_live().where(Endpoint.namespace == namespace, Endpoint.name == name)).first()
+
+
+def observed(row: Row[Any]) -> Observed | None:
+    """The controller's status from a read row, or None before it has reported."""
+    if row.status_state is None:
+        return None
+    return Observed(
+        state=row.status_state,
+        message=row.status_message,
+        ready_replica=row.status_ready,
+        target_replica=row.status_target,
+        url=row.status_url,
+        observed_generation=row.status_generation,
+    )
 
 
 def lock_live(session: Session, namespace: str, name: str) -> Endpoint | None:

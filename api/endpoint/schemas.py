@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
-from api.db.models import Endpoint, EndpointStatus
+from api.db.models import EndpointStatus
 from api.domain.catalog import EngineCatalog
 from api.domain.enums import ImageVariant
 from api.domain.state import Observed, shown_state
@@ -30,12 +31,20 @@ def health_route(spec: dict[str, Any], engines: EngineCatalog) -> str:
     return str(route) if route else engines.defaults(ImageVariant(variant)).health_route
 
 
-def render(
-    endpoint: Endpoint,
-    status: EndpointStatus | None,
-    *,
-    engines: EngineCatalog,
-) -> dict[str, Any]:
+class EndpointLike(Protocol):
+    """What rendering reads: an ``Endpoint`` entity, or a read row with the same columns."""
+
+    spec: dict[str, Any]
+    generation: int
+    paused: bool
+    scaled_to_zero: bool
+    created_at: datetime
+    created_by: str
+    updated_at: datetime
+    updated_by: str
+
+
+def render(endpoint: EndpointLike, observed: Observed | None, *, engines: EngineCatalog) -> dict[str, Any]:
     # Stored specs carry no secret values (EndpointSpec.to_stored); copy only what we add to.
     spec = endpoint.spec
     shown = shown_state(
@@ -43,7 +52,7 @@ def render(
         scaled_to_zero=endpoint.scaled_to_zero,
         generation=endpoint.generation,
         min_replica=spec["compute"]["scaling"]["minReplica"],
-        observed=observed_of(status),
+        observed=observed,
     )
     body_status: dict[str, Any] = {
         "createdAt": to_client_time(endpoint.created_at),
@@ -56,10 +65,8 @@ def render(
         "readyReplica": shown.ready_replica,
         "targetReplica": shown.target_replica,
         "generation": endpoint.generation,
-        "observedGeneration": status.observed_generation if status else 0,
+        "observedGeneration": observed.observed_generation if observed else 0,
     }
-    if status is not None and status.resolved_revision:
-        body_status["resolvedRevision"] = status.resolved_revision
     if shown.url:
         body_status["url"] = shown.url
     return {

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -26,7 +27,7 @@ from api.domain.enums import EndpointState
 from api.domain.spec import REDACTED, EndpointSpec, merge_spec, spec_diff
 from api.domain.state import shown_state
 from api.endpoint import repository
-from api.endpoint.schemas import observed_of
+from api.endpoint.schemas import EndpointLike, observed_of
 from api.errors import BadRequest, Conflict, NotFound, PreconditionFailed
 from api.validation import validation_error
 
@@ -38,7 +39,7 @@ class Catalogs:
     max_replica_ceiling: int
 
 
-def get(session: Session, *, namespace: str, name: str) -> tuple[Endpoint, EndpointStatus | None]:
+def get(session: Session, *, namespace: str, name: str) -> Row[Any]:
     found = repository.get_live(session, namespace, name)
     if found is None:
         raise NotFound(f"endpoint {namespace}/{name} not found")
@@ -229,7 +230,7 @@ def scale_to_zero(session: Session, *, namespace: str, name: str, ctx: AuditCont
 
 
 def events(session: Session, *, namespace: str, name: str, limit: int, before: int | None) -> list[AuditEvent]:
-    endpoint, _ = get(session, namespace=namespace, name=name)
+    endpoint = get(session, namespace=namespace, name=name)
     return audit.events_of(session, endpoint.id, limit=limit, before=before)
 
 
@@ -240,7 +241,7 @@ def hardware_usage(session: Session, *, namespace: str) -> dict[str, int]:
 # -- helpers -------------------------------------------------------------------------------------------
 
 
-def etag(endpoint: Endpoint) -> str:
+def etag(endpoint: EndpointLike) -> str:
     return f'"{endpoint.generation}"'
 
 

@@ -4,7 +4,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from api.deps import PrincipalDep, SessionDep, StateDep
+from api.deps import ContextDep
 from api.endpoint import service
 from api.responses import FastJSONResponse
 
@@ -12,10 +12,12 @@ router = APIRouter(prefix="/v2", tags=["hardware"], default_response_class=FastJ
 
 
 @router.get("/provider/{namespace}")
-def list_hardware(namespace: str, session: SessionDep, principal: PrincipalDep, state: StateDep) -> dict[str, Any]:
+def list_hardware(namespace: str, ctx: ContextDep) -> dict[str, Any]:
     """The hardware catalog as vendors → regions → computes, with the namespace's quota use per row."""
-    principal.require_namespace(namespace)
-    used = service.hardware_usage(session, namespace=namespace)
+    with ctx.unit() as unit:
+        unit.principal.require_namespace(namespace)
+        used = service.hardware_usage(unit.session, namespace=namespace)
+    state = ctx.state
     vendors: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for c in state.catalogs.hardware.computes:
         vendors.setdefault(c.vendor, {}).setdefault(c.region, []).append(

@@ -2,10 +2,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 
-from api.auth.principal import Principal
-from api.deps import AuditDep, NowDep, PrincipalDep, SessionDep, get_principal
+from api.deps import ContextDep
 from api.identity import service
 from api.identity.schemas import OrgCreate, TokenCreate, UserCreate
 from api.responses import FastJSONResponse
@@ -14,48 +13,46 @@ router = APIRouter(prefix="/api", tags=["identity"], default_response_class=Fast
 
 
 @router.get("/whoami-v2")
-def whoami(principal: Annotated[Principal, Depends(get_principal)]) -> dict[str, Any]:
+def whoami(ctx: ContextDep) -> dict[str, Any]:
     """Who the token belongs to, shaped as the Hub's whoami-v2 (the client reads the default namespace here)."""
-    return service.whoami(principal)
+    with ctx.unit(data_plane_token_ok=True) as unit:
+        return service.whoami(unit.principal)
 
 
 @router.post("/users")
-def create_user(
-    body: UserCreate, session: SessionDep, principal: PrincipalDep, ctx: AuditDep, now: NowDep
-) -> dict[str, Any]:
+def create_user(body: UserCreate, ctx: ContextDep) -> dict[str, Any]:
     """Create a user (admin only). Its name becomes a namespace."""
-    principal.require_admin()
-    return service.create_user(session, body=body, ctx=ctx, now=now)
+    with ctx.unit() as unit:
+        unit.principal.require_admin()
+        return service.create_user(unit.session, body=body, ctx=unit.audit, now=unit.now)
 
 
 @router.post("/orgs")
-def create_org(
-    body: OrgCreate, session: SessionDep, principal: PrincipalDep, ctx: AuditDep, now: NowDep
-) -> dict[str, Any]:
+def create_org(body: OrgCreate, ctx: ContextDep) -> dict[str, Any]:
     """Create an org with its members (admin only). Members reach the org's namespace."""
-    principal.require_admin()
-    return service.create_org(session, body=body, ctx=ctx, now=now)
+    with ctx.unit() as unit:
+        unit.principal.require_admin()
+        return service.create_org(unit.session, body=body, ctx=unit.audit, now=unit.now)
 
 
 @router.post("/tokens")
-def create_token(
-    body: TokenCreate, session: SessionDep, principal: PrincipalDep, ctx: AuditDep, now: NowDep
-) -> dict[str, Any]:
+def create_token(body: TokenCreate, ctx: ContextDep) -> dict[str, Any]:
     """Create an API token for yourself (or, as admin, for anyone). The token is shown only in this response."""
-    return service.create_token(session, body=body, principal=principal, ctx=ctx, now=now)
+    with ctx.unit() as unit:
+        return service.create_token(unit.session, body=body, principal=unit.principal, ctx=unit.audit, now=unit.now)
 
 
 @router.get("/tokens")
-def list_tokens(
-    session: SessionDep, principal: PrincipalDep, user: Annotated[str | None, Query(max_length=64)] = None
-) -> dict[str, Any]:
+def list_tokens(ctx: ContextDep, user: Annotated[str | None, Query(max_length=64)] = None) -> dict[str, Any]:
     """Your tokens (admins: everyone's, or one user's with ?user=). Token values are never shown again."""
-    return {"items": service.list_tokens(session, principal=principal, user=user)}
+    with ctx.unit() as unit:
+        return {"items": service.list_tokens(unit.session, principal=unit.principal, user=user)}
 
 
 @router.delete("/tokens/{token_id}")
-def revoke_token(
-    token_id: str, session: SessionDep, principal: PrincipalDep, ctx: AuditDep, now: NowDep
-) -> dict[str, Any]:
+def revoke_token(token_id: str, ctx: ContextDep) -> dict[str, Any]:
     """Revoke a token at once."""
-    return service.revoke_token(session, token_id=token_id, principal=principal, ctx=ctx, now=now)
+    with ctx.unit() as unit:
+        return service.revoke_token(
+            unit.session, token_id=token_id, principal=unit.principal, ctx=unit.audit, now=unit.now
+        )

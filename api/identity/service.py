@@ -112,7 +112,7 @@ def create_token(
         found = endpoint_repo.get_live(session, namespace, name)
         if found is None:
             raise NotFound(f"endpoint {body.endpoint} not found")
-        endpoint_id = found[0].id
+        endpoint_id = found.id
     expires_at = now + timedelta(days=body.expires_in_days) if body.expires_in_days else None
     row, plain = issue_token(
         session, user=user, name=body.name, expires_at=expires_at, endpoint_id=endpoint_id, now=now

@@ -127,3 +127,18 @@ def test_paused_endpoints_may_grow_beyond_quota_until_resumed(client: TestClient
     resume = client.post(f"/v2/endpoint/{NS}/a/resume")
     assert resume.status_code == 400
     assert "would use 33 of 16" in resume.json()["error"]
+
+
+def test_nul_characters_are_refused_naming_the_field(client: TestClient, db: sessionmaker[Session]) -> None:
+    body = endpoint_body()
+    body["model"]["env"] = {"A": "x\x00y"}
+    response = client.post(f"/v2/endpoint/{NS}", json=body)
+    assert response.status_code == 400
+    assert "model.env.A contains a NUL character" in response.json()["error"]
+    token = client.post("/api/tokens", json={"name": "\x00"})
+    assert token.status_code == 400
+    assert "name contains a NUL character" in token.json()["error"]
+    path = client.get("/v2/endpoint/%00")  # admins reach every namespace, so this one reaches the database
+    assert path.status_code == 400
+    assert "NUL" in path.json()["error"]
+    assert counts(db) == (0, 0)
