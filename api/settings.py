@@ -28,7 +28,7 @@ class Settings(BaseSettings):
     default_quota_accelerators: int = Field(
         default=16, ge=0, description="Per-namespace accelerator quota for catalog rows that name none."
     )
-    db_pool_size: int = Field(default=10, ge=1)
+    db_pool_size: int = Field(default=20, ge=1, description="Connections per process; >= concurrent requests.")
     log_json: bool = True
     log_level: str = "INFO"
 

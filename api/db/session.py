@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -21,7 +22,18 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    return create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size // 2,
+        pool_pre_ping=True,
+        json_serializer=_json_dumps,
+        json_deserializer=orjson.loads,  # LIST decodes 100 specs per request
+    )
+
+
+def _json_dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
 
 
 def _sqlite_serializable_writes(engine: Engine) -> None:
