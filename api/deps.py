@@ -40,6 +40,7 @@ class AppState:
     catalogs: Catalogs
     box: SecretBox
     clock: Callable[[], datetime] = utc_now
+    read_sessions: sessionmaker[Session] | None = None  # autocommit: reads skip BEGIN and COMMIT round trips
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,9 +61,12 @@ class RequestContext:
     source_address: str | None
 
     @contextmanager
-    def unit(self, *, data_plane_token_ok: bool = False) -> Iterator[Unit]:
+    def unit(self, *, read_only: bool = False, data_plane_token_ok: bool = False) -> Iterator[Unit]:
+        """``read_only`` units run each statement on its own (autocommit): GET and LIST make two queries
+        and need no snapshot across them, and skipping BEGIN/COMMIT halves their database round trips."""
         now = self.state.clock()
-        with self.state.sessions() as session, session.begin():
+        factory = (self.state.read_sessions or self.state.sessions) if read_only else self.state.sessions
+        with factory() as session, session.begin():
             principal = authenticate(session, authorization=self.authorization, now=now)
             if not data_plane_token_ok:
                 principal.require_control_plane()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -39,8 +41,12 @@ def build_state(
     sessions: sessionmaker[Session] | None = None,
     clock: Callable[[], datetime] = utc_now,
 ) -> AppState:
+    read_sessions = None
     if sessions is None:
-        sessions = make_sessionmaker(make_engine(settings.effective_database_url, pool_size=settings.db_pool_size))
+        engine = make_engine(settings.effective_database_url, pool_size=settings.db_pool_size)
+        sessions = make_sessionmaker(engine)
+        if not settings.is_sqlite:  # SQLite: every transaction is BEGIN IMMEDIATE by design; keep it
+            read_sessions = make_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"))
     catalogs = Catalogs(
         hardware=load_hardware_catalog(settings.hardware_catalog, default_quota=settings.default_quota_accelerators),
         engines=load_engine_catalog(settings.engine_catalog),
@@ -49,6 +55,7 @@ def build_state(
     return AppState(
         settings=settings,
         sessions=sessions,
+        read_sessions=read_sessions,
         catalogs=catalogs,
         box=SecretBox(bootstrap.secret_key(settings)),
         clock=clock,
@@ -56,7 +63,13 @@ def build_state(
 
 
 def create_app(settings: Settings, *, state: AppState | None = None, access_log: bool = True) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
+        yield
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Dais",
         version="0.1.0",
         description="Self-hosted Inference Endpoints. Speaks the Hugging Face Inference Endpoints v2 dialect.",

@@ -29,6 +29,12 @@ class Settings(BaseSettings):
         default=16, ge=0, description="Per-namespace accelerator quota for catalog rows that name none."
     )
     db_pool_size: int = Field(default=20, ge=1, description="Connections per process; >= concurrent requests.")
+    api_threads: int = Field(
+        default=4,
+        ge=1,
+        description="Request threads per API process. Handlers are CPU-bound Python between short queries: "
+        "more threads than cores only fight over the GIL and starve the event loop.",
+    )
     log_json: bool = True
     log_level: str = "INFO"
 

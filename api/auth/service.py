@@ -18,17 +18,17 @@ def authenticate(session: Session, *, authorization: str | None, now: datetime) 
     found = repository.token_with_user(session, tokens.digest(token.strip()))
     if found is None:
         raise Unauthorized("invalid token: check it, or create a new one with `dais tokens create`")
-    api_token, user, orgs = found
-    if api_token.revoked_at is not None:
+    if found.revoked_at is not None:
         raise Unauthorized("this token was revoked: create a new one with `dais tokens create`")
-    if api_token.expires_at is not None and api_token.expires_at <= now:
+    if found.expires_at is not None and found.expires_at <= now:
         raise Unauthorized("this token has expired: create a new one with `dais tokens create`")
+    orgs = found.org_names.split(",") if found.org_names else []
     return Principal(
-        account_id=user.id,
-        name=user.name,
-        is_admin=user.is_admin,
-        namespaces=frozenset([user.name, *orgs]),
-        token_id=api_token.id,
-        token_name=api_token.name,
-        endpoint_scope=api_token.endpoint_id,
+        account_id=found.user_id,
+        name=found.user_name,
+        is_admin=found.is_admin,
+        namespaces=frozenset([found.user_name, *orgs]),
+        token_id=found.token_id,
+        token_name=found.token_name,
+        endpoint_scope=found.endpoint_id,
     )

@@ -26,7 +26,9 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         url,
         pool_size=pool_size,
         max_overflow=pool_size // 2,
-        pool_pre_ping=True,
+        # No pre-ping: it costs a round trip per request. After a database restart, the first use of each
+        # stale connection fails once (the request answers 500 and may be retried) and the pool refills.
+        pool_pre_ping=False,
         json_serializer=_json_dumps,
         json_deserializer=orjson.loads,  # LIST decodes 100 specs per request
     )

@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, Select, func, select
+from sqlalchemy import Row, Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from api.db.models import Account, Endpoint, EndpointStatus
@@ -37,12 +37,17 @@ def _live() -> Select[Any]:
     )
 
 
+# Built once (statement construction is a visible share of a GET's CPU).
+_LIST = _live().where(Endpoint.namespace == bindparam("namespace")).order_by(Endpoint.name)
+_GET = _live().where(Endpoint.namespace == bindparam("namespace"), Endpoint.name == bindparam("name"))
+
+
 def list_in(session: Session, namespace: str) -> Sequence[Row[Any]]:
-    return session.execute(_live().where(Endpoint.namespace == namespace).order_by(Endpoint.name)).all()
+    return session.execute(_LIST, {"namespace": namespace}).all()
 
 
 def get_live(session: Session, namespace: str, name: str) -> Row[Any] | None:
-    return session.execute(_live().where(Endpoint.namespace == namespace, Endpoint.name == name)).first()
+    return session.execute(_GET, {"namespace": namespace, "name": name}).first()
 
 
 def observed(row: Row[Any]) -> Observed | None:

@@ -32,7 +32,7 @@ def _after_write(ctx: ContextDep, unit: Unit, endpoint: Endpoint) -> Response:
 @router.get("/endpoint/{namespace}")
 def list_endpoints(namespace: str, ctx: ContextDep) -> Response:
     """All endpoints of a namespace, as ``{"items": [...]}`` (empty, not 404, when there are none)."""
-    with ctx.unit() as unit:
+    with ctx.unit(read_only=True) as unit:
         unit.principal.require_namespace(namespace)
         rows = repository.list_in(unit.session, namespace)
     engines = ctx.state.catalogs.engines
@@ -59,7 +59,7 @@ def create_endpoint(namespace: str, spec: EndpointSpec, ctx: ContextDep) -> Resp
 @router.get("/endpoint/{namespace}/{name}", responses=EWS)
 def get_endpoint(namespace: str, name: str, ctx: ContextDep) -> Response:
     """One endpoint with its status. The ``ETag`` header carries its generation for ``If-Match``."""
-    with ctx.unit() as unit:
+    with ctx.unit(read_only=True) as unit:
         unit.principal.require_namespace(namespace)
         row = service.get(unit.session, namespace=namespace, name=name)
     return _one(ctx, row, repository.observed(row))
@@ -140,7 +140,7 @@ def endpoint_events(
     before: Annotated[int | None, Query(ge=1, le=2**62, description="Cursor: the `next` of the previous page.")] = None,
 ) -> dict[str, Any]:
     """The audit log of one endpoint, newest first: actor, action, spec diff (secrets redacted), request id."""
-    with ctx.unit() as unit:
+    with ctx.unit(read_only=True) as unit:
         unit.principal.require_namespace(namespace)
         rows = service.events(unit.session, namespace=namespace, name=name, limit=limit, before=before)
         items = [

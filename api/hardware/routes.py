@@ -14,7 +14,7 @@ router = APIRouter(prefix="/v2", tags=["hardware"], default_response_class=FastJ
 @router.get("/provider/{namespace}")
 def list_hardware(namespace: str, ctx: ContextDep) -> dict[str, Any]:
     """The hardware catalog as vendors → regions → computes, with the namespace's quota use per row."""
-    with ctx.unit() as unit:
+    with ctx.unit(read_only=True) as unit:
         unit.principal.require_namespace(namespace)
         used = service.hardware_usage(unit.session, namespace=namespace)
     state = ctx.state

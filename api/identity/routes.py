@@ -15,7 +15,7 @@ router = APIRouter(prefix="/api", tags=["identity"], default_response_class=Fast
 @router.get("/whoami-v2")
 def whoami(ctx: ContextDep) -> dict[str, Any]:
     """Who the token belongs to, shaped as the Hub's whoami-v2 (the client reads the default namespace here)."""
-    with ctx.unit(data_plane_token_ok=True) as unit:
+    with ctx.unit(read_only=True, data_plane_token_ok=True) as unit:
         return service.whoami(unit.principal)
 
 
@@ -45,7 +45,7 @@ def create_token(body: TokenCreate, ctx: ContextDep) -> dict[str, Any]:
 @router.get("/tokens")
 def list_tokens(ctx: ContextDep, user: Annotated[str | None, Query(max_length=64)] = None) -> dict[str, Any]:
     """Your tokens (admins: everyone's, or one user's with ?user=). Token values are never shown again."""
-    with ctx.unit() as unit:
+    with ctx.unit(read_only=True) as unit:
         return {"items": service.list_tokens(unit.session, principal=unit.principal, user=user)}
 
 
