@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     )
     db_pool_size: int = Field(default=20, ge=1, description="Connections per process; >= concurrent requests.")
     api_threads: int = Field(
-        default=4,
+        default=2,
         ge=1,
         description="Request threads per API process. Handlers are CPU-bound Python between short queries: "
         "more threads than cores only fight over the GIL and starve the event loop.",

@@ -3,16 +3,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, Select, bindparam, func, select
+from sqlalchemy import Row, Select, Text, bindparam, cast, func, select
 from sqlalchemy.orm import Session
 
 from api.db.models import Account, Endpoint, EndpointStatus
-from api.domain.state import Observed
 
 # Reads go through Core rows, not ORM entities: LIST renders 100 of them per request.
 _READ_COLUMNS = (
     Endpoint.id,
-    Endpoint.spec,
+    cast(Endpoint.spec, Text).label("spec_json"),  # spliced into the response undecoded
     Endpoint.generation,
     Endpoint.paused,
     Endpoint.scaled_to_zero,
@@ -29,7 +28,7 @@ _READ_COLUMNS = (
 )
 
 
-def _live() -> Select[Any]:
+def _live() -> Select[*tuple[Any, ...]]:
     return (
         select(*_READ_COLUMNS)
         .outerjoin(EndpointStatus, EndpointStatus.endpoint_id == Endpoint.id)
@@ -48,20 +47,6 @@ def list_in(session: Session, namespace: str) -> Sequence[Row[Any]]:
 
 def get_live(session: Session, namespace: str, name: str) -> Row[Any] | None:
     return session.execute(_GET, {"namespace": namespace, "name": name}).first()
-
-
-def observed(row: Row[Any]) -> Observed | None:
-    """The controller's status from a read row, or None before it has reported."""
-    if row.status_state is None:
-        return None
-    return Observed(
-        state=row.status_state,
-        message=row.status_message,
-        ready_replica=row.status_ready,
-        target_replica=row.status_target,
-        url=row.status_url,
-        observed_generation=row.status_generation,
-    )
 
 
 def lock_live(session: Session, namespace: str, name: str) -> Endpoint | None:

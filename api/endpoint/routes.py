@@ -13,16 +13,19 @@ from api.domain.spec import EndpointSpec, EndpointUpdate
 from api.domain.state import Observed
 from api.domain.timefmt import to_client_time
 from api.endpoint import repository, service
-from api.endpoint.schemas import EndpointLike, observed_of, render
+from api.endpoint.schemas import EndpointLike, observed_of, render, render_row
 from api.responses import FastJSONResponse
 
 router = APIRouter(prefix="/v2", tags=["endpoints"], default_response_class=FastJSONResponse)
 EWS: dict[int | str, dict[str, Any]] = {200: {"description": "The endpoint, with its status (EndpointWithStatus)."}}
 
 
-def _one(ctx: ContextDep, endpoint: EndpointLike, observed: Observed | None) -> Response:
-    body = render(endpoint, observed, engines=ctx.state.catalogs.engines)
-    return FastJSONResponse(body, headers={"ETag": service.etag(endpoint)})
+def _json(body: bytes, endpoint: EndpointLike) -> Response:
+    return Response(body, media_type="application/json", headers={"ETag": service.etag(endpoint)})
+
+
+def _one(ctx: ContextDep, endpoint: Endpoint, observed: Observed | None) -> Response:
+    return _json(render(endpoint, observed, engines=ctx.state.catalogs.engines), endpoint)
 
 
 def _after_write(ctx: ContextDep, unit: Unit, endpoint: Endpoint) -> Response:
@@ -36,7 +39,8 @@ def list_endpoints(namespace: str, ctx: ContextDep) -> Response:
         unit.principal.require_namespace(namespace)
         rows = repository.list_in(unit.session, namespace)
     engines = ctx.state.catalogs.engines
-    return FastJSONResponse({"items": [render(row, repository.observed(row), engines=engines) for row in rows]})
+    items = b",".join(render_row(row, engines=engines) for row in rows)
+    return Response(b'{"items":[' + items + b"]}", media_type="application/json")
 
 
 @router.post("/endpoint/{namespace}", responses=EWS)
@@ -62,7 +66,7 @@ def get_endpoint(namespace: str, name: str, ctx: ContextDep) -> Response:
     with ctx.unit(read_only=True) as unit:
         unit.principal.require_namespace(namespace)
         row = service.get(unit.session, namespace=namespace, name=name)
-    return _one(ctx, row, repository.observed(row))
+    return _json(render_row(row, engines=ctx.state.catalogs.engines), row)
 
 
 @router.put("/endpoint/{namespace}/{name}", responses=EWS)
