@@ -18,7 +18,7 @@ from sqlalchemy import (
     Text,
     text,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from api.db.base import Base, JsonDoc, UtcDateTime
 
@@ -98,6 +98,8 @@ class Endpoint(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_by: Mapped[str] = mapped_column(String(64))
     deleted_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+    status: Mapped[EndpointStatus | None] = relationship(lazy="raise", viewonly=True)
 
 
 class EndpointStatus(Base):

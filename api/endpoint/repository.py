@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Row, Select, Text, bindparam, cast, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from api.db.models import Account, Endpoint, EndpointStatus
 
@@ -53,14 +53,11 @@ def lock_live(session: Session, namespace: str, name: str) -> Endpoint | None:
     """Row lock for the read-modify-write of an update (SQLite: BEGIN IMMEDIATE already serializes)."""
     stmt = (
         select(Endpoint)
+        .options(joinedload(Endpoint.status))  # the response needs it: no second round trip
         .where(Endpoint.namespace == namespace, Endpoint.name == name, Endpoint.deleted_at.is_(None))
-        .with_for_update()
+        .with_for_update(of=Endpoint)
     )
     return session.scalars(stmt).first()
-
-
-def status_of(session: Session, endpoint_id: str) -> EndpointStatus | None:
-    return session.get(EndpointStatus, endpoint_id)
 
 
 def lock_namespace(session: Session, namespace: str) -> Account | None:

@@ -29,7 +29,7 @@ def _one(ctx: ContextDep, endpoint: Endpoint, observed: Observed | None) -> Resp
 
 
 def _after_write(ctx: ContextDep, unit: Unit, endpoint: Endpoint) -> Response:
-    return _one(ctx, endpoint, observed_of(repository.status_of(unit.session, endpoint.id)))
+    return _one(ctx, endpoint, observed_of(endpoint.status))
 
 
 @router.get("/endpoint/{namespace}")

@@ -79,8 +79,7 @@ def create(
     )
     session.add(endpoint)
     try:
-        with session.begin_nested():
-            session.flush()
+        session.flush()  # the unique index decides; the failed transaction is rolled back by the caller
     except IntegrityError:
         raise Conflict(
             f"endpoint {namespace}/{spec.name} already exists: pick another name or update that endpoint"
@@ -110,7 +109,8 @@ def update(
     now: datetime,
 ) -> Endpoint:
     endpoint = _locked(session, namespace, name, if_match)
-    current = _unsealed_spec(endpoint, box)
+    old_material = _material(endpoint, box)
+    current = _with_material(endpoint.spec, old_material)
     patch = _keep_redacted(patch, current)
     merged = merge_spec(current, patch)
     merged["name"] = endpoint.name  # the name is the key; PUT cannot rename
@@ -121,14 +121,14 @@ def update(
     compute = _check_context(spec, catalogs)
     stored = _stored(spec, compute)
     material = spec.secret_material()
-    if stored == endpoint.spec and material == _material(endpoint, box):
+    if stored == endpoint.spec and material == old_material:
         return endpoint  # nothing changed: no new generation, no audit event
     accelerators = _accelerators(compute, spec)
     grows = accelerators > endpoint.accelerators or compute.quota_key != endpoint.quota_key
     if grows and not endpoint.paused:  # paused endpoints do not count; resume checks them
         repository.lock_namespace(session, namespace)
         _check_quota(session, namespace=namespace, compute=compute, spec=spec, excluding=endpoint.id)
-    diff = spec_diff(_with_material(endpoint.spec, _material(endpoint, box)), _with_material(stored, material))
+    diff = spec_diff(current, _with_material(stored, material))
     endpoint.spec = stored
     endpoint.secrets = box.seal(material)
     endpoint.accelerators = accelerators
@@ -183,7 +183,7 @@ def resume(
 ) -> Endpoint:
     endpoint = _locked(session, namespace, name, None)
     if not endpoint.paused and not endpoint.scaled_to_zero:
-        state = _shown(endpoint, repository.status_of(session, endpoint.id))
+        state = _shown(endpoint, endpoint.status)
         raise BadRequest(f"endpoint {namespace}/{name} is already running (state {state.value}): nothing to resume")
     if endpoint.paused:  # paused endpoints do not count against quota; resuming makes them count again
         spec = EndpointSpec.model_validate(endpoint.spec)
@@ -335,11 +335,6 @@ def _check_quota(
 
 def _material(endpoint: Endpoint, box: SecretBox) -> dict[str, Any]:
     return box.open(endpoint.secrets) if endpoint.secrets else {"secrets": {}}
-
-
-def _unsealed_spec(endpoint: Endpoint, box: SecretBox) -> dict[str, Any]:
-    """The stored spec with the real secret values put back, ready to merge and validate."""
-    return _with_material(endpoint.spec, _material(endpoint, box))
 
 
 def _with_material(spec: dict[str, Any], material: dict[str, Any]) -> dict[str, Any]:
