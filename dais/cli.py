@@ -43,6 +43,10 @@ def _serve_api(args: argparse.Namespace, *, upgrade: bool) -> int:
     try:
         if upgrade:
             migrations.upgrade(settings.effective_database_url)
+        elif migrations.pending(settings.effective_database_url):
+            raise ConfigurationError(
+                "the database schema is not current: run `dais db upgrade` (or start with --upgrade)"
+            )
         state = build_state(settings)
     except ConfigurationError as exc:
         print(f"dais: {exc}", file=sys.stderr)

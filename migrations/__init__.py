@@ -19,6 +19,23 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
+def pending(database_url: str) -> bool:
+    """Whether the database is behind the newest migration (or has no schema yet)."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    from api.db.session import make_engine
+
+    heads = set(ScriptDirectory.from_config(alembic_config(database_url)).get_heads())
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            current = set(MigrationContext.configure(connection).get_current_heads())
+    finally:
+        engine.dispose()
+    return current != heads
+
+
 def upgrade(database_url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(database_url), revision)
 

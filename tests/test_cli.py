@@ -95,3 +95,13 @@ def test_serve_starts_on_sqlite_and_prints_the_admin_token_once(serve: tuple[sub
     assert ready.status_code == 200
     whoami = httpx.get(f"{url}/api/whoami-v2", headers={"Authorization": f"Bearer {token}"})
     assert whoami.json()["name"] == "admin"
+
+
+def test_api_refuses_to_start_on_an_old_schema(tmp_path: Path) -> None:
+    env = {**os.environ, "DAIS_HOME": str(tmp_path)}
+    env.pop("DAIS_DATABASE_URL", None)
+    started = subprocess.run(
+        [*DAIS, "api", "--port", str(free_port())], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert started.returncode == 2
+    assert "dais db upgrade" in started.stderr
