@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.audit.repository import AuditContext
 from api.auth.principal import Principal
-from api.auth.service import authenticate
+from api.auth.service import Authenticator
 from api.crypto import SecretBox
 from api.endpoint.service import Catalogs
 from api.middleware import current_request_id
@@ -39,6 +39,7 @@ class AppState:
     sessions: sessionmaker[Session]
     catalogs: Catalogs
     box: SecretBox
+    auth: Authenticator
     clock: Callable[[], datetime] = utc_now
     read_sessions: sessionmaker[Session] | None = None  # autocommit: reads skip BEGIN and COMMIT round trips
 
@@ -67,7 +68,7 @@ class RequestContext:
         now = self.state.clock()
         factory = (self.state.read_sessions or self.state.sessions) if read_only else self.state.sessions
         with factory() as session, session.begin():
-            principal = authenticate(session, authorization=self.authorization, now=now)
+            principal = self.state.auth.authenticate(session, authorization=self.authorization, now=now)
             if not data_plane_token_ok:
                 principal.require_control_plane()
             yield Unit(

@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from api import bootstrap
+from api.auth.service import Authenticator
 from api.crypto import SecretBox
 from api.db.session import make_engine, make_sessionmaker
 from api.deps import AppState, utc_now
@@ -58,6 +59,7 @@ def build_state(
         read_sessions=read_sessions,
         catalogs=catalogs,
         box=SecretBox(bootstrap.secret_key(settings)),
+        auth=Authenticator(ttl_s=settings.auth_cache_seconds),
         clock=clock,
     )
 

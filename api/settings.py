@@ -35,6 +35,11 @@ class Settings(BaseSettings):
         description="Request threads per API process. Handlers are CPU-bound Python between short queries: "
         "more threads than cores only fight over the GIL and starve the event loop.",
     )
+    auth_cache_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        description="How long a process remembers a valid token (revocations elsewhere take up to this long).",
+    )
     log_json: bool = True
     log_level: str = "INFO"
 

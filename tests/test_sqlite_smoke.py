@@ -44,8 +44,11 @@ def test_admin_token_is_created_once_or_taken_from_settings(tmp_path: Path) -> N
     assert ensure_admin(state.sessions, settings, state.clock()) is None, "printed once only"
     with TestClient(create_app(settings, state=state)) as client:
         assert client.get("/api/whoami-v2", headers={"Authorization": f"Bearer {first}"}).json()["name"] == "admin"
-        configured = Settings(home=tmp_path, admin_token="dais_configured_token", log_json=False)
-        assert ensure_admin(state.sessions, configured, state.clock()) is None
+    # A restart with DAIS_ADMIN_TOKEN set: that token works and replaces the generated one.
+    configured = Settings(home=tmp_path, admin_token="dais_configured_token", log_json=False)
+    restarted = build_state(configured)
+    assert ensure_admin(restarted.sessions, configured, restarted.clock()) is None
+    with TestClient(create_app(configured, state=restarted)) as client:
         ok = client.get("/api/whoami-v2", headers={"Authorization": "Bearer dais_configured_token"})
         assert ok.status_code == 200
         replaced = client.get("/api/whoami-v2", headers={"Authorization": f"Bearer {first}"})

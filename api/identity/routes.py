@@ -53,6 +53,8 @@ def list_tokens(ctx: ContextDep, user: Annotated[str | None, Query(max_length=64
 def revoke_token(token_id: str, ctx: ContextDep) -> dict[str, Any]:
     """Revoke a token at once."""
     with ctx.unit() as unit:
-        return service.revoke_token(
+        revoked = service.revoke_token(
             unit.session, token_id=token_id, principal=unit.principal, ctx=unit.audit, now=unit.now
         )
+    ctx.state.auth.forget(token_id)
+    return revoked
