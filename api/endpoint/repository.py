@@ -66,16 +66,17 @@ def lock_namespace(session: Session, namespace: str) -> Account | None:
     return session.scalars(stmt).first()
 
 
-def accelerators_in_use(session: Session, namespace: str, quota_key: str, *, excluding: str | None) -> int:
-    stmt = select(func.coalesce(func.sum(Endpoint.accelerators), 0)).where(
-        Endpoint.namespace == namespace,
-        Endpoint.quota_key == quota_key,
-        Endpoint.deleted_at.is_(None),
-        Endpoint.paused.is_(False),
-    )
-    if excluding is not None:
-        stmt = stmt.where(Endpoint.id != excluding)
-    return int(session.scalar(stmt) or 0)
+_IN_USE = select(func.coalesce(func.sum(Endpoint.accelerators), 0)).where(
+    Endpoint.namespace == bindparam("namespace"),
+    Endpoint.quota_key == bindparam("quota_key"),
+    Endpoint.deleted_at.is_(None),
+    Endpoint.paused.is_(False),
+)
+
+
+def accelerators_in_use(session: Session, namespace: str, quota_key: str) -> int:
+    """Live, unpaused endpoints' accelerators of one type (scaled-to-zero ones count, as on the Hub)."""
+    return int(session.scalar(_IN_USE, {"namespace": namespace, "quota_key": quota_key}) or 0)
 
 
 def usage_by_compute(session: Session, namespace: str) -> dict[str, int]:
