@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -68,6 +69,10 @@ def create_app(settings: Settings, *, state: AppState | None = None, access_log:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
+        # Start-up objects (frameworks, models, catalogs) live forever: move them out of the collector's
+        # view, so full collections scan only request-time objects (a ~50 ms pause otherwise).
+        gc.collect()
+        gc.freeze()
         yield
 
     app = FastAPI(
