@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, Query
 from starlette.responses import Response
 
 from api.db.models import Endpoint
-from api.deps import ContextDep, Unit
+from api.deps import ContextDep
 from api.domain.spec import EndpointSpec, EndpointUpdate
 from api.domain.state import Observed
 from api.domain.timefmt import to_client_time
@@ -28,7 +28,8 @@ def _one(ctx: ContextDep, endpoint: Endpoint, observed: Observed | None) -> Resp
     return _json(render(endpoint, observed, engines=ctx.state.catalogs.engines), endpoint)
 
 
-def _after_write(ctx: ContextDep, unit: Unit, endpoint: Endpoint) -> Response:
+def _after_write(ctx: ContextDep, endpoint: Endpoint) -> Response:
+    """Rendered after the commit: a transaction holding the quota lock should not spend time on JSON."""
     return _one(ctx, endpoint, observed_of(endpoint.status))
 
 
@@ -94,7 +95,7 @@ def update_endpoint(
             ctx=unit.audit,
             now=unit.now,
         )
-        return _after_write(ctx, unit, endpoint)
+    return _after_write(ctx, endpoint)
 
 
 @router.delete("/endpoint/{namespace}/{name}")
@@ -112,7 +113,7 @@ def pause_endpoint(namespace: str, name: str, ctx: ContextDep) -> Response:
     with ctx.unit() as unit:
         unit.principal.require_namespace(namespace)
         endpoint = service.pause(unit.session, namespace=namespace, name=name, ctx=unit.audit, now=unit.now)
-        return _after_write(ctx, unit, endpoint)
+    return _after_write(ctx, endpoint)
 
 
 @router.post("/endpoint/{namespace}/{name}/resume", responses=EWS)
@@ -123,7 +124,7 @@ def resume_endpoint(namespace: str, name: str, ctx: ContextDep) -> Response:
         endpoint = service.resume(
             unit.session, namespace=namespace, name=name, catalogs=ctx.state.catalogs, ctx=unit.audit, now=unit.now
         )
-        return _after_write(ctx, unit, endpoint)
+    return _after_write(ctx, endpoint)
 
 
 @router.post("/endpoint/{namespace}/{name}/scale-to-zero", responses=EWS)
@@ -132,7 +133,7 @@ def scale_endpoint_to_zero(namespace: str, name: str, ctx: ContextDep) -> Respon
     with ctx.unit() as unit:
         unit.principal.require_namespace(namespace)
         endpoint = service.scale_to_zero(unit.session, namespace=namespace, name=name, ctx=unit.audit, now=unit.now)
-        return _after_write(ctx, unit, endpoint)
+    return _after_write(ctx, endpoint)
 
 
 @router.get("/endpoint/{namespace}/{name}/events")
