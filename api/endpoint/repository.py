@@ -49,21 +49,29 @@ def get_live(session: Session, namespace: str, name: str) -> Row[Any] | None:
     return session.execute(_GET, {"namespace": namespace, "name": name}).first()
 
 
+_LOCK = (
+    select(Endpoint)
+    .options(joinedload(Endpoint.status))  # the response needs it: no second round trip
+    .where(
+        Endpoint.namespace == bindparam("namespace"),
+        Endpoint.name == bindparam("name"),
+        Endpoint.deleted_at.is_(None),
+    )
+    .with_for_update(of=Endpoint)
+)
+
+
 def lock_live(session: Session, namespace: str, name: str) -> Endpoint | None:
     """Row lock for the read-modify-write of an update (SQLite: BEGIN IMMEDIATE already serializes)."""
-    stmt = (
-        select(Endpoint)
-        .options(joinedload(Endpoint.status))  # the response needs it: no second round trip
-        .where(Endpoint.namespace == namespace, Endpoint.name == name, Endpoint.deleted_at.is_(None))
-        .with_for_update(of=Endpoint)
-    )
-    return session.scalars(stmt).first()
+    return session.scalars(_LOCK, {"namespace": namespace, "name": name}).first()
+
+
+_LOCK_NAMESPACE = select(Account).where(Account.name == bindparam("namespace")).with_for_update()
 
 
 def lock_namespace(session: Session, namespace: str) -> Account | None:
     """Serializes quota checks within one namespace."""
-    stmt = select(Account).where(Account.name == namespace).with_for_update()
-    return session.scalars(stmt).first()
+    return session.scalars(_LOCK_NAMESPACE, {"namespace": namespace}).first()
 
 
 _IN_USE = select(func.coalesce(func.sum(Endpoint.accelerators), 0)).where(
