@@ -39,7 +39,10 @@ contracts: deps
 test: deps system-deps lint typecheck contracts
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# wrk (Debian package) is the load generator of the benchmarks.
 bench: deps system-deps
+	@command -v wrk >/dev/null || { $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -q && \
+	  $(if $(filter 0,$(shell id -u)),,sudo) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk; }
 	$(PY) benchmarks/api.py
 
 clean:
