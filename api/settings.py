@@ -17,7 +17,6 @@ class Settings(BaseSettings):
         default=None, description="When set, user 'admin' exists with exactly this token."
     )
     public_url: str = Field(default="http://127.0.0.1:8000", description="How users reach this API.")
-    gateway_url: str | None = Field(default=None, description="Public URL of the gateway (data plane).")
     secret_key: SecretStr | None = Field(
         default=None,
         description="Fernet key encrypting secrets at rest; generated into DAIS_HOME for the local default.",

@@ -1,6 +1,6 @@
 """Shared fixtures: a real PostgreSQL (one server and database per xdist worker), the app on a
-connection whose outer transaction is rolled back after each test, and a live server for tests that
-need real commits (``committed``)."""
+connection whose outer transaction is rolled back after each test, and a live server (``live_server``)
+for tests that need real commits; its tables are emptied afterwards."""
 
 from __future__ import annotations
 
@@ -159,10 +159,3 @@ def live_server(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     thread.join(timeout=10)
     _truncate(engine)
     engine.dispose()
-
-
-@pytest.fixture
-def committed(engine: Engine) -> Iterator[Engine]:
-    """For tests that commit through their own sessions: tables are emptied afterwards."""
-    yield engine
-    _truncate(engine)
