@@ -115,7 +115,8 @@ def update(
         spec = EndpointSpec.model_validate(merged)
     except ValidationError as exc:
         raise validation_error(exc) from None
-    compute = _check_context(spec, catalogs)
+    # Hardware that became deprecated keeps serving what already runs on it; only moving onto it is refused.
+    compute = _check_context(spec, catalogs, current=endpoint.spec["compute"]["id"])
     stored = _stored(spec, compute)
     material = spec.secret_material()
     if stored == endpoint.spec and material == old_material:
@@ -201,7 +202,8 @@ def resume(
     )
     if was_paused:  # paused endpoints do not count against quota; resuming makes them count again
         spec = EndpointSpec.model_validate(endpoint.spec)
-        _enforce_quota(session, namespace=namespace, compute=_check_context(spec, catalogs), spec=spec)
+        compute = _check_context(spec, catalogs, current=endpoint.spec["compute"]["id"])
+        _enforce_quota(session, namespace=namespace, compute=compute, spec=spec)
     return endpoint
 
 
@@ -268,7 +270,8 @@ def _shown(endpoint: Endpoint, status: EndpointStatus | None) -> EndpointState:
     ).state
 
 
-def _check_context(spec: EndpointSpec, catalogs: Catalogs) -> Compute:
+def _check_context(spec: EndpointSpec, catalogs: Catalogs, *, current: str | None = None) -> Compute:
+    """The hardware row and replica ceiling; ``current`` is the row the endpoint already uses, if any."""
     key = (
         spec.provider.vendor,
         spec.provider.region,
@@ -288,7 +291,7 @@ def _check_context(spec: EndpointSpec, catalogs: Catalogs) -> Compute:
             f"compute: no hardware {key[2]}/{key[3]}/{key[4]} in {where}: {hint}",
             fields=[{"field": "compute", "message": "unknown hardware row"}],
         )
-    if compute.status in ("deprecated", "not_available"):
+    if compute.status in ("deprecated", "not_available") and compute.id != current:
         raise BadRequest(
             f"compute: {compute.id} is {compute.status}: choose another instance (GET /v2/provider/{{ns}})",
             fields=[{"field": "compute.instanceType", "message": compute.status}],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -142,3 +143,29 @@ def test_nul_characters_are_refused_naming_the_field(client: TestClient, db: ses
     assert path.status_code == 400
     assert "NUL" in path.json()["error"]
     assert counts(db) == (0, 0)
+
+
+def test_endpoints_on_hardware_deprecated_later_stay_editable(
+    client: TestClient, settings: Any, db: sessionmaker[Session], tmp_path: Any
+) -> None:
+    """Deprecating a row stops new endpoints on it, not edits or resumes of those already there."""
+    from api.main import build_state, create_app
+    from tests.factories import ADMIN_TOKEN
+
+    assert client.post(f"/v2/endpoint/{NS}", json=body_with("old", itype="nvidia-t4")).status_code == 200
+    catalog = (Path(__file__).parents[2] / "api/domain/hardware.yaml").read_text()
+    deprecated = catalog.replace(
+        "architecture: Nvidia T4\n", "architecture: Nvidia T4\n            status: deprecated\n"
+    )
+    assert deprecated != catalog
+    (tmp_path / "hardware.yaml").write_text(deprecated)
+    later = settings.model_copy(update={"hardware_catalog": tmp_path / "hardware.yaml"})
+    with TestClient(
+        create_app(later, state=build_state(later, sessions=db)), headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    ) as after:
+        assert after.put(f"/v2/endpoint/{NS}/old", json={"tags": ["still-here"]}).status_code == 200
+        assert after.post(f"/v2/endpoint/{NS}/old/pause").status_code == 200
+        assert after.post(f"/v2/endpoint/{NS}/old/resume").status_code == 200
+        refused = after.post(f"/v2/endpoint/{NS}", json=body_with("new", itype="nvidia-t4"))
+        assert refused.status_code == 400
+        assert "deprecated" in refused.json()["error"]
