@@ -19,12 +19,13 @@ _READ_COLUMNS = (
     Endpoint.created_by,
     Endpoint.updated_at,
     Endpoint.updated_by,
-    EndpointStatus.state.label("status_state"),
-    EndpointStatus.message.label("status_message"),
-    EndpointStatus.ready_replica.label("status_ready"),
-    EndpointStatus.target_replica.label("status_target"),
-    EndpointStatus.url.label("status_url"),
-    EndpointStatus.observed_generation.label("status_generation"),
+    # Status columns keep their names (none clashes with the endpoint's), so observed_of() reads the row.
+    EndpointStatus.state,
+    EndpointStatus.message,
+    EndpointStatus.ready_replica,
+    EndpointStatus.target_replica,
+    EndpointStatus.url,
+    EndpointStatus.observed_generation,
 )
 
 

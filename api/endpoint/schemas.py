@@ -16,8 +16,10 @@ from api.domain.state import Observed, shown_state
 from api.domain.timefmt import to_client_time
 
 
-def observed_of(status: EndpointStatus | None) -> Observed | None:
-    if status is None:
+def observed_of(status: EndpointStatus | Any | None) -> Observed | None:
+    """The controller's status, from an ``EndpointStatus`` or a read row carrying its columns; None
+    before the controller has reported."""
+    if status is None or status.state is None:
         return None
     return Observed(
         state=status.state,
@@ -76,7 +78,7 @@ def _render_values(values: tuple[Any, ...], fields: tuple[str, ...], engines: En
     row: Any = _Fields(zip(fields, values, strict=True))
     spec_json = row.spec_json.encode() if isinstance(row.spec_json, str) else bytes(row.spec_json)
     min_replica, route = _spec_facts(spec_json, engines)
-    return render_json(row, spec_json, observed_of_row(row), min_replica=min_replica, health_route=route)
+    return render_json(row, spec_json, observed_of(row), min_replica=min_replica, health_route=route)
 
 
 @lru_cache(maxsize=20_000)
@@ -116,21 +118,7 @@ def render_json(
 
 
 class _Fields(dict[str, Any]):
-    """Attribute access over a read row's values, for ``render_json`` and ``observed_of_row``."""
+    """Attribute access over a read row's values, for ``render_json`` and ``observed_of``."""
 
     def __getattr__(self, name: str) -> Any:
         return self[name]
-
-
-def observed_of_row(row: Any) -> Observed | None:
-    """The controller's status from a read row, or None before it has reported."""
-    if row.status_state is None:
-        return None
-    return Observed(
-        state=row.status_state,
-        message=row.status_message,
-        ready_replica=row.status_ready,
-        target_replica=row.status_target,
-        url=row.status_url,
-        observed_generation=row.status_generation,
-    )

@@ -16,13 +16,3 @@ def users_named(session: Session, names: list[str]) -> list[Account]:
 
 def add_member(session: Session, *, org_id: str, user_id: str) -> None:
     session.add(Membership(org_id=org_id, user_id=user_id))
-
-
-def members_of(session: Session, org_id: str) -> list[str]:
-    stmt = (
-        select(Account.name)
-        .join(Membership, Membership.user_id == Account.id)
-        .where(Membership.org_id == org_id)
-        .order_by(Account.name)
-    )
-    return list(session.scalars(stmt))
