@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.auth import tokens
-from api.crypto import load_or_create_key
+from api.db.crypto import load_or_create_key
 from api.db.models import Account, ApiToken
 from api.db.session import transaction
 from api.domain.enums import AccountKind

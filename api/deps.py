@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.audit.repository import AuditContext
 from api.auth.principal import Principal
 from api.auth.service import Authenticator
-from api.crypto import SecretBox
+from api.db.crypto import SecretBox
 from api.endpoint.service import Catalogs
 from api.middleware import current_request_id
 from api.settings import Settings

@@ -20,7 +20,7 @@ from starlette.responses import Response
 
 from api import bootstrap
 from api.auth.service import Authenticator
-from api.crypto import SecretBox
+from api.db.crypto import SecretBox
 from api.db.session import make_engine, make_sessionmaker
 from api.deps import AppState, utc_now
 from api.domain.catalog import load_engine_catalog, load_hardware_catalog

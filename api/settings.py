@@ -4,8 +4,37 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ControllerSettings(BaseModel):
+    """``DAIS_CONTROLLER__*``: how endpoints become Kubernetes objects."""
+
+    kubeconfig: Path | None = Field(
+        default=None,
+        description="Kubeconfig file; default: in-cluster config. `dais serve` runs no controller without it.",
+    )
+    context: str | None = Field(default=None, description="Kubeconfig context; default: the current one.")
+    namespace: str = Field(default="dais-endpoints", description="Kubernetes namespace holding every endpoint.")
+    image: str = Field(
+        default="ghcr.io/dais-dev/dais:0.1.0",
+        description="The Dais image, run as each replica's model-fetch init container.",
+    )
+    hub_url: str | None = Field(default=None, description="HF_ENDPOINT given to model fetch (a mirror or private Hub).")
+    workers: int = Field(default=4, ge=1, description="Endpoints reconciled at once.")
+    resync_seconds: float = Field(default=300, gt=0, description="Every endpoint is re-checked this often.")
+    startup_deadline_seconds: int = Field(
+        default=1800, ge=10, description="A replica not Ready this long after it started: the endpoint failed."
+    )
+    rollout_deadline_seconds: int = Field(
+        default=1800, ge=10, description="An update not rolled out this long: updateFailed (old replicas keep serving)."
+    )
+    lease_name: str = "dais-controller"
+    lease_seconds: float = Field(default=15, gt=0, description="A standby takes over this long after the leader stops.")
+    renew_seconds: float = Field(default=5, gt=0, description="How often the leader renews its lease.")
+    listen: str = Field(default="127.0.0.1:9091", description="host:port serving /metrics and /healthz.")
+    max_backoff_seconds: float = Field(default=300, gt=0, description="Ceiling of the per-endpoint retry delay.")
 
 
 class Settings(BaseSettings):
@@ -17,6 +46,10 @@ class Settings(BaseSettings):
         default=None, description="When set, user 'admin' exists with exactly this token."
     )
     public_url: str = Field(default="http://127.0.0.1:8000", description="How users reach this API.")
+    gateway_url: str | None = Field(
+        default=None,
+        description="How clients reach the gateway; endpoint urls start with it (default: DAIS_PUBLIC_URL).",
+    )
     secret_key: SecretStr | None = Field(
         default=None,
         description="Fernet key encrypting secrets at rest; generated into DAIS_HOME for the local default.",
@@ -39,6 +72,7 @@ class Settings(BaseSettings):
         ge=0,
         description="How long a process remembers a valid token (revocations elsewhere take up to this long).",
     )
+    controller: ControllerSettings = Field(default_factory=ControllerSettings)
     log_json: bool = True
     log_level: str = "INFO"
 

@@ -15,10 +15,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+from sqlalchemy.orm import Session, sessionmaker
 
 import migrations
-from api.bootstrap import ConfigurationError, ensure_admin
-from api.crypto import new_key
+from api.bootstrap import ConfigurationError, ensure_admin, secret_key
+from api.db.changes import LocalBus
+from api.db.crypto import new_key
+from api.db.session import make_engine, make_sessionmaker
 from api.logs import configure_logging
 from api.main import build_state, create_app
 from api.settings import Settings
@@ -52,6 +55,8 @@ def _serve_api(args: argparse.Namespace, *, upgrade: bool) -> int:
         print(f"dais: {exc}", file=sys.stderr)
         return 2
     token = ensure_admin(state.sessions, settings, datetime.now(UTC))
+    if args.command == "serve":
+        _start_embedded_controller(settings, state.sessions)
     if token is not None:
         print(
             "\n  Admin token (shown once; keep it):\n\n"
@@ -103,6 +108,40 @@ def _run_workers(host: str, port: int, count: int) -> int:
     for worker in workers:
         worker.join(timeout=30)
     return 1 if failed else 0
+
+
+def _start_embedded_controller(settings: Settings, sessions: sessionmaker[Session]) -> None:
+    """``dais serve`` runs the controller in-process when it has a cluster to talk to."""
+    if settings.controller.kubeconfig is None and not os.environ.get("KUBERNETES_SERVICE_HOST"):
+        print("  No DAIS_CONTROLLER__KUBECONFIG: endpoints stay pending (no controller runs).", flush=True)
+        return
+    from controller.app import Controller
+
+    bus = None
+    if settings.is_sqlite:
+        bus = LocalBus()
+        bus.attach(sessions)
+    controller = Controller(settings, sessions=sessions, secret_key=secret_key(settings), bus=bus)
+    threading.Thread(target=controller.run, args=(threading.Event(),), name="controller", daemon=True).start()
+
+
+def _cmd_controller(_: argparse.Namespace) -> int:
+    from controller.app import Controller, serve_health
+
+    settings = Settings()
+    configure_logging(json_lines=settings.log_json, level=settings.log_level)
+    try:
+        key = secret_key(settings)
+    except ConfigurationError as exc:
+        print(f"dais: {exc}", file=sys.stderr)
+        return 2
+    engine = make_engine(settings.effective_database_url, pool_size=settings.controller.workers + 2)
+    controller = Controller(settings, sessions=make_sessionmaker(engine), secret_key=key)
+    serve_health(settings.controller.listen, controller.healthy)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    return 0 if controller.run(stop) else 1
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -215,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     db.set_defaults(func=_cmd_db)
 
     commands.add_parser("secret-key", help="print a new DAIS_SECRET_KEY").set_defaults(func=_cmd_secret_key)
+    commands.add_parser(
+        "controller", help="reconcile endpoints into Kubernetes (leader-elected; /metrics and /healthz)"
+    ).set_defaults(func=_cmd_controller)
 
     def remote(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
         sub.add_argument("--url", default=os.environ.get("DAIS_URL", "http://127.0.0.1:8000"))

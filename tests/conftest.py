@@ -18,8 +18,8 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 import migrations
-from api.crypto import new_key
 from api.db.base import Base
+from api.db.crypto import new_key
 from api.db.session import make_engine, make_sessionmaker
 from api.main import build_state, create_app
 from api.settings import Settings

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -120,13 +120,22 @@ def _size_figures(unit: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict
 
 
 class EngineDefaults(BaseModel):
-    """What an image variant means when the spec leaves it out (the controller issue adds args/images)."""
+    """One image variant's container recipe (see engines.yaml for the fields and placeholders)."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
     health_route: str = Field(default="/health", alias="healthRoute")
     port: int = 80
-    images: dict[str, str] = Field(default_factory=dict)
+    images: dict[Accelerator, str] = Field(default_factory=dict)
+    command: list[str] | None = None
+    args: list[str] = Field(default_factory=list)
+    gpu_args: list[str] = Field(default_factory=list, alias="gpuArgs")
+    env: dict[str, str] = Field(default_factory=dict)
+    options: dict[str, str] = Field(default_factory=dict)
+    parallelism: Literal["tensor", "tensorData"] | None = None
+    shared_memory: str | None = Field(default=None, alias="sharedMemory")
+    needs_model_file: bool = Field(default=False, alias="needsModelFile")
+    task_engines: dict[str, ImageVariant] = Field(default_factory=dict, alias="taskEngines")
 
 
 class EngineCatalog:
@@ -135,6 +144,14 @@ class EngineCatalog:
 
     def defaults(self, variant: ImageVariant) -> EngineDefaults:
         return self.engines.get(variant, EngineDefaults())
+
+    def engine_for(self, variant: ImageVariant, *, task: str | None, accelerator: Accelerator) -> ImageVariant:
+        """The engine that serves a variant: ``huggingface`` picks one by task when that engine runs on
+        the accelerator, and otherwise stays the toolkit image."""
+        picked = self.defaults(variant).task_engines.get(task or "")
+        if picked is not None and accelerator in self.defaults(picked).images:
+            return picked
+        return variant
 
 
 def parse_engine_catalog(raw: Mapping[str, Any]) -> EngineCatalog:

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from api.audit import repository as audit
 from api.audit.repository import AuditContext
-from api.crypto import SecretBox
+from api.db.crypto import SecretBox
 from api.db.models import AuditEvent, Endpoint, EndpointStatus
 from api.domain.catalog import Compute, EngineCatalog, HardwareCatalog
 from api.domain.enums import EndpointState

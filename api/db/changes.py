@@ -1,0 +1,91 @@
+"""Endpoint change notifications, delivered only after the writing transaction commits.
+
+Postgres: a trigger on ``endpoints`` NOTIFYs channel ``dais_endpoints`` with the row's id (migration
+0002), so any writer in any process announces its change; ``listen_postgres`` receives them. A
+notification can be lost while the listener is disconnected, so every reconnect calls ``on_gap`` (the
+controller resyncs everything then).
+
+SQLite (``dais serve``, one process): ``LocalBus.attach`` publishes the ids of endpoints a session
+flushed once its transaction commits.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+from sqlalchemy import event
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.db.models import Endpoint
+
+CHANNEL = "dais_endpoints"
+_PENDING = "dais_changed_endpoints"
+
+log = logging.getLogger("dais.changes")
+
+
+class LocalBus:
+    """In-process fan-out of changed endpoint ids."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._subscribers: list[Callable[[str], None]] = []
+
+    def subscribe(self, callback: Callable[[str], None]) -> None:
+        with self._lock:
+            self._subscribers.append(callback)
+
+    def publish(self, endpoint_id: str) -> None:
+        with self._lock:
+            subscribers = list(self._subscribers)
+        for callback in subscribers:
+            callback(endpoint_id)
+
+    def attach(self, factory: sessionmaker[Session]) -> None:
+        """Publishes, after commit, every endpoint that sessions from ``factory`` inserted or updated."""
+
+        @event.listens_for(factory, "after_flush")
+        def _collect(session: Session, _context: Any) -> None:
+            changed = session.info.setdefault(_PENDING, set())
+            for obj in (*session.new, *session.dirty):
+                if isinstance(obj, Endpoint):
+                    changed.add(obj.id)
+
+        @event.listens_for(factory, "after_commit")
+        def _publish(session: Session) -> None:
+            for endpoint_id in session.info.pop(_PENDING, ()):
+                self.publish(endpoint_id)
+
+        @event.listens_for(factory, "after_rollback")
+        def _drop(session: Session) -> None:
+            session.info.pop(_PENDING, None)
+
+
+def listen_postgres(
+    url: str,
+    *,
+    on_change: Callable[[str], None],
+    on_gap: Callable[[], None],
+    stop: threading.Event,
+    poll_seconds: float = 1.0,
+) -> None:
+    """Blocks until ``stop`` is set, calling ``on_change(id)`` per notification; reconnects on errors."""
+    dsn = url.replace("postgresql+psycopg://", "postgresql://", 1)
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute(f"LISTEN {CHANNEL}")
+                on_gap()  # whatever changed before LISTEN took effect is caught by a resync
+                delay = 0.5
+                while not stop.is_set():
+                    for notice in conn.notifies(timeout=poll_seconds):
+                        on_change(notice.payload)
+        except psycopg.Error as exc:
+            log.warning("database notifications interrupted (%s); reconnecting in %.1fs", exc, delay)
+            stop.wait(delay)
+            delay = min(delay * 2, 30.0)

@@ -1,0 +1,209 @@
+"""The controller process: leader election, then caches, work queue, workers, notifications, resync.
+
+Every source of work — database notifications, watch events on our objects, the periodic resync and
+deadlines a reconcile asks to be woken for — only enqueues an endpoint id; the workers reconcile.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.db.changes import LocalBus, listen_postgres
+from api.db.crypto import SecretBox
+from api.db.models import Endpoint
+from api.db.session import transaction
+from api.domain.catalog import load_engine_catalog, load_hardware_catalog
+from api.settings import Settings
+from controller import metrics
+from controller.cache import ClusterCache
+from controller.desired import BuildConfig
+from controller.kube import Kube, KubeError, api_client
+from controller.leader import LeaderElector
+from controller.queue import WorkQueue
+from controller.reconcile import NotLeader, Reconciler
+
+log = logging.getLogger("dais.controller")
+
+SYNC_TIMEOUT_SECONDS = 60
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Controller:
+    settings: Settings
+    sessions: sessionmaker[Session]
+    secret_key: str
+    bus: LocalBus | None = None  # dais serve on SQLite; otherwise Postgres LISTEN
+    clock: Callable[[], datetime] = utc_now
+    identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    healthy: threading.Event = field(default_factory=threading.Event)
+
+    def run(self, stop: threading.Event) -> bool:
+        """Runs until ``stop`` (True) or until the lease is lost (False: the process should exit)."""
+        config = self.settings.controller
+        kube = Kube(api_client(config.kubeconfig, config.context))
+        self._ensure_namespace(kube)
+        elector = LeaderElector(
+            kube,
+            namespace=config.namespace,
+            name=config.lease_name,
+            identity=self.identity,
+            lease_seconds=config.lease_seconds,
+            renew_seconds=config.renew_seconds,
+        )
+        self.healthy.set()
+        if not elector.acquire(stop):
+            return True
+        lost = threading.Event()
+        halt = threading.Event()  # stops everything below, on stop or on a lost lease
+        threading.Thread(target=elector.keep, args=(stop, lost), name="lease", daemon=True).start()
+
+        queue = WorkQueue(max_delay=config.max_backoff_seconds)
+        cache = ClusterCache(kube, config.namespace, queue.add)
+        cache.start(halt)
+        if not cache.wait_synced(SYNC_TIMEOUT_SECONDS):
+            halt.set()
+            raise RuntimeError(f"the Kubernetes caches did not sync within {SYNC_TIMEOUT_SECONDS}s")
+        reconciler = Reconciler(
+            sessions=self.sessions,
+            kube=kube,
+            cache=cache,
+            hardware=load_hardware_catalog(
+                self.settings.hardware_catalog, default_quota=self.settings.default_quota_accelerators
+            ),
+            engines=load_engine_catalog(self.settings.engine_catalog),
+            box=SecretBox(self.secret_key),
+            config=BuildConfig(
+                namespace=config.namespace,
+                fetch_image=config.image,
+                hub_url=config.hub_url,
+                startup_deadline_seconds=config.startup_deadline_seconds,
+                rollout_deadline_seconds=config.rollout_deadline_seconds,
+                hash_key=hashlib.sha256(b"dais-pod-template" + self.secret_key.encode()).digest(),
+            ),
+            url_base=self.settings.gateway_url or self.settings.public_url,
+            startup_deadline_seconds=config.startup_deadline_seconds,
+            clock=self.clock,
+            is_leader=elector.is_leader,
+        )
+
+        def resync() -> None:
+            with transaction(self.sessions) as session:
+                ids = set(session.scalars(select(Endpoint.id)))
+            for endpoint_id in sorted(ids | cache.endpoint_ids()):  # orphans too: ids with objects but no row
+                queue.add(endpoint_id)
+
+        workers = [
+            threading.Thread(target=self._work, args=(queue, reconciler, lost), name=f"reconcile-{i}", daemon=True)
+            for i in range(config.workers)
+        ]
+        for worker in workers:
+            worker.start()
+        if self.bus is not None:
+            self.bus.subscribe(queue.add)
+            resync()
+        else:
+            url = self.settings.effective_database_url
+            threading.Thread(
+                target=listen_postgres,
+                kwargs={"url": url, "on_change": queue.add, "on_gap": resync, "stop": halt},
+                name="notifications",
+                daemon=True,
+            ).start()
+        try:
+            while not (stop.is_set() or lost.is_set()):
+                if stop.wait(config.resync_seconds) or lost.is_set():
+                    break
+                resync()
+        finally:
+            halt.set()
+            queue.close()
+            for worker in workers:
+                worker.join(timeout=30)
+            if not lost.is_set():
+                elector.release()
+        return not lost.is_set()
+
+    def _work(self, queue: WorkQueue, reconcile: Reconciler, lost: threading.Event) -> None:
+        while True:
+            key = queue.get()
+            if key is None:
+                return
+            started = time.perf_counter()
+            result = "success"
+            try:
+                again = reconcile(key)
+                queue.forget(key)
+                if again is not None:
+                    queue.add_after(key, again)
+            except NotLeader:
+                result = "not_leader"
+                lost.set()
+            except Exception as exc:  # any failure retries with backoff; the loop never dies
+                result = "error"
+                delay = queue.retry(key)
+                level = logging.WARNING if isinstance(exc, KubeError) and exc.retryable else logging.ERROR
+                log.log(
+                    level, "reconcile %s failed (retry in %.2fs): %s", key, delay, exc, exc_info=level >= logging.ERROR
+                )
+            finally:
+                queue.done(key)
+                elapsed = time.perf_counter() - started
+                metrics.RECONCILES.labels(result=result).inc()
+                metrics.RECONCILE_SECONDS.labels(result=result).observe(elapsed)
+
+    def _ensure_namespace(self, kube: Kube) -> None:
+        namespace = self.settings.controller.namespace
+        if kube.get("Namespace", None, namespace) is not None:
+            return
+        try:
+            kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+        except KubeError as exc:
+            if exc.status != 409:
+                raise RuntimeError(
+                    f"Kubernetes namespace {namespace!r} does not exist and cannot be created ({exc}): create it, "
+                    "or set DAIS_CONTROLLER__NAMESPACE to one that exists"
+                ) from exc
+
+
+def serve_health(listen: str, healthy: threading.Event) -> ThreadingHTTPServer:
+    """``/healthz`` (200 once started, leader or standby) and ``/metrics``, on a daemon thread."""
+    host, _, port = listen.rpartition(":")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/metrics":
+                body, status, kind = generate_latest(), 200, CONTENT_TYPE_LATEST
+            elif self.path == "/healthz":
+                ok = healthy.is_set()
+                body, status, kind = (b"ok" if ok else b"starting"), (200 if ok else 503), "text/plain"
+            else:
+                body, status, kind = b"not found", 404, "text/plain"
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer((host or "127.0.0.1", int(port)), Handler)
+    threading.Thread(target=server.serve_forever, name="health", daemon=True).start()
+    return server

@@ -1,0 +1,139 @@
+"""Leader election with a coordination.k8s.io Lease, as client-go does it.
+
+Only the leader reconciles. A standby takes the lease once it has seen it unchanged for a whole lease
+duration (measured on its own monotonic clock, so clock skew between machines does not matter). The
+leader renews every ``renew_seconds`` and stops writing once its last renewal is older than the renew
+deadline (two thirds of the lease duration): it is fenced before any standby can take over, so the two
+never write at once. Writes use the lease's resourceVersion, so two candidates cannot both win.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from controller import metrics
+from controller.kube import Kube, KubeError
+
+log = logging.getLogger("dais.controller.leader")
+
+
+def _micro_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class LeaderElector:
+    def __init__(
+        self,
+        kube: Kube,
+        *,
+        namespace: str,
+        name: str,
+        identity: str,
+        lease_seconds: float,
+        renew_seconds: float,
+        monotonic: Callable[[], float] = time.monotonic,
+        wall: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._kube = kube
+        self._namespace = namespace
+        self._name = name
+        self.identity = identity
+        self._lease_seconds = lease_seconds
+        self._renew_seconds = renew_seconds
+        self._renew_deadline = lease_seconds * 2 / 3
+        self._monotonic = monotonic
+        self._wall = wall
+        self._observed_version: str | None = None
+        self._observed_at = 0.0
+        self._renewed_at: float | None = None
+
+    def is_leader(self) -> bool:
+        renewed = self._renewed_at
+        return renewed is not None and self._monotonic() - renewed < self._renew_deadline
+
+    def acquire(self, stop: threading.Event) -> bool:
+        """Blocks until this process leads (True) or ``stop`` is set (False)."""
+        announced = False
+        while not stop.is_set():
+            if self._try():
+                log.info("leading as %s", self.identity)
+                return True
+            if not announced:
+                log.info("standing by: lease %s/%s is held by another controller", self._namespace, self._name)
+                announced = True
+            stop.wait(self._renew_seconds)
+        return False
+
+    def keep(self, stop: threading.Event, lost: threading.Event) -> None:
+        """Renews until ``stop``; sets ``lost`` (and returns) once renewals fail past the deadline."""
+        while not stop.wait(self._renew_seconds):
+            self._try()
+            if not self.is_leader():
+                log.error("lost the lease %s/%s: stopping", self._namespace, self._name)
+                metrics.LEADER.set(0)
+                lost.set()
+                return
+
+    def release(self) -> None:
+        """Hands the lease over at once on a clean shutdown instead of making the standby wait it out."""
+        if not self.is_leader():
+            return
+        self._renewed_at = None
+        metrics.LEADER.set(0)
+        try:
+            lease = self._kube.get("Lease", self._namespace, self._name)
+            if lease and lease.get("spec", {}).get("holderIdentity") == self.identity:
+                lease["spec"]["holderIdentity"] = None
+                lease["spec"]["leaseDurationSeconds"] = 1
+                self._kube.replace({**lease, "kind": "Lease", "apiVersion": "coordination.k8s.io/v1"})
+        except KubeError as exc:
+            log.warning("could not release the lease: %s", exc)
+
+    def _try(self) -> bool:
+        attempt = self._monotonic()
+        try:
+            lease = self._kube.get("Lease", self._namespace, self._name)
+            if lease is None:
+                self._kube.create(self._lease(None))
+            else:
+                version = lease["metadata"]["resourceVersion"]
+                if version != self._observed_version:
+                    self._observed_version, self._observed_at = version, attempt
+                spec = lease.get("spec") or {}
+                holder = spec.get("holderIdentity")
+                duration = float(spec.get("leaseDurationSeconds") or self._lease_seconds)
+                if holder and holder != self.identity and attempt < self._observed_at + duration:
+                    return False
+                self._kube.replace(self._lease(lease))
+        except KubeError as exc:
+            if exc.status not in (404, 409):
+                log.warning("lease %s/%s: %s", self._namespace, self._name, exc)
+            return False
+        self._renewed_at = attempt
+        metrics.LEADER.set(1)
+        return True
+
+    def _lease(self, current: dict[str, Any] | None) -> dict[str, Any]:
+        now = _micro_time(self._wall())
+        spec = (current or {}).get("spec") or {}
+        ours = spec.get("holderIdentity") == self.identity
+        metadata: dict[str, Any] = {"name": self._name, "namespace": self._namespace}
+        if current is not None:
+            metadata["resourceVersion"] = current["metadata"]["resourceVersion"]
+        return {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": metadata,
+            "spec": {
+                "holderIdentity": self.identity,
+                "leaseDurationSeconds": max(1, round(self._lease_seconds)),
+                "acquireTime": spec.get("acquireTime") if ours else now,
+                "renewTime": now,
+                "leaseTransitions": int(spec.get("leaseTransitions") or 0) + (0 if ours or current is None else 1),
+            },
+        }

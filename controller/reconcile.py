@@ -1,0 +1,242 @@
+"""Reconcile one endpoint by id: re-read everything, converge, report.
+
+Level-triggered and idempotent: the caller only says *which* endpoint; this re-reads the row, builds
+the desired objects (pure), applies only those whose content hash differs from the cached live
+object's, deletes owned objects no longer desired, and writes status only when it changed. A second
+pass over an unchanged endpoint makes no write at all.
+
+Deletion survives a crash anywhere: the row stays (soft-deleted) until the cache shows none of the
+endpoint's objects left, and only then is it removed. An object labelled with an id that has no row
+(a crash between an apply and a rollback, or a hand-made copy) is deleted the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, joinedload, sessionmaker
+
+from api.db.crypto import SecretBox
+from api.db.models import Endpoint, EndpointStatus
+from api.db.session import transaction
+from api.domain.catalog import Compute, EngineCatalog, HardwareCatalog
+from controller import metrics
+from controller.cache import ClusterCache
+from controller.desired import HASH, BuildConfig, EndpointView, build, desired_replicas
+from controller.errors import PermanentError
+from controller.kube import Kube, KubeError
+from controller.status import LOG_LINES, Observation, crash_looping, observe
+
+log = logging.getLogger("dais.controller")
+
+
+class NotLeader(Exception):
+    """This process lost its lease: it must not write anything more."""
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The row as read at the start of a pass (detached from its session)."""
+
+    view: EndpointView
+    paused: bool
+    deleted: bool
+    status: tuple[Any, ...] | None
+
+
+@dataclass
+class Reconciler:
+    sessions: sessionmaker[Session]
+    kube: Kube
+    cache: ClusterCache
+    hardware: HardwareCatalog
+    engines: EngineCatalog
+    box: SecretBox
+    config: BuildConfig
+    url_base: str
+    startup_deadline_seconds: float
+    clock: Callable[[], datetime]
+    is_leader: Callable[[], bool]
+
+    def __call__(self, endpoint_id: str) -> float | None:
+        """One pass; returns seconds after which to look again (a deadline), or None."""
+        snapshot = self._read(endpoint_id)
+        if snapshot is None or snapshot.deleted:
+            self._remove(endpoint_id, finalize=snapshot is not None)
+            return None
+        view = snapshot.view
+        compute = self._compute(view.spec)
+        build_error = None
+        try:
+            if compute is None:
+                raise PermanentError(
+                    f"hardware {view.spec['compute'].get('id')} is no longer in the hardware catalog: "
+                    "update the endpoint to an instance listed by GET /v2/provider/{namespace}"
+                )
+            self._apply(endpoint_id, build(view, compute=compute, engines=self.engines, config=self.config))
+        except PermanentError as exc:
+            build_error = str(exc)
+        observation = self._observe(snapshot, compute, build_error)
+        self._write_status(endpoint_id, view.generation, observation, snapshot.status)
+        return observation.recheck_after
+
+    # -- read ----------------------------------------------------------------------------------------------
+
+    def _read(self, endpoint_id: str) -> Snapshot | None:
+        with transaction(self.sessions) as session:
+            row = session.scalars(
+                select(Endpoint).options(joinedload(Endpoint.status)).where(Endpoint.id == endpoint_id)
+            ).first()
+            if row is None:
+                return None
+            material = self.box.open(row.secrets) if row.secrets else {}
+            status = row.status
+            previous = _status_tuple(status) if status is not None else None
+            revision = (status.resolved_revision if status else None) or row.spec["model"].get("revision") or "main"
+            view = EndpointView(
+                id=row.id,
+                namespace=row.namespace,
+                name=row.name,
+                spec=row.spec,
+                generation=row.generation,
+                revision=revision,
+                replicas=desired_replicas(
+                    spec=row.spec, paused=row.paused, scaled_to_zero=row.scaled_to_zero, autoscaled=None
+                ),
+                secrets=dict(material.get("secrets", {})),
+                registry_password=material.get("registryPassword"),
+            )
+            return Snapshot(view=view, paused=row.paused, deleted=row.deleted_at is not None, status=previous)
+
+    def _compute(self, spec: dict[str, Any]) -> Compute | None:
+        provider, compute = spec["provider"], spec["compute"]
+        return self.hardware.find(
+            (
+                provider["vendor"],
+                provider["region"],
+                compute["accelerator"],
+                compute["instanceType"],
+                compute["instanceSize"],
+            )
+        )
+
+    # -- converge ------------------------------------------------------------------------------------------
+
+    def _apply(self, endpoint_id: str, desired: list[dict[str, Any]]) -> None:
+        live = {(o["kind"], o["metadata"]["name"]): o for o in self._owned(endpoint_id)}
+        for obj in desired:
+            current = live.pop((obj["kind"], obj["metadata"]["name"]), None)
+            if current is not None and _hash(current) == obj["metadata"]["annotations"][HASH]:
+                continue
+            self._fence()
+            applied = self.kube.apply(obj)
+            metrics.KUBE_WRITES.labels(verb="apply", kind=obj["kind"]).inc()
+            self.cache.kinds[obj["kind"]].upsert(applied)
+        for (kind, name), _obj in sorted(live.items()):  # owned but no longer desired (e.g. registry credentials)
+            self._delete(kind, name)
+
+    def _remove(self, endpoint_id: str, *, finalize: bool) -> None:
+        owned = self._owned(endpoint_id)
+        for obj in owned:
+            self._delete(obj["kind"], obj["metadata"]["name"])
+        if owned:
+            return  # the watch reports each deletion, which brings this endpoint back here
+        if finalize:
+            self._fence()
+            with transaction(self.sessions) as session:
+                session.execute(delete(Endpoint).where(Endpoint.id == endpoint_id, Endpoint.deleted_at.is_not(None)))
+            log.info("endpoint %s deleted: its Kubernetes objects are gone", endpoint_id)
+
+    def _delete(self, kind: str, name: str) -> None:
+        self._fence()
+        self.kube.delete(kind, self.config.namespace, name)
+        metrics.KUBE_WRITES.labels(verb="delete", kind=kind).inc()
+
+    def _owned(self, endpoint_id: str) -> list[dict[str, Any]]:
+        return [
+            {**o, "kind": kind}
+            for kind in ("Secret", "Service", "Deployment")
+            for o in self.cache.of_endpoint(kind, endpoint_id)
+        ]
+
+    def _fence(self) -> None:
+        if not self.is_leader():
+            raise NotLeader("lost the controller lease; not writing")
+
+    # -- report --------------------------------------------------------------------------------------------
+
+    def _observe(self, snapshot: Snapshot, compute: Compute | None, build_error: str | None) -> Observation:
+        view = snapshot.view
+        deployments = self.cache.of_endpoint("Deployment", view.id)
+        pods = self.cache.of_endpoint("Pod", view.id)
+        logs = {}
+        for pod, container in crash_looping(pods):
+            try:
+                logs[f"{pod}/{container}"] = self.kube.log(
+                    self.config.namespace, pod, container=container, previous=True, tail_lines=LOG_LINES
+                )
+            except KubeError as exc:  # logs are a courtesy: the kubelet may be gone or deny them
+                log.debug("no logs for %s/%s: %s", pod, container, exc)
+        return observe(
+            paused=snapshot.paused,
+            replicas=view.replicas,
+            compute=compute,
+            deployment=deployments[0] if deployments else None,
+            pods=pods,
+            logs=logs,
+            url=f"{self.url_base.rstrip('/')}/{view.namespace}/{view.name}",
+            startup_deadline_seconds=self.startup_deadline_seconds,
+            now=self.clock(),
+            build_error=build_error,
+        )
+
+    def _write_status(
+        self, endpoint_id: str, generation: int, observation: Observation, previous: tuple[Any, ...] | None
+    ) -> None:
+        fields = {
+            "state": observation.state.value,
+            "message": observation.message,
+            "ready_replica": observation.ready_replica,
+            "target_replica": observation.target_replica,
+            "url": observation.url,
+            "observed_generation": generation,
+            "conditions": [{**c, "observedGeneration": generation} for c in observation.conditions],
+        }
+        if previous == tuple(fields.values()):
+            return
+        self._fence()
+        try:
+            with transaction(self.sessions) as session:
+                status = session.get(EndpointStatus, endpoint_id)
+                if status is None:
+                    session.add(EndpointStatus(endpoint_id=endpoint_id, updated_at=self.clock(), **fields))
+                else:
+                    for name, value in fields.items():
+                        setattr(status, name, value)
+                    status.updated_at = self.clock()
+        except IntegrityError:  # the endpoint row went away meanwhile; the next pass cleans up
+            return
+        metrics.STATUS_WRITES.inc()
+
+
+def _status_tuple(status: EndpointStatus) -> tuple[Any, ...]:
+    return (
+        status.state,
+        status.message,
+        status.ready_replica,
+        status.target_replica,
+        status.url,
+        status.observed_generation,
+        status.conditions,
+    )
+
+
+def _hash(obj: dict[str, Any]) -> str | None:
+    annotations: dict[str, str] = obj.get("metadata", {}).get("annotations") or {}
+    return annotations.get(HASH)
