@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from api.domain.catalog import Compute, EngineCatalog, EngineDefaults
+from api.domain.catalog import Compute, EngineCatalog, EngineDefaults, EngineError, ResolvedEngine
 from api.domain.enums import Accelerator, ImageVariant
 from controller.errors import PermanentError
 
@@ -96,8 +96,11 @@ def build(
     model = endpoint.spec["model"]
     ((variant_key, variant_config),) = model["image"].items()
     variant = ImageVariant(variant_key)
-    engine = engines.engine_for(variant, task=model.get("task"), accelerator=compute.accelerator)
-    recipe = engines.defaults(engine)
+    try:
+        resolved = engines.resolve(variant, variant_config, task=model.get("task"), compute=compute)
+    except EngineError as exc:
+        raise PermanentError(str(exc)) from None
+    engine, recipe = resolved.engine, resolved.recipe
     # The spec's own port and health route win over the catalog's, whichever engine was picked.
     port = int(variant_config.get("port") or recipe.port)
     health = variant_config.get("healthRoute") or recipe.health_route
@@ -147,7 +150,7 @@ def build(
         }
     )
     engine_container = _engine_container(
-        endpoint, engine=engine, recipe=recipe, compute=compute, port=port, health=health, config=config
+        endpoint, resolved=resolved, compute=compute, port=port, health=health, config=config
     )
     volumes: list[dict[str, Any]] = [{"name": "repository", "emptyDir": {}}]
     if recipe.shared_memory and compute.num_accelerators > 1 and compute.accelerator is Accelerator.GPU:
@@ -211,8 +214,7 @@ def content_hash(obj: dict[str, Any]) -> str:
 def _engine_container(
     endpoint: EndpointView,
     *,
-    engine: ImageVariant,
-    recipe: EngineDefaults,
+    resolved: ResolvedEngine,
     compute: Compute,
     port: int,
     health: str,
@@ -220,26 +222,21 @@ def _engine_container(
 ) -> dict[str, Any]:
     model = endpoint.spec["model"]
     variant_config: dict[str, Any] = next(iter(model["image"].values()))
-    image = variant_config.get("url") or recipe.images.get(compute.accelerator)
-    if not image:
-        runs_on = ", ".join(sorted(a.value for a in recipe.images)) or "no accelerator"
-        raise PermanentError(
-            f"engine {engine.value} has no {compute.accelerator.value} image in the engine catalog (it runs on "
-            f"{runs_on}): choose other hardware or give model.image.{engine.value}.url"
-        )
-    gpus = compute.num_accelerators if compute.accelerator is Accelerator.GPU else 0
+    recipe = resolved.recipe
+    model_path = variant_config.get("modelPath")
     values = {
         "modelDir": REPOSITORY,
-        "modelFile": _model_file(variant_config, recipe, engine),
+        "modelFile": f"{REPOSITORY}/{model_path}" if model_path else REPOSITORY,
         "repository": model["repository"],
         "revision": endpoint.revision,
         "port": str(port),
-        "gpus": str(gpus),
+        "gpus": str(resolved.gpus),
         "task": model.get("task") or "",
-        **_parallelism(variant_config, recipe, engine, gpus),
+        "tensorParallelSize": str(resolved.tensor_parallel),
+        "dataParallelSize": str(resolved.data_parallel),
     }
     args = [_fill(a, values) for a in recipe.args]
-    if gpus:
+    if resolved.gpus:
         args += [_fill(a, values) for a in recipe.gpu_args]
     for knob, flag in recipe.options.items():
         value = variant_config.get(knob)
@@ -250,15 +247,14 @@ def _engine_container(
     args += list(model.get("args") or [])
     env = {k: _fill(v, values) for k, v in recipe.env.items()}
     env.update(model.get("env") or {})
-    resources = _resources(compute)
     startup_period = 5
     container: dict[str, Any] = {
         "name": ENGINE_CONTAINER,
-        "image": image,
+        "image": resolved.image,
         "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
         "env": [{"name": k, "value": v} for k, v in sorted(env.items())],
         "envFrom": [{"secretRef": {"name": object_name(endpoint)}}],
-        "resources": resources,
+        "resources": _resources(compute),
         # The platform contract: readiness polled every second; 503 until the model is loaded.
         "readinessProbe": {
             "httpGet": {"path": health, "port": "http"},
@@ -312,37 +308,13 @@ def _fetch_container(endpoint: EndpointView, *, recipe: EngineDefaults, config: 
 
 def _resources(compute: Compute) -> dict[str, Any]:
     """Requests equal limits (Guaranteed QoS): an inference replica owns its slice of the node."""
-    amounts: dict[str, str] = {"memory": f"{round(compute.memory_gb * 1024)}Mi"}
+    memory = compute.memory_gb
+    amounts: dict[str, str] = {"memory": f"{int(memory)}Gi" if memory == int(memory) else f"{round(memory * 1024)}Mi"}
     if compute.num_cpus:
         amounts["cpu"] = str(compute.num_cpus)
     if compute.accelerator is Accelerator.GPU:
         amounts[GPU_RESOURCE] = str(compute.num_accelerators)
     return {"requests": dict(amounts), "limits": dict(amounts)}
-
-
-def _parallelism(config: dict[str, Any], recipe: EngineDefaults, engine: ImageVariant, gpus: int) -> dict[str, str]:
-    if recipe.parallelism is None:
-        return {"tensorParallelSize": "1", "dataParallelSize": "1"}
-    devices = max(gpus, 1)
-    data = int(config.get("dataParallelSize") or 1) if recipe.parallelism == "tensorData" else 1
-    tensor = int(config.get("tensorParallelSize") or max(devices // data, 1))
-    if tensor * data != devices:
-        raise PermanentError(
-            f"model.image.{engine.value}: tensorParallelSize ({tensor}) × dataParallelSize ({data}) must equal the "
-            f"instance's {devices} GPUs: change them or the instance size"
-        )
-    return {"tensorParallelSize": str(tensor), "dataParallelSize": str(data)}
-
-
-def _model_file(config: dict[str, Any], recipe: EngineDefaults, engine: ImageVariant) -> str:
-    if not recipe.needs_model_file:
-        return ""
-    path = config.get("modelPath")
-    if not path:
-        raise PermanentError(
-            f"model.image.{engine.value}.modelPath is required: name the GGUF file to serve, e.g. 'model-q4_k_m.gguf'"
-        )
-    return f"{REPOSITORY}/{path}"
 
 
 def _pull_secret(config: dict[str, Any], endpoint: EndpointView) -> dict[str, Any] | None:

@@ -9,6 +9,7 @@ type lists its sizes with a multiplier over per-unit figures, so the file stays 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -152,6 +153,51 @@ class EngineCatalog:
         if picked is not None and accelerator in self.defaults(picked).images:
             return picked
         return variant
+
+    def resolve(
+        self, variant: ImageVariant, config: Mapping[str, Any], *, task: str | None, compute: Compute
+    ) -> ResolvedEngine:
+        """What will run for this spec on this hardware; ``EngineError`` says why it cannot run."""
+        engine = self.engine_for(variant, task=task, accelerator=compute.accelerator)
+        recipe = self.defaults(engine)
+        image = config.get("url") or recipe.images.get(compute.accelerator)
+        if not image:
+            runs_on = ", ".join(sorted(a.value for a in recipe.images)) or "no accelerator"
+            raise EngineError(
+                f"engine {engine.value} has no {compute.accelerator.value} image in the engine catalog (it runs on "
+                f"{runs_on}): choose other hardware or give model.image.{variant.value}.url"
+            )
+        gpus = compute.num_accelerators if compute.accelerator is Accelerator.GPU else 0
+        tensor = data = 1
+        if recipe.parallelism is not None:
+            devices = max(gpus, 1)
+            data = int(config.get("dataParallelSize") or 1) if recipe.parallelism == "tensorData" else 1
+            tensor = int(config.get("tensorParallelSize") or max(devices // data, 1))
+            if tensor * data != devices:
+                raise EngineError(
+                    f"model.image.{variant.value}: tensorParallelSize ({tensor}) × dataParallelSize ({data}) must "
+                    f"equal the instance's {devices} GPUs: change them or the instance size"
+                )
+        if recipe.needs_model_file and not config.get("modelPath"):
+            raise EngineError(
+                f"model.image.{variant.value}.modelPath is required: name the GGUF file to serve, "
+                "e.g. 'model-q4_k_m.gguf'"
+            )
+        return ResolvedEngine(engine, recipe, str(image), gpus, tensor, data)
+
+
+class EngineError(ValueError):
+    """A spec that cannot run on its hardware with this engine catalog."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedEngine:
+    engine: ImageVariant
+    recipe: EngineDefaults
+    image: str
+    gpus: int
+    tensor_parallel: int
+    data_parallel: int
 
 
 def parse_engine_catalog(raw: Mapping[str, Any]) -> EngineCatalog:

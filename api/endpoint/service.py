@@ -22,7 +22,7 @@ from api.audit import repository as audit
 from api.audit.repository import AuditContext
 from api.db.crypto import SecretBox
 from api.db.models import AuditEvent, Endpoint, EndpointStatus
-from api.domain.catalog import Compute, EngineCatalog, HardwareCatalog
+from api.domain.catalog import Compute, EngineCatalog, EngineError, HardwareCatalog
 from api.domain.enums import EndpointState
 from api.domain.spec import REDACTED, EndpointSpec, merge_spec, spec_diff
 from api.domain.state import shown_state
@@ -296,6 +296,11 @@ def _check_context(spec: EndpointSpec, catalogs: Catalogs, *, current: str | Non
             f"compute: {compute.id} is {compute.status}: choose another instance (GET /v2/provider/{{ns}})",
             fields=[{"field": "compute.instanceType", "message": compute.status}],
         )
+    config = spec.model.image[spec.model.variant.value].model_dump(by_alias=True, exclude_none=True)
+    try:
+        catalogs.engines.resolve(spec.model.variant, config, task=spec.model.task, compute=compute)
+    except EngineError as exc:
+        raise BadRequest(f"model.image: {exc}", fields=[{"field": "model.image", "message": str(exc)}]) from None
     ceiling = catalogs.max_replica_ceiling
     if spec.compute.scaling.max_replica > ceiling:
         raise BadRequest(

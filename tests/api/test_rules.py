@@ -42,6 +42,22 @@ def counts(db: sessionmaker[Session]) -> tuple[int, int]:
         (lambda b: b["compute"]["scaling"].update(maxReplica=65), "compute.scaling.maxReplica", "ceiling"),
         (lambda b: b["model"].update(repository="a/b/c"), "model", "Hub model id"),
         (lambda b: b.pop("provider"), "provider", "is required"),
+        (
+            lambda b: (
+                b.update(compute={**b["compute"], "accelerator": "cpu", "instanceType": "intel-spr"})
+                or b["model"].update(image={"tgi": {}})
+            ),
+            "model.image",
+            "engine tgi has no cpu image in the engine catalog",
+        ),
+        (
+            lambda b: (
+                b["compute"].update(instanceSize="x4") or b["model"].update(image={"vLLM": {"dataParallelSize": 3}})
+            ),
+            "model.image",
+            "tensorParallelSize (1) × dataParallelSize (3) must equal the instance's 4 GPUs",
+        ),
+        (lambda b: b["model"].update(image={"llamacpp": {}}), "model.image", "modelPath is required"),
     ],
 )
 def test_bad_create_is_400_and_stores_nothing(
