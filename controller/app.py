@@ -53,6 +53,16 @@ class Controller:
     clock: Callable[[], datetime] = utc_now
     identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     healthy: threading.Event = field(default_factory=threading.Event)
+    leading: threading.Event = field(default_factory=threading.Event)  # set once caches synced and workers run
+    queue: WorkQueue = field(default_factory=WorkQueue)
+
+    _resync: Callable[[], None] | None = None
+
+    def resync(self) -> None:
+        """Enqueues every endpoint (also run every ``resync_seconds`` and after a notification gap)."""
+        if self._resync is None:
+            raise RuntimeError("the controller is not leading")
+        self._resync()
 
     def run(self, stop: threading.Event) -> bool:
         """Runs until ``stop`` (True) or until the lease is lost (False: the process should exit)."""
@@ -74,7 +84,7 @@ class Controller:
         halt = threading.Event()  # stops everything below, on stop or on a lost lease
         threading.Thread(target=elector.keep, args=(stop, lost), name="lease", daemon=True).start()
 
-        queue = WorkQueue(max_delay=config.max_backoff_seconds)
+        queue = self.queue = WorkQueue(max_delay=config.max_backoff_seconds)
         cache = ClusterCache(kube, config.namespace, queue.add)
         cache.start(halt)
         if not cache.wait_synced(SYNC_TIMEOUT_SECONDS):
@@ -109,6 +119,7 @@ class Controller:
             for endpoint_id in sorted(ids | cache.endpoint_ids()):  # orphans too: ids with objects but no row
                 queue.add(endpoint_id)
 
+        self._resync = resync
         workers = [
             threading.Thread(target=self._work, args=(queue, reconciler, lost), name=f"reconcile-{i}", daemon=True)
             for i in range(config.workers)
@@ -126,12 +137,14 @@ class Controller:
                 name="notifications",
                 daemon=True,
             ).start()
+        self.leading.set()
         try:
             while not (stop.is_set() or lost.is_set()):
                 if stop.wait(config.resync_seconds) or lost.is_set():
                     break
                 resync()
         finally:
+            self.leading.clear()
             halt.set()
             queue.close()
             for worker in workers:

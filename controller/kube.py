@@ -176,7 +176,8 @@ class Kube:
 
     def log(self, namespace: str, pod: str, *, container: str, previous: bool, tail_lines: int) -> str:
         query = {"container": container, "previous": str(previous).lower(), "tailLines": str(tail_lines)}
-        response = self._send("GET", KINDS["Pod"].path(namespace, pod) + "/log", query=query)
+        # Short: the API server proxies this to the node's kubelet, which may be slow or unreachable.
+        response = self._send("GET", KINDS["Pod"].path(namespace, pod) + "/log", query=query, read_timeout=5.0)
         metrics.KUBE_REQUESTS.labels(verb="log", kind="Pod", code=str(response.status)).inc()
         if response.status != 200:
             raise _error(response.status, response.data)
@@ -221,7 +222,7 @@ class Kube:
         )
         if query:
             url = f"{url}?{urlencode(query)}"
-        timeout = urllib3.Timeout(connect=10.0, read=self._timeout if read_timeout == -1 else read_timeout)
+        timeout = urllib3.Timeout(connect=5.0, read=self._timeout if read_timeout == -1 else read_timeout)
         return self._pool.request(
             method,
             url,

@@ -100,6 +100,12 @@ class WorkQueue:
             self._closed = True
             self._cond.notify_all()
 
+    def idle(self) -> bool:
+        """Nothing ready and nothing being processed (delayed keys may still wait)."""
+        with self._cond:
+            self._promote_locked()
+            return not self._ready and not self._processing
+
     def __len__(self) -> int:
         with self._cond:
             return len(self._ready) + len(self._delayed)

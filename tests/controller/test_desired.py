@@ -564,11 +564,13 @@ def test_hashes_are_stable_and_track_what_changes() -> None:
     assert _hashes(objects(T4, spec({"tei": {}}), secrets={"S": "1"})) == base
     # Replica counts live outside the pod template: scaling does not roll the replicas.
     scaled = _hashes(objects(T4, spec({"tei": {}}), secrets={"S": "1"}, replicas=3))
-    assert scaled[0] != base[0] and scaled[1:] == base[1:]
+    assert scaled[0] != base[0]
+    assert scaled[1:] == base[1:]
     # A new env value or secret value rolls them.
     assert _hashes(objects(T4, spec({"tei": {}}, env={"A": "2"}), secrets={"S": "1"}))[1] != base[1]
     rotated = _hashes(objects(T4, spec({"tei": {}}), secrets={"S": "2"}))
-    assert rotated[1] != base[1] and rotated[2] != base[2]
+    assert rotated[1] != base[1]
+    assert rotated[2] != base[2]
 
 
 @pytest.mark.parametrize(
