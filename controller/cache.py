@@ -14,6 +14,8 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
+import urllib3
+
 from controller.desired import ENDPOINT_ID, SELECTOR
 from controller.kube import Kube, KubeError
 
@@ -72,7 +74,11 @@ class KindCache:
                 version = self._relist()
                 self.synced.set()
                 self._watch(version, stop)
-            except Exception:  # the loop must outlive any API hiccup; the next relist converges
+            except (KubeError, urllib3.exceptions.HTTPError) as exc:  # the API server is away; relist when back
+                if not stop.is_set():
+                    log.warning("watching %s failed (%s); relisting", self.kind, exc)
+                    stop.wait(1.0)
+            except Exception:  # the loop must outlive anything; the next relist converges
                 log.exception("watching %s failed; relisting", self.kind)
                 stop.wait(1.0)
 
@@ -95,24 +101,34 @@ class KindCache:
             events = self._kube.watch(
                 self.kind, self._namespace, selector=SELECTOR, resource_version=version, timeout_seconds=WATCH_SECONDS
             )
-            for kind, obj in events:
-                if stop.is_set():
-                    return
-                if kind == "ERROR":
-                    code = obj.get("code")
-                    if code == 410:
-                        log.info("%s watch expired (410 Gone); relisting", self.kind)
+            try:
+                for kind, obj in events:
+                    if stop.is_set():
                         return
-                    raise KubeError(int(code or 500), str(obj.get("message", "")))
-                version = obj["metadata"]["resourceVersion"]
-                if kind == "BOOKMARK":
-                    continue
-                obj = _slim(obj)
-                if kind == "DELETED":
-                    self.remove(obj)
-                else:
-                    self.upsert(obj)
-                self._notify(obj)
+                    version = self._handle(kind, obj, version)
+            except urllib3.exceptions.ProtocolError:  # the server cut the stream: watch again from where we were
+                continue
+            except _Expired:
+                log.info("%s watch expired (410 Gone); relisting", self.kind)
+                return
+
+    def _handle(self, kind: str, obj: dict[str, Any], version: str) -> str:
+        """Applies one watch event; returns the resourceVersion to resume from."""
+        if kind == "ERROR":
+            code = obj.get("code")
+            if code == 410:
+                raise _Expired
+            raise KubeError(int(code or 500), str(obj.get("message", "")))
+        version = str(obj["metadata"]["resourceVersion"])
+        if kind == "BOOKMARK":
+            return version
+        obj = _slim(obj)
+        if kind == "DELETED":
+            self.remove(obj)
+        else:
+            self.upsert(obj)
+        self._notify(obj)
+        return version
 
     def _notify(self, obj: dict[str, Any]) -> None:
         endpoint_id = (obj["metadata"].get("labels") or {}).get(ENDPOINT_ID)
@@ -139,6 +155,10 @@ class KindCache:
             self._by_endpoint[endpoint_id].discard(name)
             if not self._by_endpoint[endpoint_id]:
                 del self._by_endpoint[endpoint_id]
+
+
+class _Expired(Exception):
+    """The watch's resourceVersion is too old (410 Gone): relist."""
 
 
 def _slim(obj: dict[str, Any]) -> dict[str, Any]:

@@ -1,12 +1,14 @@
 """Shared fixtures: a real PostgreSQL (one server and database per xdist worker), the app on a
-connection whose outer transaction is rolled back after each test, and a live server (``live_server``)
-for tests that need real commits; its tables are emptied afterwards."""
+connection whose outer transaction is rolled back after each test, a live server (``live_server``)
+for tests that need real commits (its tables are emptied afterwards), and a real Kubernetes control plane
+with fake nodes (``kube_cluster``, one per xdist worker)."""
 
 from __future__ import annotations
 
 import os
 import threading
 from collections.abc import Iterator
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from api.db.session import make_engine, make_sessionmaker
 from api.main import build_state, create_app
 from api.settings import Settings
 from tests.factories import ADMIN_TOKEN, make_user
+from tests.fixtures.kube import KubeCluster, assets_dir
 from tests.fixtures.postgres import (
     create_database,
     free_port,
@@ -49,10 +52,13 @@ def pg_server() -> Iterator[str]:
             yield url
 
 
+def _worker(request: pytest.FixtureRequest) -> str:
+    return str(getattr(request.config, "workerinput", {}).get("workerid", "main"))  # xdist, when running
+
+
 @pytest.fixture(scope="session")
 def pg_url(pg_server: str, request: pytest.FixtureRequest) -> str:
-    worker = getattr(request.config, "workerinput", {}).get("workerid", "main")  # xdist, when running
-    url = create_database(pg_server, f"dais_test_{worker}")
+    url = create_database(pg_server, f"dais_test_{_worker(request)}")
     migrations.upgrade(url)
     return url
 
@@ -134,11 +140,17 @@ class LiveServer:
 
 
 @pytest.fixture(scope="module")
-def live_server(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """The API served by uvicorn on a free loopback port, committing for real (tables emptied after)."""
+def live_server(
+    pg_url: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[LiveServer]:
+    """The API served by uvicorn on a free loopback port, committing for real (tables emptied after).
+
+    A test module may define ``live_server_settings(home) -> dict`` to override settings."""
     from api.bootstrap import ensure_admin
 
-    settings = make_settings(pg_url, tmp_path_factory.mktemp("home"))
+    home = tmp_path_factory.mktemp("home")
+    overrides = getattr(request.module, "live_server_settings", lambda _: {})(home)
+    settings = make_settings(pg_url, home, **overrides)
     engine = make_engine(pg_url)
     sessions = make_sessionmaker(engine)
     _truncate(engine)
@@ -159,3 +171,14 @@ def live_server(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     thread.join(timeout=10)
     _truncate(engine)
     engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def kube_cluster(request: pytest.FixtureRequest) -> Iterator[KubeCluster]:
+    """etcd, kube-apiserver, KCM, scheduler and kwok with 2 CPU nodes and one GPU node per catalog GPU selector."""
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    # The first-time build takes minutes: let its progress reach the terminal.
+    with capture.global_and_fixture_disabled() if capture else nullcontext():
+        assets = assets_dir()
+    with KubeCluster(assets, name=_worker(request)) as cluster:
+        yield cluster
