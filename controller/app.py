@@ -55,6 +55,7 @@ class Controller:
     healthy: threading.Event = field(default_factory=threading.Event)
     leading: threading.Event = field(default_factory=threading.Event)  # set once caches synced and workers run
     queue: WorkQueue = field(default_factory=WorkQueue)
+    resync_requested: threading.Event = field(default_factory=threading.Event)
 
     _resync: Callable[[], None] | None = None
 
@@ -138,11 +139,15 @@ class Controller:
                 daemon=True,
             ).start()
         self.leading.set()
+        last_resync = time.monotonic()
         try:
             while not (stop.is_set() or lost.is_set()):
-                if stop.wait(config.resync_seconds) or lost.is_set():
-                    break
-                resync()
+                # Wakes every second to notice stop, a lost lease or a requested resync (SIGHUP).
+                asked = self.resync_requested.wait(1.0)
+                if asked or time.monotonic() - last_resync >= config.resync_seconds:
+                    self.resync_requested.clear()
+                    resync()
+                    last_resync = time.monotonic()
         finally:
             self.leading.clear()
             halt.set()

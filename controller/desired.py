@@ -92,7 +92,10 @@ def labels(endpoint: EndpointView, engine: ImageVariant) -> dict[str, str]:
 def build(
     endpoint: EndpointView, *, compute: Compute, engines: EngineCatalog, config: BuildConfig
 ) -> list[dict[str, Any]]:
-    """The objects in apply order: secrets first (the pods read them), then the Service, then the Deployment."""
+    """The objects in apply order: secrets first (the pods read them), then the Service, then the Deployment.
+
+    The Secret holding env secrets (and later the Hub token) exists only when there is something to hold.
+    """
     model = endpoint.spec["model"]
     ((variant_key, variant_config),) = model["image"].items()
     variant = ImageVariant(variant_key)
@@ -117,15 +120,17 @@ def build(
         }
 
     secret_data = dict(sorted(endpoint.secrets.items()))
-    objects: list[dict[str, Any]] = [
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": metadata(name),
-            "type": "Opaque",
-            "data": {k: _b64(v) for k, v in secret_data.items()},
-        }
-    ]
+    objects: list[dict[str, Any]] = []
+    if secret_data:  # no empty Secrets: the pods reference it as optional
+        objects.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": metadata(name),
+                "type": "Opaque",
+                "data": {k: _b64(v) for k, v in secret_data.items()},
+            }
+        )
     pull_secret = _pull_secret(variant_config, endpoint)
     if pull_secret is not None:
         objects.append(
@@ -253,7 +258,7 @@ def _engine_container(
         "image": resolved.image,
         "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
         "env": [{"name": k, "value": v} for k, v in sorted(env.items())],
-        "envFrom": [{"secretRef": {"name": object_name(endpoint)}}],
+        "envFrom": [{"secretRef": {"name": object_name(endpoint), "optional": True}}],
         "resources": _resources(compute),
         # The platform contract: readiness polled every second; 503 until the model is loaded.
         "readinessProbe": {

@@ -172,6 +172,7 @@ class Kube:
                         event = orjson.loads(line)
                         yield event["type"], event["object"]
         finally:
+            response.close()  # a watch may end half-read: never hand a connection with unread data back
             response.release_conn()
 
     def log(self, namespace: str, pod: str, *, container: str, previous: bool, tail_lines: int) -> str:

@@ -141,6 +141,7 @@ def _cmd_controller(_: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    signal.signal(signal.SIGHUP, lambda *_: controller.resync_requested.set())  # `kill -HUP`: check everything now
     return 0 if controller.run(stop) else 1
 
 

@@ -255,6 +255,16 @@ def test_pause_then_resume(stack: Stack) -> None:
     assert stack.only("Deployment", endpoint_id)["spec"]["replicas"] == 1
 
 
+def test_removing_every_secret_deletes_the_secret_object(stack: Stack) -> None:
+    endpoint_id = stack.create("secretive", secrets={"K": "v"})
+    stack.wait_state("secretive", "running")
+    assert stack.only("Secret", endpoint_id)["data"] == {"K": "dg=="}
+    response = stack.api.put(f"/v2/endpoint/{NS}/secretive", json={"model": {"secrets": {}}})
+    assert response.status_code == 200, response.text
+    wait_for(lambda: not stack.objects("Secret", endpoint_id), timeout=WAIT, what="the Secret to be deleted")
+    stack.wait_state("secretive", "running")
+
+
 def test_delete_leaves_nothing_behind(stack: Stack) -> None:
     endpoint_id = stack.create("doomed", secrets={"K": "v"})
     stack.wait_state("doomed", "running")

@@ -462,6 +462,10 @@ def test_service_and_secret() -> None:
     assert list(built) == [f"Secret/{NAME}", f"Service/{NAME}", f"Deployment/{NAME}"]  # the apply order
 
 
+def test_no_secrets_no_secret_object() -> None:
+    assert list(objects(CPU, spec({"tei": {}}))) == [f"Service/{NAME}", f"Deployment/{NAME}"]
+
+
 def test_deployment_on_a_multi_gpu_instance() -> None:
     deployment = objects(A10G_4, spec({"vLLM": {}}), replicas=2)[f"Deployment/{NAME}"]
     pod = deployment["spec"]["template"]["spec"]
@@ -484,7 +488,7 @@ def test_deployment_on_a_multi_gpu_instance() -> None:
         {"name": "repository", "mountPath": "/repository"},
         {"name": "shm", "mountPath": "/dev/shm"},
     ]
-    assert engine["envFrom"] == [{"secretRef": {"name": NAME}}]
+    assert engine["envFrom"] == [{"secretRef": {"name": NAME, "optional": True}}]
     assert engine["readinessProbe"] == {
         "httpGet": {"path": "/health", "port": "http"},
         "periodSeconds": 1,
