@@ -28,9 +28,10 @@ from api.db.session import transaction
 from api.domain.catalog import Compute, EngineCatalog, HardwareCatalog
 from controller import metrics
 from controller.cache import ClusterCache
-from controller.desired import HASH, BuildConfig, EndpointView, build, desired_replicas
+from controller.desired import BuildConfig, EndpointView, build, desired_replicas
 from controller.errors import PermanentError
 from controller.kube import Kube, KubeError
+from controller.plan import plan
 from controller.status import LOG_LINES, Observation, crash_looping, observe
 
 log = logging.getLogger("dais.controller")
@@ -129,17 +130,14 @@ class Reconciler:
     # -- converge ------------------------------------------------------------------------------------------
 
     def _apply(self, endpoint_id: str, desired: list[dict[str, Any]]) -> None:
-        live = {(o["kind"], o["metadata"]["name"]): o for o in self._owned(endpoint_id)}
-        for obj in desired:
-            current = live.pop((obj["kind"], obj["metadata"]["name"]), None)
-            if current is not None and _hash(current) == obj["metadata"]["annotations"][HASH]:
+        for action in plan(desired, self._owned(endpoint_id)):
+            if action.obj is None:
+                self._delete(action.kind, action.name)
                 continue
             self._fence()
-            applied = self.kube.apply(obj)
-            metrics.KUBE_WRITES.labels(verb="apply", kind=obj["kind"]).inc()
-            self.cache.kinds[obj["kind"]].upsert(applied)
-        for (kind, name), _obj in sorted(live.items()):  # owned but no longer desired (e.g. registry credentials)
-            self._delete(kind, name)
+            applied = self.kube.apply(action.obj)
+            metrics.KUBE_WRITES.labels(verb="apply", kind=action.kind).inc()
+            self.cache.kinds[action.kind].upsert(applied)
 
     def _remove(self, endpoint_id: str, *, finalize: bool) -> None:
         owned = self._owned(endpoint_id)
@@ -235,8 +233,3 @@ def _status_tuple(status: EndpointStatus) -> tuple[Any, ...]:
         status.observed_generation,
         status.conditions,
     )
-
-
-def _hash(obj: dict[str, Any]) -> str | None:
-    annotations: dict[str, str] = obj.get("metadata", {}).get("annotations") or {}
-    return annotations.get(HASH)

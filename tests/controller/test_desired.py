@@ -405,6 +405,8 @@ def test_engine_container(
         (CPU, {"tgi": {}}, "engine tgi has no cpu image in the engine catalog (it runs on gpu)"),
         (A10G_4, {"vLLM": {"tensorParallelSize": 3}}, "tensorParallelSize (3) × dataParallelSize (1) must equal"),
         (CPU, {"llamacpp": {}}, "model.image.llamacpp.modelPath is required"),
+        (CPU, {"vLLM": {}}, "engine vLLM has no cpu image in the engine catalog (it runs on gpu)"),
+        (CPU, {"sGLang": {}}, "engine sGLang has no cpu image in the engine catalog (it runs on gpu)"),
     ],
 )
 def test_specs_that_cannot_run_are_permanent_errors(
