@@ -135,7 +135,12 @@ class Reconciler:
                 self._delete(action.kind, action.name)
                 continue
             self._fence()
-            applied = self.kube.apply(action.obj)
+            try:
+                applied = self.kube.apply(action.obj)
+            except KubeError as exc:
+                if exc.status in (400, 403, 422):  # the object itself is refused: retrying cannot help
+                    raise PermanentError(f"Kubernetes refused the endpoint's {action.kind}: {exc}") from exc
+                raise
             metrics.KUBE_WRITES.labels(verb="apply", kind=action.kind).inc()
             self.cache.kinds[action.kind].upsert(applied)
 

@@ -170,12 +170,20 @@ class Credentials(_Shape):
     password: str | None = None
 
 
+def _check_image_reference(url: str) -> str:
+    if any(char.isspace() for char in url):
+        raise ValueError(f"{url!r} contains whitespace: give an image reference such as 'ghcr.io/org/app:1.0'")
+    return url
+
+
 class ImageVariantConfig(BaseModel):
     """One variant of ``model.image``; engine knobs beyond the common fields pass through unchanged."""
 
     model_config = ConfigDict(populate_by_name=True, extra="allow")
 
-    url: str | None = Field(default=None, min_length=1, max_length=512)
+    url: Annotated[str, AfterValidator(_check_image_reference)] | None = Field(
+        default=None, min_length=1, max_length=512
+    )
     health_route: Route | None = Field(default=None, alias="healthRoute")
     port: Port | None = None
     credentials: Credentials | None = None

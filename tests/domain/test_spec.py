@@ -89,6 +89,7 @@ def error_of(body: dict[str, Any]) -> str:
         ("compute.accelerator", "tpu", "compute.accelerator", "'cpu', 'gpu' or 'neuron'"),
         ("type", "secret", "type", "'public'"),
         ("provider", None, "provider", "valid dictionary"),
+        ("model.image", {"custom": {"url": " ghcr.io/x/y:1"}}, "model.image.custom.url", "contains whitespace"),
     ],
 )
 def test_invalid_specs_name_the_field_and_the_fix(path: str, value: Any, field: str, hint: str) -> None:
