@@ -23,6 +23,7 @@ from api.auth.principal import Principal
 from api.auth.service import Authenticator
 from api.db.crypto import SecretBox
 from api.endpoint.service import Catalogs
+from api.hub.service import HubResolver
 from api.middleware import current_request_id
 from api.settings import Settings
 
@@ -40,6 +41,7 @@ class AppState:
     catalogs: Catalogs
     box: SecretBox
     auth: Authenticator
+    hub: HubResolver
     clock: Callable[[], datetime] = utc_now
     read_sessions: sessionmaker[Session] | None = None  # autocommit: reads skip BEGIN and COMMIT round trips
 

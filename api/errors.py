@@ -42,3 +42,7 @@ class Conflict(DaisError):
 
 class PreconditionFailed(DaisError):
     status_code = 412
+
+
+class ServiceUnavailable(DaisError):
+    status_code = 503

@@ -28,6 +28,8 @@ from api.endpoint.routes import router as endpoint_router
 from api.endpoint.service import Catalogs
 from api.errors import DaisError
 from api.hardware.routes import router as hardware_router
+from api.hub.routes import router as hub_router
+from api.hub.service import HubResolver
 from api.identity.routes import router as identity_router
 from api.middleware import RequestContextMiddleware, current_request_id
 from api.responses import FastJSONResponse
@@ -61,6 +63,7 @@ def build_state(
         catalogs=catalogs,
         box=SecretBox(bootstrap.secret_key(settings)),
         auth=Authenticator(ttl_s=settings.auth_cache_seconds),
+        hub=HubResolver.from_settings(settings.hub, catalogs.hardware),
         clock=clock,
     )
 
@@ -87,6 +90,7 @@ def create_app(settings: Settings, *, state: AppState | None = None, access_log:
     app.include_router(endpoint_router)
     app.include_router(hardware_router)
     app.include_router(identity_router)
+    app.include_router(hub_router)
     _install_error_handlers(app)
     _install_operations(app)
     return app

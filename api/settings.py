@@ -3,9 +3,29 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class HubSettings(BaseModel):
+    """``DAIS_HUB__*``: the Hugging Face Hub (or a mirror) models come from."""
+
+    url: str | None = Field(
+        default=None,
+        description="Hub base URL (HF_ENDPOINT for every component); default: HF_ENDPOINT or huggingface.co.",
+    )
+    offline: Literal["strict", "lenient"] = Field(
+        default="strict",
+        description="When the Hub is unreachable, specs pinning a commit sha still deploy; strict refuses the rest "
+        "(503, retry later), lenient accepts them unverified with the revision as given.",
+    )
+    retry_deadline_seconds: float = Field(default=15, gt=0, description="How long transient Hub errors are retried.")
+    timeout_seconds: float = Field(default=10, gt=0, description="One Hub request's timeout.")
+    memory_headroom: float = Field(
+        default=0.25, ge=0, le=4, description="Memory beyond the weights for KV cache and working memory (0.25 = 25%)."
+    )
 
 
 class ControllerSettings(BaseModel):
@@ -21,7 +41,6 @@ class ControllerSettings(BaseModel):
         default="ghcr.io/dais-dev/dais:0.1.0",
         description="The Dais image, run as each replica's model-fetch init container.",
     )
-    hub_url: str | None = Field(default=None, description="HF_ENDPOINT given to model fetch (a mirror or private Hub).")
     workers: int = Field(default=4, ge=1, description="Endpoints reconciled at once.")
     resync_seconds: float = Field(default=300, gt=0, description="Every endpoint is re-checked this often.")
     startup_deadline_seconds: int = Field(
@@ -73,6 +92,7 @@ class Settings(BaseSettings):
         description="How long a process remembers a valid token (revocations elsewhere take up to this long).",
     )
     controller: ControllerSettings = Field(default_factory=ControllerSettings)
+    hub: HubSettings = Field(default_factory=HubSettings)
     log_json: bool = True
     log_level: str = "INFO"
 

@@ -103,7 +103,7 @@ class Controller:
             config=BuildConfig(
                 namespace=config.namespace,
                 fetch_image=config.image,
-                hub_url=config.hub_url,
+                hub_url=self.settings.hub.url,
                 startup_deadline_seconds=config.startup_deadline_seconds,
                 rollout_deadline_seconds=config.rollout_deadline_seconds,
                 hash_key=hashlib.sha256(b"dais-pod-template" + self.secret_key.encode()).digest(),

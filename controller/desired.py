@@ -47,6 +47,9 @@ class EndpointView:
     replicas: int
     secrets: dict[str, str] = field(default_factory=dict)
     registry_password: str | None = None
+    engine: str | None = None  # the Hub resolution's engine for the huggingface image (e.g. llamacpp for GGUF)
+    model_path: str | None = None  # llama.cpp's GGUF file, from the spec or the Hub resolution
+    hub_token: str | None = None  # the namespace's Hub token, for gated and private models
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +101,9 @@ def build(
     """
     model = endpoint.spec["model"]
     ((variant_key, variant_config),) = model["image"].items()
-    variant = ImageVariant(variant_key)
+    variant = ImageVariant(endpoint.engine or variant_key)
+    if endpoint.model_path:
+        variant_config = {**variant_config, "modelPath": endpoint.model_path}
     try:
         resolved = engines.resolve(variant, variant_config, task=model.get("task"), compute=compute)
     except EngineError as exc:
@@ -119,7 +124,10 @@ def build(
             "annotations": dict(annotations),
         }
 
-    secret_data = dict(sorted(endpoint.secrets.items()))
+    secrets = dict(endpoint.secrets)
+    if endpoint.hub_token and "HF_TOKEN" not in secrets:  # the endpoint's own HF_TOKEN secret wins
+        secrets["HF_TOKEN"] = endpoint.hub_token
+    secret_data = dict(sorted(secrets.items()))
     objects: list[dict[str, Any]] = []
     if secret_data:  # no empty Secrets: the pods reference it as optional
         objects.append(
@@ -155,7 +163,13 @@ def build(
         }
     )
     engine_container = _engine_container(
-        endpoint, resolved=resolved, compute=compute, port=port, health=health, config=config
+        endpoint,
+        variant_config=variant_config,
+        resolved=resolved,
+        compute=compute,
+        port=port,
+        health=health,
+        config=config,
     )
     volumes: list[dict[str, Any]] = [{"name": "repository", "emptyDir": {}}]
     if recipe.shared_memory and compute.num_accelerators > 1 and compute.accelerator is Accelerator.GPU:
@@ -166,7 +180,9 @@ def build(
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": 30,
-        "initContainers": [_fetch_container(endpoint, recipe=recipe, config=config)],
+        "initContainers": [
+            _fetch_container(endpoint, recipe=recipe, model_path=variant_config.get("modelPath"), config=config)
+        ],
         "containers": [engine_container],
         "volumes": volumes,
     }
@@ -219,6 +235,7 @@ def content_hash(obj: dict[str, Any]) -> str:
 def _engine_container(
     endpoint: EndpointView,
     *,
+    variant_config: dict[str, Any],
     resolved: ResolvedEngine,
     compute: Compute,
     port: int,
@@ -226,7 +243,6 @@ def _engine_container(
     config: BuildConfig,
 ) -> dict[str, Any]:
     model = endpoint.spec["model"]
-    variant_config: dict[str, Any] = next(iter(model["image"].values()))
     recipe = resolved.recipe
     model_path = variant_config.get("modelPath")
     values = {
@@ -284,13 +300,14 @@ def _engine_container(
     return container
 
 
-def _fetch_container(endpoint: EndpointView, *, recipe: EngineDefaults, config: BuildConfig) -> dict[str, Any]:
+def _fetch_container(
+    endpoint: EndpointView, *, recipe: EngineDefaults, model_path: str | None, config: BuildConfig
+) -> dict[str, Any]:
     """The contract of ``dais model fetch``: fill /repository with the pinned revision, resumable, confined."""
     model = endpoint.spec["model"]
     args = ["model", "fetch", "--repo", model["repository"], "--revision", endpoint.revision, "--dest", REPOSITORY]
-    variant_config: dict[str, Any] = next(iter(model["image"].values()))
-    if recipe.needs_model_file and variant_config.get("modelPath"):
-        args += ["--include", str(variant_config["modelPath"])]
+    if recipe.needs_model_file and model_path:
+        args += ["--include", str(model_path)]
     env = [
         {
             "name": "HF_TOKEN",
@@ -308,6 +325,8 @@ def _fetch_container(endpoint: EndpointView, *, recipe: EngineDefaults, config: 
         "env": env,
         "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
         "volumeMounts": [{"name": "repository", "mountPath": REPOSITORY}],
+        # fetch writes its reason for failing to the termination log; the status shows it
+        "terminationMessagePolicy": "FallbackToLogsOnError",
     }
 
 

@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload, sessionmaker
 
 from api.db.crypto import SecretBox
-from api.db.models import Endpoint, EndpointStatus
+from api.db.models import Account, Endpoint, EndpointStatus
 from api.db.session import transaction
 from api.domain.catalog import Compute, EngineCatalog, HardwareCatalog
 from controller import metrics
@@ -84,7 +84,7 @@ class Reconciler:
         except PermanentError as exc:
             build_error = str(exc)
         observation = self._observe(snapshot, compute, build_error)
-        self._write_status(endpoint_id, view.generation, observation, snapshot.status)
+        self._write_status(endpoint_id, view.generation, view.revision, observation, snapshot.status)
         return observation.recheck_after
 
     # -- read ----------------------------------------------------------------------------------------------
@@ -99,7 +99,9 @@ class Reconciler:
             material = self.box.open(row.secrets) if row.secrets else {}
             status = row.status
             previous = _status_tuple(status) if status is not None else None
-            revision = (status.resolved_revision if status else None) or row.spec["model"].get("revision") or "main"
+            resolution = row.resolution or {}
+            revision = resolution.get("sha") or row.spec["model"].get("revision") or "main"
+            sealed = self._hub_token(session, row.namespace)
             view = EndpointView(
                 id=row.id,
                 namespace=row.namespace,
@@ -112,8 +114,16 @@ class Reconciler:
                 ),
                 secrets=dict(material.get("secrets", {})),
                 registry_password=material.get("registryPassword"),
+                engine=resolution.get("engine"),
+                model_path=resolution.get("modelPath"),
+                hub_token=self.box.open(sealed)["token"] if sealed else None,
             )
             return Snapshot(view=view, paused=row.paused, deleted=row.deleted_at is not None, status=previous)
+
+    @staticmethod
+    def _hub_token(session: Session, namespace: str) -> bytes | None:
+        sealed: bytes | None = session.scalar(select(Account.hub_token).where(Account.name == namespace))
+        return sealed
 
     def _compute(self, spec: dict[str, Any]) -> Compute | None:
         provider, compute = spec["provider"], spec["compute"]
@@ -200,7 +210,12 @@ class Reconciler:
         )
 
     def _write_status(
-        self, endpoint_id: str, generation: int, observation: Observation, previous: tuple[Any, ...] | None
+        self,
+        endpoint_id: str,
+        generation: int,
+        revision: str,
+        observation: Observation,
+        previous: tuple[Any, ...] | None,
     ) -> None:
         fields = {
             "state": observation.state.value,
@@ -209,6 +224,7 @@ class Reconciler:
             "target_replica": observation.target_replica,
             "url": observation.url,
             "observed_generation": generation,
+            "resolved_revision": revision,
             "conditions": [{**c, "observedGeneration": generation} for c in observation.conditions],
         }
         if previous == tuple(fields.values()):
@@ -236,5 +252,6 @@ def _status_tuple(status: EndpointStatus) -> tuple[Any, ...]:
         status.target_replica,
         status.url,
         status.observed_generation,
+        status.resolved_revision,
         status.conditions,
     )

@@ -12,6 +12,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -145,6 +146,79 @@ def _cmd_controller(_: argparse.Namespace) -> int:
     return 0 if controller.run(stop) else 1
 
 
+def _discover_token(explicit: str | None) -> str | None:
+    """--token, then HF_TOKEN, then HF_TOKEN_PATH or the Hugging Face token cache (huggingface_hub's order)."""
+    from huggingface_hub import get_token
+
+    return explicit or get_token()
+
+
+def _cmd_model_fetch(args: argparse.Namespace) -> int:
+    from api.hub.fetch import FetchError, fetch, report_failure
+
+    settings = Settings()
+    try:
+        fetch(
+            repository=args.repo,
+            revision=args.revision,
+            dest=Path(args.dest),
+            include=args.include or None,
+            token=_discover_token(args.token),
+            endpoint=args.endpoint or settings.hub.url,
+            workers=args.workers,
+        )
+    except FetchError as exc:
+        message = f"model fetch failed: {exc}"
+        print(message, file=sys.stderr)
+        report_failure(message)
+        return 1
+    return 0
+
+
+def _cmd_recommend(args: argparse.Namespace) -> int:
+    from api.domain.catalog import load_hardware_catalog
+    from api.hub.client import HubClient, HubError
+    from api.hub.recommend import recommend
+
+    settings = Settings()
+    hub = settings.hub
+    client = HubClient(
+        endpoint=args.endpoint or hub.url, timeout=hub.timeout_seconds, deadline=hub.retry_deadline_seconds
+    )
+    hardware = load_hardware_catalog(settings.hardware_catalog, default_quota=settings.default_quota_accelerators)
+    try:
+        result = recommend(
+            args.reference,
+            client=client,
+            hardware=hardware,
+            token=_discover_token(args.token),
+            headroom=hub.memory_headroom,
+            vendor=args.vendor,
+            region=args.region,
+        )
+    except (ValueError, HubError) as exc:
+        print(f"dais: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        _print(result)
+        return 0
+    gib = 1024**3
+    print(
+        f"{result['repository']}@{result['revision'][:12]}: {result['weightBytes'] / gib:.1f} GiB of weights "
+        f"({result['weightSource']}), needs {result['neededBytes'] / gib:.1f} GiB "
+        f"with {result['headroom']:.0%} headroom"
+    )
+    if not result["items"]:
+        print("no hardware row is large enough")
+        return 1
+    for row in result["items"]:
+        print(
+            f"  ${row['pricePerHour']:>7.3f}/h  {row['vendor']}/{row['region']}  {row['accelerator']}/"
+            f"{row['instanceType']}/{row['instanceSize']}  ({row['memoryBytes'] / gib:.0f} GiB)"
+        )
+    return 0
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     return _serve_api(args, upgrade=True)
 
@@ -258,6 +332,26 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "controller", help="reconcile endpoints into Kubernetes (leader-elected; /metrics and /healthz)"
     ).set_defaults(func=_cmd_controller)
+
+    model = commands.add_parser("model", help="models on the Hub").add_subparsers(dest="model_command", required=True)
+    fetch = model.add_parser("fetch", help="download one pinned revision into a directory (the init container)")
+    fetch.add_argument("--repo", required=True, help="org/model")
+    fetch.add_argument("--revision", required=True, help="a commit sha (or branch or tag)")
+    fetch.add_argument("--dest", required=True, help="the directory to fill")
+    fetch.add_argument("--include", action="append", default=[], help="only files matching this glob (repeatable)")
+    fetch.add_argument("--token", help="Hub token; default: HF_TOKEN, then the Hugging Face token cache")
+    fetch.add_argument("--endpoint", help="Hub URL; default: DAIS_HUB__URL, then HF_ENDPOINT")
+    fetch.add_argument("--workers", type=int, default=8, help="files downloaded at once")
+    fetch.set_defaults(func=_cmd_model_fetch)
+
+    rec = commands.add_parser("recommend", help="hardware rows that hold a model, cheapest first")
+    rec.add_argument("reference", help="org/model or org/model@revision")
+    rec.add_argument("--vendor")
+    rec.add_argument("--region")
+    rec.add_argument("--token", help="Hub token; default: HF_TOKEN, then the Hugging Face token cache")
+    rec.add_argument("--endpoint", help="Hub URL; default: DAIS_HUB__URL, then HF_ENDPOINT")
+    rec.add_argument("--json", action="store_true")
+    rec.set_defaults(func=_cmd_recommend)
 
     def remote(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
         sub.add_argument("--url", default=os.environ.get("DAIS_URL", "http://127.0.0.1:8000"))

@@ -1,7 +1,7 @@
 """Shared fixtures: a real PostgreSQL (one server and database per xdist worker), the app on a
 connection whose outer transaction is rolled back after each test, a live server (``live_server``)
 for tests that need real commits (its tables are emptied afterwards), and a real Kubernetes control plane
-with fake nodes (``kube_cluster``, one per xdist worker)."""
+with fake nodes (``kube_cluster``, one per xdist worker), and a local Hugging Face Hub (``hub``)."""
 
 from __future__ import annotations
 
@@ -24,8 +24,9 @@ from api.db.base import Base
 from api.db.crypto import new_key
 from api.db.session import make_engine, make_sessionmaker
 from api.main import build_state, create_app
-from api.settings import Settings
-from tests.factories import ADMIN_TOKEN, make_user
+from api.settings import HubSettings, Settings
+from tests.factories import ADMIN_TOKEN, add_standard_models, make_user
+from tests.fixtures.hub import HubServer, isolate_hf_client
 from tests.fixtures.kube import KubeCluster, assets_dir
 from tests.fixtures.postgres import (
     create_database,
@@ -70,7 +71,10 @@ def engine(pg_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
-def make_settings(database_url: str, home: Path, **overrides: Any) -> Settings:
+def make_settings(database_url: str, home: Path, *, hub_url: str | None = None, **overrides: Any) -> Settings:
+    """Test settings; ``hub_url`` is the local Hub (``hub_server.url``) the API resolves models on."""
+    if hub_url is not None:
+        overrides.setdefault("hub", HubSettings(url=hub_url, retry_deadline_seconds=1.0, timeout_seconds=5))
     return Settings(
         database_url=database_url,
         secret_key=SECRET_KEY,
@@ -82,8 +86,8 @@ def make_settings(database_url: str, home: Path, **overrides: Any) -> Settings:
 
 
 @pytest.fixture
-def settings(pg_url: str, tmp_path: Path) -> Settings:
-    return make_settings(pg_url, tmp_path)
+def settings(pg_url: str, tmp_path: Path, hub_server: HubServer) -> Settings:
+    return make_settings(pg_url, tmp_path, hub_url=hub_server.url)
 
 
 @pytest.fixture
@@ -141,7 +145,7 @@ class LiveServer:
 
 @pytest.fixture(scope="module")
 def live_server(
-    pg_url: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+    pg_url: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest, hub_server: HubServer
 ) -> Iterator[LiveServer]:
     """The API served by uvicorn on a free loopback port, committing for real (tables emptied after).
 
@@ -150,7 +154,7 @@ def live_server(
 
     home = tmp_path_factory.mktemp("home")
     overrides = getattr(request.module, "live_server_settings", lambda _: {})(home)
-    settings = make_settings(pg_url, home, **overrides)
+    settings = make_settings(pg_url, home, hub_url=hub_server.url, **overrides)
     engine = make_engine(pg_url)
     sessions = make_sessionmaker(engine)
     _truncate(engine)
@@ -182,3 +186,23 @@ def kube_cluster(request: pytest.FixtureRequest) -> Iterator[KubeCluster]:
         assets = assets_dir()
     with KubeCluster(assets, name=_worker(request)) as cluster:
         yield cluster
+
+
+@pytest.fixture(scope="session")
+def hub_server() -> Iterator[HubServer]:
+    """A local Hugging Face Hub (tests/fixtures/hub.py), one per xdist worker; tests use ``hub``."""
+    with HubServer() as server:
+        add_standard_models(server)
+        yield server
+
+
+@pytest.fixture
+def hub(hub_server: HubServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[HubServer]:
+    """``hub_server`` with no repos, faults or logged requests, and huggingface_hub's cache and token kept to this
+    test (``HF_HUB_CACHE`` under tmp_path, no ``HF_TOKEN``): pass ``endpoint=hub.url``."""
+    hub_server.reset()
+    add_standard_models(hub_server)
+    isolate_hf_client(monkeypatch, tmp_path / "hf-home")
+    yield hub_server
+    hub_server.reset()  # drop the test's bytes now rather than at the next test
+    add_standard_models(hub_server)

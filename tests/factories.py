@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from api.db.models import Account
 from api.identity import repository
 from api.identity.service import issue_token
+from tests.fixtures.hub import HubServer, safetensors_bytes
 
 ADMIN_TOKEN = "dais_test_admin_token_0123456789abcdef"
 
@@ -57,3 +58,23 @@ def endpoint_body(name: str = "my-ep", **overrides: Any) -> dict[str, Any]:
     for key, value in overrides.items():
         body[key] = value
     return body
+
+
+# Models every API test may name (the local Hub serves them; tests/fixtures/hub.py). Small: about 1M parameters.
+STANDARD_MODELS = {
+    "openai-community/gpt2": "text-generation",
+    "org/model": "text-generation",
+    "org/embedder": "feature-extraction",
+}
+
+
+def add_standard_models(hub: HubServer) -> None:
+    for repo_id, task in STANDARD_MODELS.items():
+        hub.add_model(
+            repo_id,
+            {
+                "config.json": b'{"model_type": "gpt2"}',
+                "model.safetensors": safetensors_bytes({"w": ("F32", [1024, 1024])}),
+            },
+            pipeline_tag=task,
+        )

@@ -9,12 +9,13 @@ from fastapi.testclient import TestClient
 import migrations
 from api.bootstrap import ensure_admin
 from api.main import build_state, create_app
-from api.settings import Settings
+from api.settings import HubSettings, Settings
 from tests.factories import ADMIN_TOKEN, endpoint_body
+from tests.fixtures.hub import HubServer
 
 
-def test_crud_on_sqlite(tmp_path: Path) -> None:
-    settings = Settings(home=tmp_path, admin_token=ADMIN_TOKEN, log_json=False)
+def test_crud_on_sqlite(tmp_path: Path, hub_server: HubServer) -> None:
+    settings = Settings(home=tmp_path, admin_token=ADMIN_TOKEN, log_json=False, hub=HubSettings(url=hub_server.url))
     migrations.upgrade(settings.effective_database_url)
     state = build_state(settings)
     ensure_admin(state.sessions, settings, state.clock())

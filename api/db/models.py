@@ -36,6 +36,10 @@ class Account(Base):
     kind: Mapped[str] = mapped_column(String(8))
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    hub_token: Mapped[bytes | None] = mapped_column(
+        LargeBinary, nullable=True, doc="The namespace's Hugging Face token, encrypted; never returned."
+    )
+    hub_token_updated_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 
 class Membership(Base):
@@ -90,6 +94,9 @@ class Endpoint(Base):
     generation: Mapped[int] = mapped_column(Integer)
     accelerators: Mapped[int] = mapped_column(Integer, doc="numAccelerators × maxReplica, for quota sums")
     quota_key: Mapped[str] = mapped_column(String(160), doc="vendor-region-instanceType")
+    resolution: Mapped[dict[str, Any] | None] = mapped_column(
+        JsonDoc, nullable=True, doc="What the Hub said at the last model change: commit sha, task, engine, weights."
+    )
     paused: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     scaled_to_zero: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)

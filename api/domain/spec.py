@@ -27,7 +27,7 @@ from api.domain.enums import Accelerator, EndpointType, ImageVariant
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$"
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 REPO_PART = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?$")
-REVISION_CHARS = re.compile(r"[A-Za-z0-9._/-]")
+REVISION_CHARS = re.compile(r"[A-Za-z0-9._-]")
 REDACTED = "**redacted**"
 DEFAULT_HARDWARE_USAGE = 80.0
 DEFAULT_PENDING_REQUESTS = 1.5
@@ -70,17 +70,18 @@ class RequestBody(_Shape):
 
 
 def check_revision(revision: str) -> str:
-    """Safe revisions only: letters, digits, ``-``, ``_``, ``.`` and inner ``/`` (``refs/pr/1``)."""
+    """Safe revisions only: letters, digits, ``-``, ``_`` and ``.`` (so a branch, a tag or a 40-hex commit sha).
+
+    A revision ends up in URLs and in the model-fetch container's arguments: no ``/``, no ``..``.
+    """
     if not revision:
         raise ValueError("revision is empty: give a branch, tag or commit sha, or leave it out for main")
     for char in revision:
         if not REVISION_CHARS.fullmatch(char):
             shown = repr(char) if char.isprintable() else f"\\x{ord(char):02x}"
-            raise ValueError(f"revision {revision!r} contains {shown}: use only letters, digits, '-', '_', '.' and '/'")
-    if ".." in revision or revision.startswith("/") or revision.endswith("/") or len(revision) > 256:
-        raise ValueError(
-            f"revision {revision!r} is not safe: no '..', no leading or trailing '/', at most 256 characters"
-        )
+            raise ValueError(f"revision {revision!r} contains {shown}: use only letters, digits, '-', '_' and '.'")
+    if ".." in revision or len(revision) > 256:
+        raise ValueError(f"revision {revision!r} is not safe: no '..', at most 256 characters")
     return "main" if revision == "latest" else revision
 
 

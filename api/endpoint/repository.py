@@ -19,6 +19,7 @@ _READ_COLUMNS = (
     Endpoint.created_by,
     Endpoint.updated_at,
     Endpoint.updated_by,
+    Endpoint.resolution["sha"].as_string().label("resolved_sha"),
     # Status columns keep their names (none clashes with the endpoint's), so observed_of() reads the row.
     EndpointStatus.state,
     EndpointStatus.message,
@@ -95,3 +96,12 @@ def usage_by_compute(session: Session, namespace: str) -> dict[str, int]:
         .group_by(Endpoint.quota_key)
     )
     return {quota_key: int(total) for quota_key, total in session.execute(stmt).all()}
+
+
+_HUB_TOKEN = select(Account.hub_token).where(Account.name == bindparam("namespace"))
+
+
+def hub_token_of(session: Session, namespace: str) -> bytes | None:
+    """The namespace's sealed Hub token, if one is set."""
+    sealed: bytes | None = session.scalar(_HUB_TOKEN, {"namespace": namespace})
+    return sealed

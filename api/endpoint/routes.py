@@ -55,6 +55,7 @@ def create_endpoint(namespace: str, spec: EndpointSpec, ctx: ContextDep) -> Resp
             spec=spec,
             catalogs=ctx.state.catalogs,
             box=ctx.state.box,
+            hub=ctx.state.hub,
             ctx=unit.audit,
             now=unit.now,
         )
@@ -92,6 +93,7 @@ def update_endpoint(
             if_match=if_match,
             catalogs=ctx.state.catalogs,
             box=ctx.state.box,
+            hub=ctx.state.hub,
             ctx=unit.audit,
             now=unit.now,
         )

@@ -58,6 +58,8 @@ def render(endpoint: Endpoint, observed: Observed | None, *, engines: EngineCata
         observed,
         min_replica=spec["compute"]["scaling"]["minReplica"],
         health_route=health_route(spec, engines),
+        requested_revision=spec["model"].get("revision"),
+        resolved_revision=(endpoint.resolution or {}).get("sha"),
     )
 
 
@@ -77,18 +79,33 @@ def render_row(row: Row[Any], *, engines: EngineCatalog) -> bytes:
 def _render_values(values: tuple[Any, ...], fields: tuple[str, ...], engines: EngineCatalog) -> bytes:
     row: Any = _Fields(zip(fields, values, strict=True))
     spec_json = row.spec_json.encode() if isinstance(row.spec_json, str) else bytes(row.spec_json)
-    min_replica, route = _spec_facts(spec_json, engines)
-    return render_json(row, spec_json, observed_of(row), min_replica=min_replica, health_route=route)
+    min_replica, route, requested = _spec_facts(spec_json, engines)
+    return render_json(
+        row,
+        spec_json,
+        observed_of(row),
+        min_replica=min_replica,
+        health_route=route,
+        requested_revision=requested,
+        resolved_revision=row.resolved_sha,
+    )
 
 
 @lru_cache(maxsize=20_000)
-def _spec_facts(spec_json: bytes, engines: EngineCatalog) -> tuple[int, str]:
+def _spec_facts(spec_json: bytes, engines: EngineCatalog) -> tuple[int, str, str | None]:
     spec = orjson.loads(spec_json)
-    return spec["compute"]["scaling"]["minReplica"], health_route(spec, engines)
+    return spec["compute"]["scaling"]["minReplica"], health_route(spec, engines), spec["model"].get("revision")
 
 
 def render_json(
-    endpoint: EndpointLike, spec_json: bytes, observed: Observed | None, *, min_replica: int, health_route: str
+    endpoint: EndpointLike,
+    spec_json: bytes,
+    observed: Observed | None,
+    *,
+    min_replica: int,
+    health_route: str,
+    requested_revision: str | None,
+    resolved_revision: str | None,
 ) -> bytes:
     """``spec_json`` is the stored spec, which holds no secret values (``EndpointSpec.to_stored``)."""
     shown = shown_state(
@@ -110,6 +127,9 @@ def render_json(
         "targetReplica": shown.target_replica,
         "generation": endpoint.generation,
         "observedGeneration": observed.observed_generation if observed else 0,
+        # What the spec asked for (a branch, tag or sha; null: the default branch) and the commit it was pinned to.
+        "requestedRevision": requested_revision,
+        "resolvedRevision": resolved_revision,
     }
     if shown.url:
         status["url"] = shown.url

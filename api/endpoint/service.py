@@ -23,12 +23,14 @@ from api.audit.repository import AuditContext
 from api.db.crypto import SecretBox
 from api.db.models import AuditEvent, Endpoint, EndpointStatus
 from api.domain.catalog import Compute, EngineCatalog, EngineError, HardwareCatalog
-from api.domain.enums import EndpointState
+from api.domain.enums import EndpointState, ImageVariant
 from api.domain.spec import REDACTED, EndpointSpec, merge_spec, spec_diff
 from api.domain.state import shown_state
 from api.endpoint import repository
 from api.endpoint.schemas import EndpointLike, observed_of
-from api.errors import BadRequest, Conflict, NotFound, PreconditionFailed
+from api.errors import BadRequest, Conflict, NotFound, PreconditionFailed, ServiceUnavailable
+from api.hub.resolve import HubUnavailable, Refused, Resolution
+from api.hub.service import HubResolver
 from api.validation import validation_error
 
 
@@ -53,15 +55,19 @@ def create(
     spec: EndpointSpec,
     catalogs: Catalogs,
     box: SecretBox,
+    hub: HubResolver,
     ctx: AuditContext,
     now: datetime,
 ) -> Endpoint:
     compute = _check_context(spec, catalogs)
+    resolution = _resolve(session, spec, compute=compute, namespace=namespace, hub=hub, box=box)
+    _check_engine(spec, compute, catalogs, resolution)
     endpoint = Endpoint(
         id=uuid.uuid4().hex,
         namespace=namespace,
         name=spec.name,
-        spec=_stored(spec, compute),
+        spec=_stored(spec, compute, resolution),
+        resolution=resolution.to_stored(),
         secrets=box.seal(spec.secret_material()),
         generation=1,
         accelerators=_accelerators(compute, spec),
@@ -102,6 +108,7 @@ def update(
     if_match: str | None,
     catalogs: Catalogs,
     box: SecretBox,
+    hub: HubResolver,
     ctx: AuditContext,
     now: datetime,
 ) -> Endpoint:
@@ -117,14 +124,23 @@ def update(
         raise validation_error(exc) from None
     # Hardware that became deprecated keeps serving what already runs on it; only moving onto it is refused.
     compute = _check_context(spec, catalogs, current=endpoint.spec["compute"]["id"])
-    stored = _stored(spec, compute)
+    resolution = _resolution_of(endpoint)
+    if (
+        resolution is None
+        or _model_changed(endpoint.spec, merged, patch)
+        or _token_changed(material_of=spec, old=old_material)
+    ):
+        resolution = _resolve(session, spec, compute=compute, namespace=namespace, hub=hub, box=box)
+    _check_engine(spec, compute, catalogs, resolution)
+    stored = _stored(spec, compute, resolution)
     material = spec.secret_material()
-    if stored == endpoint.spec and material == old_material:
+    if stored == endpoint.spec and material == old_material and resolution.to_stored() == endpoint.resolution:
         return endpoint  # nothing changed: no new generation, no audit event
     accelerators = _accelerators(compute, spec)
     grows = accelerators > endpoint.accelerators or compute.quota_key != endpoint.quota_key
     diff = spec_diff(current, _with_material(stored, material))
     endpoint.spec = stored
+    endpoint.resolution = resolution.to_stored()
     endpoint.secrets = box.seal(material)
     endpoint.accelerators = accelerators
     endpoint.quota_key = compute.quota_key
@@ -296,11 +312,6 @@ def _check_context(spec: EndpointSpec, catalogs: Catalogs, *, current: str | Non
             f"compute: {compute.id} is {compute.status}: choose another instance (GET /v2/provider/{{ns}})",
             fields=[{"field": "compute.instanceType", "message": compute.status}],
         )
-    config = spec.model.image[spec.model.variant.value].model_dump(by_alias=True, exclude_none=True)
-    try:
-        catalogs.engines.resolve(spec.model.variant, config, task=spec.model.task, compute=compute)
-    except EngineError as exc:
-        raise BadRequest(f"model.image: {exc}", fields=[{"field": "model.image", "message": str(exc)}]) from None
     ceiling = catalogs.max_replica_ceiling
     if spec.compute.scaling.max_replica > ceiling:
         raise BadRequest(
@@ -311,9 +322,79 @@ def _check_context(spec: EndpointSpec, catalogs: Catalogs, *, current: str | Non
     return compute
 
 
-def _stored(spec: EndpointSpec, compute: Compute) -> dict[str, Any]:
+def _check_engine(spec: EndpointSpec, compute: Compute, catalogs: Catalogs, resolution: Resolution) -> None:
+    """The engine that will really run (after the Hub had its say) must exist for the hardware."""
+    config = spec.model.image[spec.model.variant.value].model_dump(by_alias=True, exclude_none=True)
+    if resolution.model_path:
+        config["modelPath"] = resolution.model_path
+    engine = ImageVariant(resolution.engine) if resolution.engine else spec.model.variant
+    try:
+        catalogs.engines.resolve(engine, config, task=resolution.task, compute=compute)
+    except EngineError as exc:
+        raise BadRequest(f"model.image: {exc}", fields=[{"field": "model.image", "message": str(exc)}]) from None
+
+
+def _resolve(
+    session: Session, spec: EndpointSpec, *, compute: Compute, namespace: str, hub: HubResolver, box: SecretBox
+) -> Resolution:
+    """Asks the Hub, with the endpoint's own HF_TOKEN secret or else the namespace's Hub token."""
+    token = spec.model.secrets.get("HF_TOKEN")
+    if token is None:
+        sealed = repository.hub_token_of(session, namespace)
+        token = box.open(sealed)["token"] if sealed else None
+    try:
+        return hub.resolve(spec, compute=compute, token=token)
+    except Refused as exc:
+        raise BadRequest(f"{exc.field}: {exc.message}", fields=[{"field": exc.field, "message": exc.message}]) from None
+    except HubUnavailable as exc:
+        raise ServiceUnavailable(str(exc)) from None
+
+
+def _resolution_of(endpoint: Endpoint) -> Resolution | None:
+    stored = endpoint.resolution
+    if not stored:
+        return None
+    return Resolution(
+        sha=stored.get("sha"),
+        task=stored.get("task"),
+        engine=stored.get("engine"),
+        model_path=stored.get("modelPath"),
+        weight_bytes=stored.get("weightBytes"),
+        verified=bool(stored.get("verified")),
+    )
+
+
+# What the Hub's answer depends on: a change to any of these asks it again.
+_RESOLVED_FROM = (("model", "repository"), ("model", "revision"), ("model", "task"), ("model", "image"), ("provider",))
+_RESOLVED_FROM_COMPUTE = ("accelerator", "instanceType", "instanceSize")
+
+
+def _model_changed(stored: dict[str, Any], merged: dict[str, Any], patch: dict[str, Any]) -> bool:
+    for path in _RESOLVED_FROM:
+        if _dig(stored, path) != _dig(merged, path):
+            return True
+    compute_patch = patch.get("compute") or {}
+    return any(
+        key in compute_patch and compute_patch[key] != stored["compute"].get(key) for key in _RESOLVED_FROM_COMPUTE
+    )
+
+
+def _token_changed(*, material_of: EndpointSpec, old: dict[str, Any]) -> bool:
+    before: str | None = old.get("secrets", {}).get("HF_TOKEN")
+    return material_of.model.secrets.get("HF_TOKEN") != before
+
+
+def _dig(data: dict[str, Any], path: tuple[str, ...]) -> Any:
+    for key in path:
+        data = data.get(key) if isinstance(data, dict) else None  # type: ignore[assignment]
+    return data
+
+
+def _stored(spec: EndpointSpec, compute: Compute, resolution: Resolution) -> dict[str, Any]:
     stored = spec.to_stored()
     stored["compute"] = {"id": compute.id, **stored["compute"]}
+    if stored["model"].get("task") is None and resolution.task:
+        stored["model"]["task"] = resolution.task  # the Hub's pipeline tag, when the spec named no task
     return stored
 
 

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query
 
 from api.deps import ContextDep
 from api.identity import service
-from api.identity.schemas import OrgCreate, TokenCreate, UserCreate
+from api.identity.schemas import HubTokenSet, OrgCreate, TokenCreate, UserCreate
 from api.responses import FastJSONResponse
 
 router = APIRouter(prefix="/api", tags=["identity"], default_response_class=FastJSONResponse)
@@ -58,3 +58,32 @@ def revoke_token(token_id: str, ctx: ContextDep) -> dict[str, Any]:
         )
     ctx.state.auth.forget(token_id)
     return revoked
+
+
+@router.put("/namespaces/{namespace}/hub-token")
+def set_hub_token(namespace: str, body: HubTokenSet, ctx: ContextDep) -> dict[str, Any]:
+    """Set the namespace's Hugging Face token, used for gated and private models of its endpoints (a member
+    or an admin). Stored encrypted and never returned; an endpoint's own HF_TOKEN secret takes precedence."""
+    with ctx.unit() as unit:
+        unit.principal.require_namespace(namespace)
+        return service.set_hub_token(
+            unit.session, namespace=namespace, token=body.token, box=ctx.state.box, ctx=unit.audit, now=unit.now
+        )
+
+
+@router.get("/namespaces/{namespace}/hub-token")
+def get_hub_token(namespace: str, ctx: ContextDep) -> dict[str, Any]:
+    """Whether the namespace has a Hub token, and since when (never the token itself)."""
+    with ctx.unit(read_only=True) as unit:
+        unit.principal.require_namespace(namespace)
+        return service.hub_token_state(unit.session, namespace=namespace)
+
+
+@router.delete("/namespaces/{namespace}/hub-token")
+def delete_hub_token(namespace: str, ctx: ContextDep) -> dict[str, Any]:
+    """Forget the namespace's Hub token."""
+    with ctx.unit() as unit:
+        unit.principal.require_namespace(namespace)
+        return service.set_hub_token(
+            unit.session, namespace=namespace, token=None, box=ctx.state.box, ctx=unit.audit, now=unit.now
+        )

@@ -30,3 +30,9 @@ class TokenCreate(_Body):
     endpoint: str | None = Field(
         default=None, pattern=r"^[^/]+/[^/]+$", description="'namespace/name': the token works only there."
     )
+
+
+class HubTokenSet(_Body):
+    token: Annotated[str, StringConstraints(min_length=8, max_length=512, pattern=r"^\S+$")] = Field(
+        description="A Hugging Face token with read access (hf_…); stored encrypted, never returned."
+    )

@@ -14,6 +14,7 @@ from api.audit.repository import AuditContext
 from api.auth import repository as token_repo
 from api.auth import tokens
 from api.auth.principal import Principal
+from api.db.crypto import SecretBox
 from api.db.models import Account, ApiToken
 from api.domain.enums import AccountKind
 from api.domain.timefmt import to_client_time
@@ -190,3 +191,36 @@ def _token_view(row: ApiToken, user: str, endpoint: str | None) -> dict[str, Any
         "expiresAt": to_client_time(row.expires_at) if row.expires_at else None,
         "revokedAt": to_client_time(row.revoked_at) if row.revoked_at else None,
     }
+
+
+def set_hub_token(
+    session: Session, *, namespace: str, token: str | None, box: SecretBox, ctx: AuditContext, now: datetime
+) -> dict[str, Any]:
+    account = repository.by_name(session, namespace)
+    if account is None:
+        raise NotFound(f"namespace {namespace!r} does not exist: create the user or org first")
+    account.hub_token = box.seal({"token": token}) if token is not None else None
+    account.hub_token_updated_at = now if token is not None else None
+    audit.record(
+        session,
+        ctx=ctx,
+        action="namespace.hub_token.set" if token is not None else "namespace.hub_token.delete",
+        now=now,
+        namespace=namespace,
+    )
+    return {"namespace": namespace, "set": token is not None, "updatedAt": _when(account.hub_token_updated_at)}
+
+
+def hub_token_state(session: Session, *, namespace: str) -> dict[str, Any]:
+    account = repository.by_name(session, namespace)
+    if account is None:
+        raise NotFound(f"namespace {namespace!r} does not exist: create the user or org first")
+    return {
+        "namespace": namespace,
+        "set": account.hub_token is not None,
+        "updatedAt": _when(account.hub_token_updated_at),
+    }
+
+
+def _when(moment: datetime | None) -> str | None:
+    return to_client_time(moment) if moment else None

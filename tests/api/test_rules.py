@@ -57,7 +57,7 @@ def counts(db: sessionmaker[Session]) -> tuple[int, int]:
             "model.image",
             "tensorParallelSize (1) × dataParallelSize (3) must equal the instance's 4 GPUs",
         ),
-        (lambda b: b["model"].update(image={"llamacpp": {}}), "model.image", "modelPath is required"),
+        (lambda b: b["model"].update(image={"llamacpp": {}}), "model.image", "llama.cpp serves GGUF files"),
     ],
 )
 def test_bad_create_is_400_and_stores_nothing(

@@ -22,6 +22,7 @@ from controller.desired import ENDPOINT_ID, SELECTOR
 from controller.kube import Kube
 from tests.conftest import SECRET_KEY, LiveServer
 from tests.factories import ADMIN_TOKEN, endpoint_body
+from tests.fixtures.hub import HubServer
 from tests.fixtures.kube import KubeCluster, die_with_parent, wait_for
 from tests.fixtures.postgres import free_port
 
@@ -226,7 +227,7 @@ def test_a_leader_stopped_cleanly_hands_over_its_lease(harness: Harness) -> None
     wait_for(lambda: harness.holder() == standby.identity, timeout=LEASE_SECONDS * 5, what="the standby to lead")
 
 
-def test_serve_runs_the_controller_on_sqlite(kube_cluster: KubeCluster, tmp_path: Path) -> None:
+def test_serve_runs_the_controller_on_sqlite(kube_cluster: KubeCluster, hub_server: HubServer, tmp_path: Path) -> None:
     port = free_port()
     namespace = "dais-serve"
     env = {
@@ -236,6 +237,7 @@ def test_serve_runs_the_controller_on_sqlite(kube_cluster: KubeCluster, tmp_path
         "DAIS_LOG_JSON": "false",
         "DAIS_CONTROLLER__KUBECONFIG": str(kube_cluster.kubeconfig),
         "DAIS_CONTROLLER__NAMESPACE": namespace,
+        "DAIS_HUB__URL": hub_server.url,
     }
     env.pop("DAIS_DATABASE_URL", None)
     log = (tmp_path / "serve.log").open("wb")

@@ -518,6 +518,7 @@ def test_deployment_on_a_multi_gpu_instance() -> None:
             ],
             "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
             "volumeMounts": [{"name": "repository", "mountPath": "/repository"}],
+            "terminationMessagePolicy": "FallbackToLogsOnError",
         }
     ]
     assert pod["automountServiceAccountToken"] is False
@@ -535,6 +536,26 @@ def test_single_gpu_and_cpu_replicas_get_no_shared_memory_volume() -> None:
 def test_llamacpp_fetches_only_its_gguf_file() -> None:
     pod = objects(CPU, spec({"llamacpp": {"modelPath": "m.gguf"}}))[f"Deployment/{NAME}"]["spec"]["template"]["spec"]
     assert pod["initContainers"][0]["args"][-2:] == ["--include", "m.gguf"]
+
+
+def test_the_hub_resolution_picks_llamacpp_and_its_gguf_for_the_default_image() -> None:
+    built = objects(
+        CPU, spec({"huggingface": {}}, task="text-generation"), engine="llamacpp", model_path="m-Q4_K_M.gguf"
+    )
+    deployment = built[f"Deployment/{NAME}"]
+    engine = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert engine["image"] == "ghcr.io/ggml-org/llama.cpp:server-b7000"
+    assert engine["args"][:2] == ["--model", "/repository/m-Q4_K_M.gguf"]
+    fetch = deployment["spec"]["template"]["spec"]["initContainers"][0]
+    assert fetch["args"][-2:] == ["--include", "m-Q4_K_M.gguf"]
+    assert deployment["metadata"]["labels"]["app.kubernetes.io/name"] == "llamacpp"
+
+
+def test_the_namespace_hub_token_lands_in_the_secret_unless_the_endpoint_has_its_own() -> None:
+    shared = objects(CPU, spec({"tei": {}}), hub_token="hf_namespace")[f"Secret/{NAME}"]
+    assert shared["data"] == {"HF_TOKEN": base64.b64encode(b"hf_namespace").decode()}
+    own = objects(CPU, spec({"tei": {}}), hub_token="hf_namespace", secrets={"HF_TOKEN": "hf_own"})[f"Secret/{NAME}"]
+    assert own["data"] == {"HF_TOKEN": base64.b64encode(b"hf_own").decode()}
 
 
 def test_registry_credentials_become_an_image_pull_secret() -> None:

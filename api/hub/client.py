@@ -1,0 +1,149 @@
+"""The Hub, as the API needs it: one model's facts at one revision, with transient errors retried.
+
+Transient failures (connection errors, timeouts, 429 and 5xx) are retried with exponential backoff and full
+jitter until a deadline; anything else becomes a ``HubError`` whose message says what to do. A server never
+reads a token saved on its own disk: a call carries the caller's token, or none.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import httpx2
+from huggingface_hub import HfApi
+from huggingface_hub.errors import (
+    DisabledRepoError,
+    GatedRepoError,
+    HfHubHTTPError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+
+T = TypeVar("T")
+
+
+class HubError(Exception):
+    """The Hub said no, or could not be reached; ``message`` tells the user what to do."""
+
+    def __init__(self, message: str, *, kind: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.kind = kind  # not_found | no_access | bad_revision | unavailable
+
+
+@dataclass(frozen=True, slots=True)
+class ModelFacts:
+    repository: str
+    sha: str
+    pipeline_tag: str | None
+    library: str | None
+    gated: bool
+    files: dict[str, int | None]
+    lfs_sha256: dict[str, str] = field(default_factory=dict)
+    safetensors_parameters: dict[str, int] | None = None
+
+
+class HubClient:
+    def __init__(
+        self,
+        *,
+        endpoint: str | None,
+        timeout: float,
+        deadline: float,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self._api = HfApi(endpoint=endpoint, token=False, library_name="dais")
+        self._timeout = timeout
+        self._deadline = deadline
+        self._sleep = sleep
+        self._monotonic = monotonic
+        self._rng = rng or random.Random()
+
+    def model(self, repository: str, revision: str | None, token: str | None) -> ModelFacts:
+        """The model at ``revision`` (default branch when None): commit sha, task, files with sizes."""
+        info = self._retrying(
+            lambda: self._api.model_info(
+                repository, revision=revision, files_metadata=True, token=token or False, timeout=self._timeout
+            ),
+            what=f"model {repository}",
+            revision=revision,
+            repository=repository,
+        )
+        files: dict[str, int | None] = {}
+        lfs: dict[str, str] = {}
+        for sibling in info.siblings or []:
+            files[sibling.rfilename] = sibling.size
+            if sibling.lfs is not None:
+                lfs[sibling.rfilename] = sibling.lfs.sha256
+        parameters = dict(info.safetensors.parameters) if info.safetensors else None
+        return ModelFacts(
+            repository=repository,
+            sha=str(info.sha),
+            pipeline_tag=info.pipeline_tag,
+            library=info.library_name,
+            gated=bool(info.gated),
+            files=files,
+            lfs_sha256=lfs,
+            safetensors_parameters=parameters,
+        )
+
+    def _retrying(self, call: Callable[[], T], *, what: str, repository: str, revision: str | None) -> T:
+        give_up = self._monotonic() + self._deadline
+        attempt = 0
+        while True:
+            try:
+                return call()
+            except (GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError, DisabledRepoError) as exc:
+                raise _explain(exc, repository=repository, revision=revision) from None
+            except HfHubHTTPError as exc:
+                status = exc.response.status_code if exc.response is not None else 0
+                if status in (401, 403):
+                    raise _explain(exc, repository=repository, revision=revision) from None
+                if status != 429 and status < 500:
+                    raise HubError(f"the Hub refused {what} ({status}): {exc}", kind="unavailable") from None
+                failure: Any = exc
+            except (httpx2.TransportError, OSError) as exc:
+                failure = exc
+            attempt += 1
+            delay = self._rng.uniform(0, min(8.0, 0.25 * 2**attempt))
+            if self._monotonic() + delay > give_up:
+                raise HubError(
+                    f"the Hub is unreachable ({type(failure).__name__}: {failure}) after {attempt} attempts: "
+                    "retry later, or pin model.revision to a commit sha to deploy without it",
+                    kind="unavailable",
+                ) from None
+            self._sleep(delay)
+
+
+def _explain(exc: Exception, *, repository: str, revision: str | None) -> HubError:
+    authorize = (
+        "set the namespace's Hub token (PUT /api/namespaces/{namespace}/hub-token) or an HF_TOKEN secret on the "
+        "endpoint, with read access"
+    )
+    if isinstance(exc, GatedRepoError):
+        return HubError(
+            f"model {repository} is gated: accept its licence on the Hub with the account whose token you use, "
+            f"and {authorize}",
+            kind="no_access",
+        )
+    if isinstance(exc, RevisionNotFoundError):
+        return HubError(
+            f"revision {revision!r} not found in model {repository}: use a branch, tag or commit sha that exists",
+            kind="bad_revision",
+        )
+    if isinstance(exc, DisabledRepoError):
+        return HubError(f"model {repository} is disabled on the Hub: choose another model", kind="not_found")
+    if isinstance(exc, RepositoryNotFoundError):
+        return HubError(f"model {repository} not found on the Hub (if it is private, {authorize})", kind="not_found")
+    return HubError(
+        f"the Hub refused access to model {repository} (401/403): accept its licence on the Hub if it is gated, "
+        f"and {authorize}",
+        kind="no_access",
+    )

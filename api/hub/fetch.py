@@ -1,0 +1,287 @@
+"""``dais model fetch``: fill a replica's /repository with one pinned revision, safely and only once.
+
+Invariants:
+- Nothing is written outside ``dest``: remote paths with ``..``, absolute paths or backslashes are refused,
+  and so is any path that would pass through a symlink already in ``dest``.
+- A file counts as present only when its size matches and the fetch manifest (``dest/.dais-fetch.json``)
+  records it complete at the same content hash, so a second start makes no download at all; a file
+  interrupted half-way resumes (huggingface_hub keeps the partial file next to the destination).
+- Every downloaded LFS file's sha256 is checked against the Hub's before it is recorded complete.
+- Safetensors are preferred: pickled weights (.bin, .pt, …) are skipped when a repo has safetensors.
+- Failure exits non-zero with one message (also written to the container's termination log, which the
+  controller shows in the endpoint's status) saying what to do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fnmatch
+import hashlib
+import json
+import os
+import random
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import IO
+
+import httpx2
+from huggingface_hub import hf_hub_download
+from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+
+from api.domain.fit import GIB
+from api.hub.client import HubClient, HubError, ModelFacts
+
+MANIFEST = ".dais-fetch.json"
+PICKLED = (".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack")
+TERMINATION_LOG = Path("/dev/termination-log")
+
+
+class FetchError(Exception):
+    """Fetch cannot complete; the message says what to do."""
+
+
+@dataclass
+class FetchReport:
+    files: list[str] = field(default_factory=list)
+    downloaded: list[str] = field(default_factory=list)
+    cached: list[str] = field(default_factory=list)
+    bytes_downloaded: int = 0
+    seconds: float = 0.0
+
+
+def select_files(facts: ModelFacts, include: Sequence[str] | None) -> list[str]:
+    """What to fetch: ``include`` patterns, or everything but pickles when safetensors exist."""
+    names = sorted(facts.files)
+    if include:
+        return [n for n in names if any(fnmatch.fnmatchcase(n, pattern) for pattern in include)]
+    has_safetensors = any(n.endswith(".safetensors") for n in names)
+    chosen = []
+    for name in names:
+        if has_safetensors and name.endswith(PICKLED):
+            continue
+        if name.endswith(".gguf"):  # llama.cpp names its one file with --include
+            continue
+        chosen.append(name)
+    return chosen
+
+
+def safe_target(dest: Path, remote: str) -> Path:
+    """Where a remote file goes, refusing anything that would land outside ``dest``."""
+    path = PurePosixPath(remote)
+    if not remote or "\\" in remote or path.is_absolute() or any(part in ("..", "") for part in remote.split("/")):
+        raise FetchError(f"refusing remote path {remote!r}: it would be written outside {dest}")
+    target = dest.joinpath(*path.parts)
+    current = dest
+    for part in path.parts[:-1]:
+        current = current / part
+        if current.is_symlink():
+            raise FetchError(f"refusing remote path {remote!r}: {current} is a symlink")
+    if target.is_symlink():
+        raise FetchError(f"refusing remote path {remote!r}: {target} is a symlink")
+    resolved_dest = dest.resolve()
+    if resolved_dest not in target.resolve().parents:
+        raise FetchError(f"refusing remote path {remote!r}: it resolves outside {dest}")
+    return target
+
+
+class Manifest:
+    """Which files are complete, and at which content hash; rewritten atomically after each file."""
+
+    def __init__(self, dest: Path) -> None:
+        self._path = dest / MANIFEST
+        self._lock = threading.Lock()
+        try:
+            self.entries: dict[str, dict[str, object]] = json.loads(self._path.read_text())
+        except (OSError, ValueError):
+            self.entries = {}
+
+    def complete(self, name: str, *, size: int | None, digest: str) -> bool:
+        entry = self.entries.get(name)
+        return entry is not None and entry.get("size") == size and entry.get("digest") == digest
+
+    def record(self, name: str, *, size: int | None, digest: str) -> None:
+        with self._lock:
+            self.entries[name] = {"size": size, "digest": digest}
+            tmp = self._path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.entries, sort_keys=True))
+            tmp.replace(self._path)
+
+
+def fetch(
+    *,
+    repository: str,
+    revision: str,
+    dest: Path,
+    include: Sequence[str] | None,
+    token: str | None,
+    endpoint: str | None,
+    workers: int = 8,
+    deadline: float = 60.0,
+    attempts: int = 5,
+    out: IO[str] = sys.stderr,
+    clock: Callable[[], float] = time.monotonic,
+) -> FetchReport:
+    began = clock()
+    dest.mkdir(parents=True, exist_ok=True)
+    client = HubClient(endpoint=endpoint, timeout=30, deadline=deadline)
+    try:
+        facts = client.model(repository, revision, token)
+    except HubError as exc:
+        raise FetchError(exc.message) from None
+    names = select_files(facts, include)
+    if include and not names:
+        raise FetchError(f"no file of {repository} matches {', '.join(include)}: check the file name")
+    manifest = Manifest(dest)
+    report = FetchReport(files=names)
+    missing: list[str] = []
+    for name in names:
+        target = safe_target(dest, name)
+        size = facts.files.get(name)
+        if (
+            target.is_file()
+            and target.stat().st_size == size
+            and manifest.complete(name, size=size, digest=_digest(facts, name))
+        ):
+            report.cached.append(name)
+        else:
+            missing.append(name)
+    need = sum(facts.files.get(n) or 0 for n in missing)
+    print(
+        f"fetch {repository}@{facts.sha[:12]}: {len(names)} files, {len(report.cached)} already present, "
+        f"{len(missing)} to download ({need / GIB:.2f} GiB)",
+        file=out,
+        flush=True,
+    )
+    _check_space(dest, need)
+    if missing:
+        done = threading.Lock()
+        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(missing)))) as pool:
+            futures = {
+                pool.submit(
+                    _download_one,
+                    name,
+                    facts=facts,
+                    dest=dest,
+                    token=token,
+                    endpoint=endpoint,
+                    attempts=attempts,
+                ): name
+                for name in missing
+            }
+            for future in as_completed(futures):
+                name = futures[future]
+                try:
+                    future.result()
+                except FetchError:
+                    for other in futures:
+                        other.cancel()
+                    raise
+                size = facts.files.get(name)
+                manifest.record(name, size=size, digest=_digest(facts, name))
+                with done:
+                    report.downloaded.append(name)
+                    report.bytes_downloaded += size or 0
+                    rate = report.bytes_downloaded / max(clock() - began, 1e-6) / 2**20
+                    print(
+                        f"  {name} ({(size or 0) / GIB:.2f} GiB) [{len(report.downloaded)}/{len(missing)}, "
+                        f"{report.bytes_downloaded / GIB:.2f} GiB at {rate:.0f} MiB/s]",
+                        file=out,
+                        flush=True,
+                    )
+    report.seconds = clock() - began
+    print(f"fetch complete in {report.seconds:.1f}s", file=out, flush=True)
+    return report
+
+
+def _digest(facts: ModelFacts, name: str) -> str:
+    return facts.lfs_sha256.get(name) or f"{facts.sha}:{name}"
+
+
+def _download_one(
+    name: str, *, facts: ModelFacts, dest: Path, token: str | None, endpoint: str | None, attempts: int
+) -> None:
+    expected = facts.lfs_sha256.get(name)
+    for attempt in range(1, attempts + 1):
+        try:
+            path = Path(
+                hf_hub_download(
+                    facts.repository,
+                    name,
+                    revision=facts.sha,
+                    local_dir=dest,
+                    token=token or False,
+                    endpoint=endpoint,
+                )
+            )
+            break
+        except GatedRepoError:
+            raise FetchError(
+                f"model {facts.repository} is gated: accept its licence on the Hub with the account whose token the "
+                "endpoint uses (the namespace's Hub token or the endpoint's HF_TOKEN secret), then restart"
+            ) from None
+        except (RepositoryNotFoundError, RevisionNotFoundError) as exc:
+            raise FetchError(f"{facts.repository}@{facts.sha}: {exc}") from None
+        except HfHubHTTPError as exc:
+            status = exc.response.status_code if exc.response is not None else 0
+            if status in (401, 403):
+                raise FetchError(
+                    f"the Hub refused {name} of {facts.repository} ({status}): use a token with read access "
+                    "(the namespace's Hub token or the endpoint's HF_TOKEN secret)"
+                ) from None
+            if (status != 429 and status < 500) or attempt == attempts:
+                raise FetchError(f"downloading {name} failed: {exc}") from None
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise FetchError(_no_space(dest, facts.files.get(name) or 0)) from None
+            if attempt == attempts:
+                raise FetchError(f"downloading {name} failed after {attempts} attempts: {exc}") from None
+        except httpx2.TransportError as exc:
+            if attempt == attempts:
+                raise FetchError(f"downloading {name} failed after {attempts} attempts: {exc}") from None
+        time.sleep(random.uniform(0, min(10.0, 0.5 * 2**attempt)))
+    size = facts.files.get(name)
+    if size is not None and path.stat().st_size != size:
+        raise FetchError(f"{name}: got {path.stat().st_size} bytes, the Hub says {size}: restart to download it again")
+    if expected is not None:
+        actual = _sha256(path)
+        if actual != expected:
+            path.unlink(missing_ok=True)
+            raise FetchError(
+                f"{name}: sha256 {actual} does not match the Hub's {expected}: restart to download it again"
+            )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(4 * 2**20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check_space(dest: Path, need: int) -> None:
+    free = shutil.disk_usage(dest).free
+    if need > free:
+        raise FetchError(_no_space(dest, need))
+
+
+def _no_space(dest: Path, need: int) -> str:
+    free = shutil.disk_usage(dest).free
+    return (
+        f"not enough disk space in {dest}: the model needs {need / GIB:.1f} GiB more, {free / GIB:.1f} GiB free: "
+        "give the endpoint a larger volume or pick a smaller model"
+    )
+
+
+def report_failure(message: str, termination_log: Path = TERMINATION_LOG) -> None:
+    """Kubernetes shows a container's termination log in its status; the controller reads it from there."""
+    if termination_log.exists() and os.access(termination_log, os.W_OK):  # only where the kubelet provides it
+        with contextlib.suppress(OSError):
+            termination_log.write_text(message[:4000])

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from api.deps import ContextDep
+from api.endpoint import repository
+from api.errors import BadRequest, NotFound, ServiceUnavailable
+from api.hub.client import HubError
+from api.hub.recommend import recommend
+from api.responses import FastJSONResponse
+
+router = APIRouter(prefix="/v2", tags=["hub"], default_response_class=FastJSONResponse)
+
+
+@router.get("/recommendation")
+def recommendation(
+    ctx: ContextDep,
+    repository_ref: Annotated[str, Query(alias="repository", max_length=400, description="org/model[@revision]")],
+    vendor: Annotated[str | None, Query(max_length=64)] = None,
+    region: Annotated[str | None, Query(max_length=64)] = None,
+    namespace: Annotated[str | None, Query(max_length=64, description="Use this namespace's Hub token")] = None,
+) -> dict[str, Any]:
+    """Hardware rows that hold the model (weights plus headroom), cheapest first."""
+    with ctx.unit(read_only=True) as unit:
+        token = None
+        if namespace is not None:
+            unit.principal.require_namespace(namespace)
+            sealed = repository.hub_token_of(unit.session, namespace)
+            token = ctx.state.box.open(sealed)["token"] if sealed else None
+    hub = ctx.state.hub
+    try:
+        return recommend(
+            repository_ref,
+            client=hub.client,
+            hardware=hub.hardware,
+            token=token,
+            headroom=hub.headroom,
+            vendor=vendor,
+            region=region,
+        )
+    except ValueError as exc:
+        raise BadRequest(f"repository: {exc}", fields=[{"field": "repository", "message": str(exc)}]) from None
+    except HubError as exc:
+        if exc.kind == "unavailable":
+            raise ServiceUnavailable(exc.message) from None
+        if exc.kind == "not_found":
+            raise NotFound(exc.message) from None
+        raise BadRequest(exc.message, fields=[{"field": "repository", "message": exc.message}]) from None
