@@ -87,9 +87,10 @@ def pick_gguf(files: Sequence[str]) -> str | None:
 
 
 def capacity_bytes(compute: Compute) -> int:
+    """A row's ``gpuMemoryGb`` is the instance's total (per-GPU memory × GPUs), as the catalog lists sizes."""
     if compute.accelerator is Accelerator.CPU or not compute.gpu_memory_gb:
         return int(compute.memory_gb * GIB)
-    return int(compute.gpu_memory_gb * compute.num_accelerators * GIB)
+    return int(compute.gpu_memory_gb * GIB)
 
 
 def needed_bytes(weights: WeightEstimate, headroom: float) -> int:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx2
-from huggingface_hub import HfApi
+from huggingface_hub import HfApi, get_hf_file_metadata, hf_hub_url
 from huggingface_hub.errors import (
     DisabledRepoError,
     GatedRepoError,
@@ -83,6 +83,17 @@ class HubClient:
             if sibling.lfs is not None:
                 lfs[sibling.rfilename] = sibling.lfs.sha256
         parameters = dict(info.safetensors.parameters) if info.safetensors else None
+        if info.gated and files:
+            # A gated repo's info is public; its files are not. Ask for one file's metadata with the token now,
+            # so a missing licence acceptance is a 400 at create rather than a crash loop at fetch.
+            probe = "config.json" if "config.json" in files else sorted(files)[0]
+            url = hf_hub_url(repository, probe, revision=str(info.sha), endpoint=self.endpoint)
+            self._retrying(
+                lambda: get_hf_file_metadata(url, token=token or False, timeout=self._timeout),
+                what=f"model {repository}",
+                revision=revision,
+                repository=repository,
+            )
         return ModelFacts(
             repository=repository,
             sha=str(info.sha),

@@ -152,6 +152,9 @@ def fetch(
             report.cached.append(name)
         else:
             missing.append(name)
+    for name in missing:  # a stale or damaged copy: huggingface_hub would trust it, so it goes first
+        safe_target(dest, name).unlink(missing_ok=True)
+        (dest / ".cache" / "huggingface" / "download" / f"{name}.metadata").unlink(missing_ok=True)
     need = sum(facts.files.get(n) or 0 for n in missing)
     print(
         f"fetch {repository}@{facts.sha[:12]}: {len(names)} files, {len(report.cached)} already present, "
