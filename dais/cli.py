@@ -13,23 +13,22 @@ import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
-from sqlalchemy.orm import Session, sessionmaker
-
-import migrations
-from api.bootstrap import ConfigurationError, ensure_admin, secret_key
-from api.db.changes import LocalBus
-from api.db.crypto import new_key
-from api.db.session import make_engine, make_sessionmaker
-from api.logs import configure_logging
-from api.main import build_state, create_app
 from api.settings import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+# Each command imports what it needs: `dais model fetch` starts every replica, so the CLI must not pay for
+# the web framework, the database layer and the migrations on every start.
 
 
 def app_factory() -> Any:
     """For ``uvicorn --factory`` worker processes: settings come from the environment."""
+    from api.logs import configure_logging
+    from api.main import create_app
+
     settings = Settings()
     configure_logging(json_lines=settings.log_json, level=settings.log_level)
     return create_app(settings, access_log=_access_log())
@@ -41,6 +40,11 @@ def _access_log() -> bool:
 
 def _serve_api(args: argparse.Namespace, *, upgrade: bool) -> int:
     import uvicorn
+
+    import migrations
+    from api.bootstrap import ConfigurationError, ensure_admin
+    from api.logs import configure_logging
+    from api.main import build_state, create_app
 
     settings = Settings()
     configure_logging(json_lines=settings.log_json, level=settings.log_level)
@@ -113,6 +117,9 @@ def _run_workers(host: str, port: int, count: int) -> int:
 
 def _start_embedded_controller(settings: Settings, sessions: sessionmaker[Session]) -> None:
     """``dais serve`` runs the controller in-process when it has a cluster to talk to."""
+    from api.bootstrap import secret_key
+    from api.db.changes import LocalBus
+
     if settings.controller.kubeconfig is None and not os.environ.get("KUBERNETES_SERVICE_HOST"):
         print("  No DAIS_CONTROLLER__KUBECONFIG: endpoints stay pending (no controller runs).", flush=True)
         return
@@ -127,6 +134,9 @@ def _start_embedded_controller(settings: Settings, sessions: sessionmaker[Sessio
 
 
 def _cmd_controller(_: argparse.Namespace) -> int:
+    from api.bootstrap import ConfigurationError, secret_key
+    from api.db.session import make_engine, make_sessionmaker
+    from api.logs import configure_logging
     from controller.app import Controller, serve_health
 
     settings = Settings()
@@ -228,6 +238,8 @@ def _cmd_api(args: argparse.Namespace) -> int:
 
 
 def _cmd_db(args: argparse.Namespace) -> int:
+    import migrations
+
     url = Settings().effective_database_url
     if args.db_command == "upgrade":
         migrations.upgrade(url, args.revision)
@@ -237,6 +249,8 @@ def _cmd_db(args: argparse.Namespace) -> int:
 
 
 def _cmd_secret_key(_: argparse.Namespace) -> int:
+    from api.db.crypto import new_key
+
     print(new_key())
     return 0
 
@@ -249,9 +263,13 @@ class ApiClient:
             raise SystemExit(
                 "dais: no token: pass --token or set DAIS_TOKEN (the admin token is printed at first start)"
             )
+        import httpx
+
         self.http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None, **params: Any) -> Any:
+        import httpx
+
         try:
             response = self.http.request(method, path, json=body, params={k: v for k, v in params.items() if v})
         except httpx.HTTPError as exc:
