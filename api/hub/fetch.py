@@ -275,9 +275,16 @@ def _check_space(dest: Path, need: int) -> None:
 def _no_space(dest: Path, need: int) -> str:
     free = shutil.disk_usage(dest).free
     return (
-        f"not enough disk space in {dest}: the model needs {need / GIB:.1f} GiB more, {free / GIB:.1f} GiB free: "
+        f"not enough disk space in {dest}: the model needs {_human(need)} more, {_human(free)} free: "
         "give the endpoint a larger volume or pick a smaller model"
     )
+
+
+def _human(size: int) -> str:
+    for unit, scale in (("GiB", GIB), ("MiB", 2**20), ("KiB", 2**10)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} bytes"
 
 
 def report_failure(message: str, termination_log: Path = TERMINATION_LOG) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -168,3 +169,16 @@ def test_the_failure_message_goes_to_the_termination_log_only_where_it_exists(tm
     log.write_text("")
     report_failure("model fetch failed: x", termination_log=log)
     assert log.read_text() == "model fetch failed: x"
+
+
+def test_too_little_disk_space_names_the_size_needed(
+    hub: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sha = repo(hub)
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: usage._replace(free=1000))
+    with pytest.raises(
+        FetchError, match=r"not enough disk space in .*: the model needs 1\.0 MiB more, 1000 bytes free"
+    ):
+        run(hub, tmp_path, repository="org/tiny", revision=sha)
+    assert hub.downloads() == 0  # refused before the first byte
