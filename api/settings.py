@@ -23,6 +23,9 @@ class HubSettings(BaseModel):
     )
     retry_deadline_seconds: float = Field(default=15, gt=0, description="How long transient Hub errors are retried.")
     timeout_seconds: float = Field(default=10, gt=0, description="One Hub request's timeout.")
+    cache_seconds: float = Field(
+        default=60, ge=0, description="How long the API remembers what the Hub said about a model at a revision."
+    )
     memory_headroom: float = Field(
         default=0.25, ge=0, le=4, description="Memory beyond the weights for KV cache and working memory (0.25 = 25%)."
     )

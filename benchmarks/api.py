@@ -55,7 +55,8 @@ import psycopg  # noqa: E402
 from cryptography.fernet import Fernet  # noqa: E402
 
 import migrations  # noqa: E402
-from tests.factories import endpoint_body  # noqa: E402
+from tests.factories import add_standard_models, endpoint_body  # noqa: E402
+from tests.fixtures.hub import HubServer  # noqa: E402
 from tests.fixtures.postgres import create_database, free_port, postgres_server  # noqa: E402
 
 WRK_DIR = Path(__file__).resolve().parent / "wrk"
@@ -101,7 +102,7 @@ def _dais_executable() -> str:
 
 
 @contextmanager
-def api_server(database_url: str, *, workers: int, secret_key: str, home: Path) -> Iterator[ApiServer]:
+def api_server(database_url: str, *, workers: int, secret_key: str, home: Path, hub_url: str) -> Iterator[ApiServer]:
     """``dais api --workers N`` on a free loopback port; yields its base URL once /readyz answers 200."""
     port = free_port()
     env = {
@@ -116,6 +117,8 @@ def api_server(database_url: str, *, workers: int, secret_key: str, home: Path) 
         # Seeding puts 100 single-GPU endpoints in a namespace, and UPDATE raises some to maxReplica 2.
         "DAIS_DEFAULT_QUOTA_ACCELERATORS": "1000000",
         "DAIS_MAX_REPLICA_CEILING": "64",
+        # Creates resolve their model on the Hub: here the local one of the tests, serving the one model used.
+        "DAIS_HUB__URL": hub_url,
     }
     log_path = home / f"api-{port}.log"
     command = [_dais_executable(), "api", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
@@ -534,14 +537,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         log(f"warning: the machine was {busy_at_start}% busy before we started: other work skews the figures")
     secret_key = Fernet.generate_key().decode()
     endpoints = args.namespaces * args.per_namespace
-    with tempfile.TemporaryDirectory(prefix="dais-bench-") as tmp, postgres_server() as server_url:
+    with (
+        tempfile.TemporaryDirectory(prefix="dais-bench-") as tmp,
+        postgres_server() as server_url,
+        HubServer() as hub,
+    ):
+        add_standard_models(hub)
         home = Path(tmp)
-        log(f"postgres up at {server_url}")
+        log(f"postgres up at {server_url}; the local Hub at {hub.url}")
         postgres_port = int(server_url.rsplit(":", 1)[1].split("/", 1)[0])
         seed_url = create_database(server_url, SEED_DB)
         migrations.upgrade(seed_url)
         seed_started = time.monotonic()
-        with api_server(seed_url, workers=args.seed_workers, secret_key=secret_key, home=home) as server:
+        with api_server(
+            seed_url, workers=args.seed_workers, secret_key=secret_key, home=home, hub_url=hub.url
+        ) as server:
             log(f"seeding {endpoints} endpoints in {args.namespaces} namespaces through the API at {server.url}")
             seed(server.url, namespaces=args.namespaces, per_namespace=args.per_namespace, concurrency=args.clients)
         seed_seconds = time.monotonic() - seed_started
@@ -552,7 +562,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         runs = []
         for workers in args.worker_counts:
             db_url = copy_database(server_url, SEED_DB, f"dais_bench_w{workers}")
-            with api_server(db_url, workers=workers, secret_key=secret_key, home=home) as server:
+            with api_server(db_url, workers=workers, secret_key=secret_key, home=home, hub_url=hub.url) as server:
                 log(f"measuring with {workers} API worker(s), {args.clients} clients, {args.duration:g}s per phase")
                 meter = CpuMeter(server.pid, postgres_port)
                 results = measure(wrk, server, meter, db_url, args, tag=f"w{workers}")

@@ -74,7 +74,9 @@ def engine(pg_url: str) -> Iterator[Engine]:
 def make_settings(database_url: str, home: Path, *, hub_url: str | None = None, **overrides: Any) -> Settings:
     """Test settings; ``hub_url`` is the local Hub (``hub_server.url``) the API resolves models on."""
     if hub_url is not None:
-        overrides.setdefault("hub", HubSettings(url=hub_url, retry_deadline_seconds=3.0, timeout_seconds=5))
+        overrides.setdefault(
+            "hub", HubSettings(url=hub_url, retry_deadline_seconds=3.0, timeout_seconds=5, cache_seconds=0)
+        )
     return Settings(
         database_url=database_url,
         secret_key=SECRET_KEY,

@@ -7,8 +7,11 @@ reads a token saved on its own disk: a call carries the caller's token, or none.
 
 from __future__ import annotations
 
+import hashlib
 import random
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -24,6 +27,7 @@ from huggingface_hub.errors import (
 )
 
 T = TypeVar("T")
+CACHE_ENTRIES = 1024
 
 
 class HubError(Exception):
@@ -57,6 +61,7 @@ class HubClient:
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        cache_seconds: float = 0.0,
     ) -> None:
         self.endpoint = endpoint
         self._api = HfApi(endpoint=endpoint, token=False, library_name="dais")
@@ -65,9 +70,31 @@ class HubClient:
         self._sleep = sleep
         self._monotonic = monotonic
         self._rng = rng or random.Random()
+        self._cache_seconds = cache_seconds
+        self._cache: OrderedDict[tuple[str, str | None, str | None], tuple[float, ModelFacts]] = OrderedDict()
+        self._lock = threading.Lock()
 
     def model(self, repository: str, revision: str | None, token: str | None) -> ModelFacts:
-        """The model at ``revision`` (default branch when None): commit sha, task, files with sizes."""
+        """The model at ``revision`` (default branch when None): commit sha, task, files with sizes.
+
+        Answers are remembered per (model, revision, token) for ``cache_seconds``: creating many endpoints of
+        one model asks the Hub once, and a branch moving on is seen within that time.
+        """
+        key = (repository, revision, hashlib.sha256(token.encode()).hexdigest() if token else None)
+        now = self._monotonic()
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached is not None and now - cached[0] < self._cache_seconds:
+                self._cache.move_to_end(key)
+                return cached[1]
+        facts = self._fetch(repository, revision, token)
+        with self._lock:
+            self._cache[key] = (now, facts)
+            while len(self._cache) > CACHE_ENTRIES:
+                self._cache.popitem(last=False)
+        return facts
+
+    def _fetch(self, repository: str, revision: str | None, token: str | None) -> ModelFacts:
         info = self._retrying(
             lambda: self._api.model_info(
                 repository, revision=revision, files_metadata=True, token=token or False, timeout=self._timeout

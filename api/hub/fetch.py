@@ -4,9 +4,10 @@ Invariants:
 - Nothing is written outside ``dest``: remote paths with ``..``, absolute paths or backslashes are refused,
   and so is any path that would pass through a symlink already in ``dest``.
 - A file counts as present only when its size matches and the fetch manifest (``dest/.dais-fetch.json``)
-  records it complete at the same content hash, so a second start makes no download at all; a file
-  interrupted half-way resumes (huggingface_hub keeps the partial file next to the destination).
-- Every downloaded LFS file's sha256 is checked against the Hub's before it is recorded complete.
+  records it complete at the same content hash, so a second start makes no download at all. A file
+  interrupted half-way (even by a killed container) resumes from ``dest/.dais-partial`` with a Range request.
+- Every downloaded LFS file's sha256 is checked against the Hub's, hashed as the bytes arrive (no second read),
+  before it is moved into place and recorded complete.
 - Safetensors are preferred: pickled weights (.bin, .pt, …) are skipped when a repo has safetensors.
 - Failure exits non-zero with one message (also written to the container's termination log, which the
   controller shows in the endpoint's status) saying what to do.
@@ -29,16 +30,20 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import IO
+from typing import IO, Any, BinaryIO
+from urllib.parse import urlparse
 
 import httpx2
-from huggingface_hub import hf_hub_download
+from huggingface_hub import get_hf_file_metadata, hf_hub_url
 from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+from huggingface_hub.file_download import http_get
+from huggingface_hub.utils import build_hf_headers, disable_progress_bars  # type: ignore[attr-defined]
 
 from api.domain.fit import GIB
 from api.hub.client import HubClient, HubError, ModelFacts
 
 MANIFEST = ".dais-fetch.json"
+PARTIAL = ".dais-partial"
 PICKLED = (".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack")
 TERMINATION_LOG = Path("/dev/termination-log")
 
@@ -129,6 +134,7 @@ def fetch(
     clock: Callable[[], float] = time.monotonic,
 ) -> FetchReport:
     began = clock()
+    disable_progress_bars()  # one line per file instead, readable in `kubectl logs`
     dest.mkdir(parents=True, exist_ok=True)
     client = HubClient(endpoint=endpoint, timeout=30, deadline=deadline)
     try:
@@ -152,9 +158,8 @@ def fetch(
             report.cached.append(name)
         else:
             missing.append(name)
-    for name in missing:  # a stale or damaged copy: huggingface_hub would trust it, so it goes first
+    for name in missing:  # a stale or damaged copy goes first (a partial download in PARTIAL is kept)
         safe_target(dest, name).unlink(missing_ok=True)
-        (dest / ".cache" / "huggingface" / "download" / f"{name}.metadata").unlink(missing_ok=True)
     need = sum(facts.files.get(n) or 0 for n in missing)
     print(
         f"fetch {repository}@{facts.sha[:12]}: {len(names)} files, {len(report.cached)} already present, "
@@ -207,22 +212,64 @@ def _digest(facts: ModelFacts, name: str) -> str:
     return facts.lfs_sha256.get(name) or f"{facts.sha}:{name}"
 
 
+class _HashingWriter:
+    """A file that hashes what is written, so a download is verified without reading it back.
+
+    ``http_get`` rewinds and truncates when a server ignores a Range request; the hash then restarts.
+    """
+
+    def __init__(self, handle: BinaryIO, digest: Any) -> None:
+        self._handle = handle
+        self.digest = digest
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        return self._handle.write(data)
+
+    def tell(self) -> int:
+        return self._handle.tell()
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        position = self._handle.seek(offset, whence)
+        if position == 0:
+            self.digest = hashlib.sha256()
+        return position
+
+    def truncate(self, size: int | None = None) -> int:
+        return self._handle.truncate(size)
+
+    def flush(self) -> None:
+        self._handle.flush()
+
+
 def _download_one(
     name: str, *, facts: ModelFacts, dest: Path, token: str | None, endpoint: str | None, attempts: int
 ) -> None:
-    expected = facts.lfs_sha256.get(name)
+    """One file, through huggingface_hub's metadata and download functions, into a partial file kept across
+    restarts (``dest/.dais-partial``): a replica killed half-way resumes where it stopped."""
+    expected_sha = facts.lfs_sha256.get(name)
+    size = facts.files.get(name)
+    partial = dest / PARTIAL / f"{name}.part"
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    url = hf_hub_url(facts.repository, name, revision=facts.sha, endpoint=endpoint)
     for attempt in range(1, attempts + 1):
         try:
-            path = Path(
-                hf_hub_download(
-                    facts.repository,
-                    name,
-                    revision=facts.sha,
-                    local_dir=dest,
-                    token=token or False,
-                    endpoint=endpoint,
-                )
-            )
+            meta = get_hf_file_metadata(url, token=token or False)
+            headers = build_hf_headers(token=token or False)
+            if urlparse(meta.location).netloc != urlparse(url).netloc:
+                headers.pop("authorization", None)  # a signed CDN URL: the token stays with the Hub
+            have = partial.stat().st_size if partial.exists() else 0
+            if size is not None and have > size:
+                partial.unlink()
+                have = 0
+            digest = hashlib.sha256()
+            with partial.open("a+b") as handle:
+                if have:
+                    handle.seek(0)
+                    digest = hashlib.file_digest(handle, "sha256")
+                handle.seek(have)
+                writer = _HashingWriter(handle, digest)
+                http_get(meta.location, writer, resume_size=have, headers=headers, expected_size=size)  # type: ignore[arg-type]
             break
         except GatedRepoError:
             raise FetchError(
@@ -242,28 +289,26 @@ def _download_one(
                 raise FetchError(f"downloading {name} failed: {exc}") from None
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
-                raise FetchError(_no_space(dest, facts.files.get(name) or 0)) from None
+                raise FetchError(_no_space(dest, size or 0)) from None
             if attempt == attempts:
                 raise FetchError(f"downloading {name} failed after {attempts} attempts: {exc}") from None
         except httpx2.TransportError as exc:
             if attempt == attempts:
                 raise FetchError(f"downloading {name} failed after {attempts} attempts: {exc}") from None
         time.sleep(random.uniform(0, min(10.0, 0.5 * 2**attempt)))
-    size = facts.files.get(name)
-    if size is not None and path.stat().st_size != size:
-        raise FetchError(f"{name}: got {path.stat().st_size} bytes, the Hub says {size}: restart to download it again")
-    if expected is not None:
-        actual = _sha256(path)
-        if actual != expected:
-            path.unlink(missing_ok=True)
-            raise FetchError(
-                f"{name}: sha256 {actual} does not match the Hub's {expected}: restart to download it again"
-            )
-
-
-def _sha256(path: Path) -> str:
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
+    got = partial.stat().st_size
+    if size is not None and got != size:
+        partial.unlink(missing_ok=True)
+        raise FetchError(f"{name}: got {got} bytes, the Hub says {size}: restart to download it again")
+    if expected_sha is not None and writer.digest.hexdigest() != expected_sha:
+        partial.unlink(missing_ok=True)
+        raise FetchError(
+            f"{name}: sha256 {writer.digest.hexdigest()} does not match the Hub's {expected_sha}: restart to "
+            "download it again"
+        )
+    target = safe_target(dest, name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(partial, target)
 
 
 def _check_space(dest: Path, need: int) -> None:

@@ -21,7 +21,10 @@ class HubResolver:
     @classmethod
     def from_settings(cls, settings: HubSettings, hardware: HardwareCatalog) -> HubResolver:
         client = HubClient(
-            endpoint=settings.url, timeout=settings.timeout_seconds, deadline=settings.retry_deadline_seconds
+            endpoint=settings.url,
+            timeout=settings.timeout_seconds,
+            deadline=settings.retry_deadline_seconds,
+            cache_seconds=settings.cache_seconds,
         )
         return cls(client, hardware, settings.memory_headroom, settings.offline == "lenient")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from api.hub.fetch import MANIFEST, FetchError, fetch, report_failure
+from api.hub.fetch import MANIFEST, PARTIAL, FetchError, fetch, report_failure
 from tests.fixtures.hub import HubServer, safetensors_bytes
 
 MIB = 2**20
@@ -182,3 +182,16 @@ def test_too_little_disk_space_names_the_size_needed(
     ):
         run(hub, tmp_path, repository="org/tiny", revision=sha)
     assert hub.downloads() == 0  # refused before the first byte
+
+
+def test_a_partial_file_left_by_a_killed_container_resumes_where_it_stopped(hub: HubServer, tmp_path: Path) -> None:
+    big = bytes(range(256)) * (12 * MIB // 256)
+    sha = hub.add_model("org/big", {"model.safetensors": big}, pipeline_tag="text-generation")
+    partial = tmp_path / PARTIAL / "model.safetensors.part"
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(big[: 5 * MIB])  # what a replica killed mid-download leaves behind
+    run(hub, tmp_path, repository="org/big", revision=sha)
+    assert (tmp_path / "model.safetensors").read_bytes() == big
+    assert not partial.exists()
+    file_gets = [r for r in hub.requests if r[0] == "GET" and "model.safetensors" in r[1]]
+    assert [r[2] for r in file_gets] == [f"bytes={5 * MIB}-"]

@@ -299,3 +299,12 @@ def test_updates_ask_the_hub_again_only_when_the_model_or_hardware_changes(
     moved = client.put(f"/v2/endpoint/{NS}/ep", json={"model": {"revision": second}})
     assert moved.status_code == 200, moved.text
     assert moved.json()["status"]["resolvedRevision"] == second != first
+
+
+def test_many_creates_of_one_model_ask_the_hub_once(client_with: Callable[..., TestClient], hub: HubServer) -> None:
+    hub.add_model("org/popular", SMALL, pipeline_tag="text-generation")
+    cached = client_with(cache_seconds=60)
+    hub.clear_requests()
+    for i in range(3):
+        assert cached.post(f"/v2/endpoint/{NS}", json=body("org/popular", name=f"p{i}")).status_code == 200
+    assert len([r for r in hub.requests if r[1].startswith("/api/models/org/popular")]) == 1
