@@ -48,7 +48,8 @@ from kubernetes import client as k8s  # noqa: E402
 import migrations  # noqa: E402
 from controller.desired import ENDPOINT_ID, SELECTOR  # noqa: E402
 from controller.kube import Kube  # noqa: E402
-from tests.factories import endpoint_body  # noqa: E402
+from tests.factories import add_standard_models, endpoint_body  # noqa: E402
+from tests.fixtures.hub import HubServer  # noqa: E402
 from tests.fixtures.kube import KubeCluster, assets_dir, fake_node, wait_for  # noqa: E402
 from tests.fixtures.postgres import create_database, free_port, postgres_server  # noqa: E402
 
@@ -198,6 +199,8 @@ def main() -> int:
         migrations.upgrade(database)
         db = stack.enter_context(psycopg.connect(database, autocommit=True))
         cluster = stack.enter_context(KubeCluster(assets_dir(), name="bench"))
+        hub = stack.enter_context(HubServer())  # creates resolve their model on the (local) Hub
+        add_standard_models(hub)
         kube = Kube(cluster.api_client())
         # Room for every replica: 1,200 one-CPU pods on top of the fixture's nodes.
         with cluster.api_client() as client:
@@ -225,6 +228,7 @@ def main() -> int:
             "DAIS_CONTROLLER__LISTEN": f"127.0.0.1:{metrics_port}",
             "DAIS_CONTROLLER__IMAGE": "dais:bench",
             "DAIS_HARDWARE_CATALOG": str(work / "hardware.yaml"),
+            "DAIS_HUB__URL": hub.url,
         }
         stack.enter_context(
             process([sys.executable, "-m", "dais", "api", "--port", str(api_port)], env, work / "api.log")
