@@ -1,0 +1,222 @@
+"""The scaling decision, as a pure function of the spec, the samples, the remembered state and the time.
+
+Rules (reference/autoscaling.md §0 and §2; every number is a ``PolicyConfig`` field):
+
+- Pause wins over everything: 0.
+- Wake: an endpoint at zero with a wake signal goes to 1 at once, whatever the tick.
+- Scale to zero: ``minReplica`` 0, a ``scaleToZeroTimeout``, nothing in flight and no request for that long
+  (``now - last_request >= timeout``; one second short stays up) → 0. At zero it stays at zero until woken.
+- Scale up, evaluated every ``up_interval`` (60 s): the measure (hardware use over 60 s, or pending requests
+  per replica over 20 s) above its threshold → ``ceil(ready × value / threshold)``, at least one more than
+  now, at most ``maxReplica``. Replicas still starting count as capacity: the value is averaged over ready
+  *and* starting replicas with the starting ones at 0, so one spike does not add replicas twice.
+- Scale down, evaluated every ``down_interval`` (120 s): the same proportional recommendation, ignored
+  within the tolerance (10 %), applied only as the highest recommendation of the last ``stabilization``
+  (300 s, HPA's window; a first look assumes the window held the current count). Never while a replica is
+  starting; missing metrics block it.
+- ``minReplica`` (or 1 while not scaled to zero) and ``maxReplica`` always hold.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from api.domain.spec import DEFAULT_HARDWARE_USAGE, DEFAULT_PENDING_REQUESTS
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyConfig:
+    up_interval_s: float = 60.0
+    down_interval_s: float = 120.0
+    stabilization_s: float = 300.0
+    tolerance: float = 0.1
+    hardware_usage: float = DEFAULT_HARDWARE_USAGE
+    pending_requests: float = DEFAULT_PENDING_REQUESTS
+
+
+@dataclass(frozen=True, slots=True)
+class Scaling:
+    """The parts of a spec the policy reads."""
+
+    min_replica: int
+    max_replica: int
+    scale_to_zero_timeout_min: int | None = None
+    hardware_usage: float | None = None  # threshold in percent, when the measure is hardware use
+    pending_requests: float | None = None  # threshold per replica, when the measure is pending requests
+    paused: bool = False
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any], *, paused: bool) -> Scaling:
+        scaling = spec["compute"]["scaling"]
+        measure = scaling.get("measure") or {}
+        return cls(
+            min_replica=int(scaling["minReplica"]),
+            max_replica=int(scaling["maxReplica"]),
+            scale_to_zero_timeout_min=scaling.get("scaleToZeroTimeout"),
+            hardware_usage=measure.get("hardwareUsage"),
+            pending_requests=measure.get("pendingRequests"),
+            paused=paused,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Samples:
+    """What the sources saw; None means missing (recorded in the decision)."""
+
+    ready: int
+    starting: int = 0
+    utilization: float | None = None  # mean percent over the window, across ready replicas
+    pending_per_replica: float | None = None  # mean in-flight requests per ready replica over the window
+    in_flight: int | None = None  # right now, across the endpoint
+    last_request: datetime | None = None
+    wake: bool = False  # the gateway asked for a replica
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    """What the autoscaler remembers between ticks for one endpoint."""
+
+    replicas: int
+    since: datetime  # when the endpoint was first seen (stands in for the last request when there was none)
+    last_up: datetime | None = None
+    last_down: datetime | None = None
+    recommendations: tuple[tuple[datetime, int], ...] = ()  # unstabilized, within the stabilization window
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    replicas: int
+    raw: int  # the recommendation before stabilization
+    stabilized: int  # after the stabilization window, before min/max
+    reason: str
+    inputs: dict[str, Any] = field(default_factory=dict)
+    state: State | None = None  # the state to remember
+
+
+def decide(spec: Scaling, samples: Samples, state: State, now: datetime, config: PolicyConfig) -> Decision:
+    inputs = _inputs(spec, samples, config)
+    current = state.replicas
+    if spec.paused:
+        return _final(0, 0, 0, "paused", inputs, replace(state, replicas=0))
+    if current == 0 and spec.min_replica == 0:
+        if samples.wake or (samples.in_flight or 0) > 0:
+            woke = replace(state, replicas=1, recommendations=(), last_up=now, last_down=now)
+            return _final(1, 1, 1, "woken: a request arrived while scaled to zero", inputs, woke)
+        if spec.scale_to_zero_timeout_min is not None:
+            return _final(0, 0, 0, "scaled to zero: idle", inputs, state)
+    idle = _idle_for(spec, samples, state, now)
+    if idle is not None:
+        minutes = spec.scale_to_zero_timeout_min
+        reason = f"scaled to zero: no request for {idle / 60:.1f} min (timeout {minutes} min) and none in flight"
+        return _final(0, 0, 0, reason, inputs, replace(state, replicas=0, recommendations=()))
+    floor = max(spec.min_replica, 1)
+
+    value, threshold, measure = _measure(spec, samples, config)
+    window = config.stabilization_s
+    recommendations = tuple((t, r) for t, r in state.recommendations if (now - t).total_seconds() < window)
+    up_due = state.last_up is None or (now - state.last_up).total_seconds() >= config.up_interval_s
+    down_due = state.last_down is None or (now - state.last_down).total_seconds() >= config.down_interval_s
+    held = replace(state, recommendations=recommendations)
+
+    if value is None:
+        reason = f"holding at {current}: no {measure} data (missing metrics never scale down)"
+        return _bounded(current, current, current, reason, inputs, held, spec, floor)
+    capacity = samples.ready + samples.starting
+    # Starting replicas count as capacity at 0 use: the spike that started them does not start more.
+    effective = value * samples.ready / capacity if capacity else value
+    raw = math.ceil(samples.ready * value / threshold) if samples.ready else current
+    if up_due and effective > threshold:
+        wanted = min(max(raw, current + 1), spec.max_replica)
+        stamped = replace(held, last_up=now, recommendations=(*recommendations, (now, wanted)))
+        reason = f"{measure} {effective:.1f} above {threshold:g} on {capacity} replicas: up to {wanted}"
+        return _bounded(wanted, raw, wanted, reason, inputs, stamped, spec, floor)
+    if up_due:
+        held = replace(held, last_up=now)
+    if not down_due:
+        reason = f"holding at {current}: {measure} {effective:.1f}"
+        return _bounded(current, current, current, reason, inputs, held, spec, floor)
+    held = replace(held, last_down=now)
+    if samples.starting:
+        reason = f"holding at {current}: {samples.starting} replica(s) still starting (no scale-down before Ready)"
+        return _bounded(current, current, current, reason, inputs, held, spec, floor)
+    if abs(value / threshold - 1) <= config.tolerance:
+        raw = current  # within tolerance: no change, but the recommendation still counts in the window
+    if state.last_down is None:
+        # A first look (or a restarted autoscaler) knows nothing of the last window: assume it held the current count.
+        recommendations = (*recommendations, (now, current))
+    recommendations = (*recommendations, (now, raw))
+    held = replace(held, recommendations=recommendations)
+    highest = max(r for _, r in recommendations)
+    stabilized = min(current, highest)
+    if stabilized < current:
+        reason = (
+            f"{measure} {value:.1f} below {threshold:g}: down to {max(stabilized, floor)} (highest in {window:g} s)"
+        )
+    else:
+        reason = f"holding at {current}: {measure} {value:.1f}; the highest recommendation in {window:g} s is {highest}"
+    return _bounded(stabilized, raw, stabilized, reason, inputs, held, spec, floor)
+
+
+def _measure(spec: Scaling, samples: Samples, config: PolicyConfig) -> tuple[float | None, float, str]:
+    if spec.pending_requests is not None:
+        return samples.pending_per_replica, spec.pending_requests, "pending requests per replica"
+    threshold = spec.hardware_usage if spec.hardware_usage is not None else config.hardware_usage
+    return samples.utilization, threshold, "hardware use %"
+
+
+def _idle_for(spec: Scaling, samples: Samples, state: State, now: datetime) -> float | None:
+    """Seconds idle when the endpoint should go to zero now, else None."""
+    if spec.min_replica != 0 or spec.scale_to_zero_timeout_min is None:
+        return None
+    if samples.in_flight is None or samples.in_flight > 0:
+        return None  # unknown or busy: never scale to zero on missing data
+    last = samples.last_request or state.since
+    idle = (now - last).total_seconds()
+    if idle >= timedelta(minutes=spec.scale_to_zero_timeout_min).total_seconds():
+        return idle
+    return None
+
+
+def _bounded(
+    replicas: int,
+    raw: int,
+    stabilized: int,
+    reason: str,
+    inputs: dict[str, Any],
+    state: State,
+    spec: Scaling,
+    floor: int,
+) -> Decision:
+    final = max(floor, min(spec.max_replica, replicas))
+    if final != replicas:
+        reason += f" (held to [{floor}, {spec.max_replica}]: {final})"
+    return _final(final, raw, stabilized, reason, inputs, replace(state, replicas=final))
+
+
+def _final(replicas: int, raw: int, stabilized: int, reason: str, inputs: dict[str, Any], state: State) -> Decision:
+    return Decision(replicas=replicas, raw=raw, stabilized=stabilized, reason=reason, inputs=inputs, state=state)
+
+
+def _inputs(spec: Scaling, samples: Samples, config: PolicyConfig) -> dict[str, Any]:
+    missing = [
+        name
+        for name, value in (
+            ("utilization", samples.utilization if spec.pending_requests is None else 0),
+            ("pending_per_replica", samples.pending_per_replica if spec.pending_requests is not None else 0),
+            ("in_flight", samples.in_flight),
+        )
+        if value is None
+    ]
+    return {
+        "ready": samples.ready,
+        "starting": samples.starting,
+        "utilization": samples.utilization,
+        "pendingPerReplica": samples.pending_per_replica,
+        "inFlight": samples.in_flight,
+        "lastRequest": samples.last_request.isoformat() if samples.last_request else None,
+        "wake": samples.wake,
+        "missing": missing,
+    }

@@ -1,0 +1,199 @@
+"""The scaling policy on a fake clock: one test per rule, boundary and combination."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from autoscaler.policy import Decision, PolicyConfig, Samples, Scaling, State, decide
+
+T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+CONFIG = PolicyConfig()
+GPU = Scaling(min_replica=1, max_replica=8, hardware_usage=80)
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def state(replicas: int, **kw: object) -> State:
+    return State(replicas=replicas, since=T0 - timedelta(hours=1), **kw)  # type: ignore[arg-type]
+
+
+def run(spec: Scaling, ticks: list[tuple[float, Samples]], start: State) -> list[Decision]:
+    """Feeds samples at the given seconds, carrying the state from decision to decision."""
+    decisions, current = [], start
+    for seconds, samples in ticks:
+        decision = decide(spec, samples, current, at(seconds), CONFIG)
+        assert decision.state is not None
+        current = decision.state
+        decisions.append(decision)
+    return decisions
+
+
+def busy(util: float, ready: int, starting: int = 0) -> Samples:
+    return Samples(ready=ready, starting=starting, utilization=util, in_flight=3, last_request=T0)
+
+
+def test_pause_wins_over_everything() -> None:
+    decision = decide(replace(GPU, paused=True), busy(100, ready=4), state(4), T0, CONFIG)
+    assert (decision.replicas, decision.reason) == (0, "paused")
+
+
+def test_above_the_threshold_scales_up_proportionally() -> None:
+    decision = decide(GPU, busy(100, ready=4), state(4), T0, CONFIG)
+    assert decision.replicas == 5  # ceil(4 × 100 / 80)
+    assert decision.reason == "hardware use % 100.0 above 80 on 4 replicas: up to 5"
+
+
+def test_scale_up_adds_at_least_one_replica() -> None:
+    assert decide(GPU, busy(81, ready=4), state(4), T0, CONFIG).replicas == 5  # ceil(4.05) = 5 anyway
+    assert decide(GPU, busy(80.5, ready=1), state(1), T0, CONFIG).replicas == 2
+
+
+def test_scale_up_never_passes_max_replica() -> None:
+    assert decide(GPU, busy(100, ready=8), state(8), T0, CONFIG).replicas == 8
+    assert decide(replace(GPU, max_replica=5), busy(100, ready=4), state(4), T0, CONFIG).replicas == 5
+
+
+def test_at_the_threshold_exactly_nothing_scales_up() -> None:
+    assert decide(GPU, busy(80, ready=4), state(4), T0, CONFIG).replicas == 4
+
+
+def test_scale_up_is_evaluated_once_a_minute() -> None:
+    first, early, later = run(GPU, [(0, busy(100, 2)), (59, busy(100, 3)), (60, busy(100, 3))], state(2))
+    assert [first.replicas, early.replicas, later.replicas] == [3, 3, 4]
+
+
+def test_starting_replicas_count_as_capacity_so_one_spike_adds_once() -> None:
+    # 4 ready at 100 % asked for a 5th; while it starts, the same load reads as 80 % over 5 replicas.
+    decision = decide(GPU, busy(100, ready=4, starting=1), state(5, last_up=at(-60)), T0, CONFIG)
+    assert decision.replicas == 5
+
+
+def test_scale_down_waits_for_the_stabilization_window() -> None:
+    ticks = [(0, busy(30, 4))] + [(t, busy(30, 4)) for t in (120, 240, 360)]
+    decisions = run(GPU, ticks, state(4, recommendations=((at(-1), 4),), last_down=at(-120)))
+    # The 4 recommended just before t=0 holds until it leaves the 300 s window.
+    assert [d.replicas for d in decisions] == [4, 4, 4, 2]
+    assert decisions[-1].reason == "hardware use % 30.0 below 80: down to 2 (highest in 300 s)"
+
+
+def test_scale_down_is_evaluated_every_two_minutes() -> None:
+    quiet = state(4, last_down=at(-60), last_up=at(-60))
+    assert decide(GPU, busy(10, 4), quiet, T0, CONFIG).reason == "holding at 4: hardware use % 10.0"
+
+
+def test_within_the_tolerance_nothing_scales_down() -> None:
+    decision = decide(GPU, busy(73, 4), state(4), T0, CONFIG)  # 73/80 = 0.91: within 10 %
+    assert decision.replicas == 4
+
+
+def test_no_scale_down_while_a_replica_is_starting() -> None:
+    decision = decide(GPU, busy(10, ready=3, starting=1), state(4, last_up=T0), T0, CONFIG)
+    assert decision.replicas == 4
+    assert "still starting" in decision.reason
+
+
+def test_missing_metrics_block_scale_down_and_are_recorded() -> None:
+    missing = Samples(ready=4, utilization=None, in_flight=0, last_request=T0)
+    decision = decide(GPU, missing, state(4), T0, CONFIG)
+    assert decision.replicas == 4
+    assert decision.inputs["missing"] == ["utilization"]
+    assert decision.reason == "holding at 4: no hardware use % data (missing metrics never scale down)"
+
+
+def test_never_below_min_replica() -> None:
+    spec = replace(GPU, min_replica=3)
+    decisions = run(spec, [(0, busy(5, 4)), (400, busy(5, 4))], state(4))
+    assert decisions[-1].replicas == 3
+
+
+def test_pending_requests_above_the_threshold_scale_up() -> None:
+    spec = Scaling(min_replica=1, max_replica=10, pending_requests=1.5)
+    samples = Samples(ready=2, pending_per_replica=4.0, in_flight=8, last_request=T0)
+    decision = decide(spec, samples, state(2), T0, CONFIG)
+    assert decision.replicas == 6  # ceil(2 × 4 / 1.5)
+    assert decision.reason.startswith("pending requests per replica 4.0 above 1.5")
+
+
+def test_pending_requests_scale_down_by_the_same_rules() -> None:
+    spec = Scaling(min_replica=1, max_replica=10, pending_requests=1.5)
+    low = Samples(ready=6, pending_per_replica=0.5, in_flight=3, last_request=T0)
+    decisions = run(spec, [(0, low), (300, low)], state(6))
+    assert [d.replicas for d in decisions] == [6, 2]
+
+
+IDLE = Scaling(min_replica=0, max_replica=4, scale_to_zero_timeout_min=15, hardware_usage=80)
+
+
+def quiet(last_request: datetime, in_flight: int = 0) -> Samples:
+    return Samples(ready=1, utilization=0.0, in_flight=in_flight, last_request=last_request)
+
+
+def test_scale_to_zero_after_the_timeout_exactly() -> None:
+    last = T0 - timedelta(minutes=15)
+    decision = decide(IDLE, quiet(last), state(1), T0, CONFIG)
+    assert decision.replicas == 0
+    assert decision.reason == "scaled to zero: no request for 15.0 min (timeout 15 min) and none in flight"
+
+
+def test_one_second_short_of_the_timeout_stays_up() -> None:
+    last = T0 - timedelta(minutes=15) + timedelta(seconds=1)
+    assert decide(IDLE, quiet(last), state(1), T0, CONFIG).replicas == 1
+
+
+def test_a_request_in_flight_keeps_it_up() -> None:
+    assert decide(IDLE, quiet(T0 - timedelta(hours=2), in_flight=1), state(1), T0, CONFIG).replicas == 1
+
+
+def test_unknown_in_flight_never_scales_to_zero() -> None:
+    unknown = Samples(ready=1, utilization=0.0, in_flight=None, last_request=T0 - timedelta(hours=2))
+    assert decide(IDLE, unknown, state(1), T0, CONFIG).replicas == 1
+
+
+def test_without_min_replica_0_it_never_scales_to_zero() -> None:
+    spec = replace(IDLE, min_replica=1)
+    assert decide(spec, quiet(T0 - timedelta(hours=5)), state(1), T0, CONFIG).replicas == 1
+
+
+def test_at_zero_it_stays_at_zero_until_woken() -> None:
+    asleep = state(0)
+    assert decide(IDLE, Samples(ready=0, in_flight=0), asleep, T0, CONFIG).replicas == 0
+    woken = decide(IDLE, Samples(ready=0, in_flight=0, wake=True), asleep, T0, CONFIG)
+    assert (woken.replicas, woken.reason) == (1, "woken: a request arrived while scaled to zero")
+
+
+def test_a_woken_endpoint_is_not_sent_back_to_zero_by_an_old_last_request() -> None:
+    woken = decide(IDLE, Samples(ready=0, in_flight=0, wake=True), state(0), T0, CONFIG)
+    assert woken.state is not None
+    # The waking request is in flight on the next tick, so the idle rule does not fire.
+    after = decide(IDLE, quiet(T0 - timedelta(hours=1), in_flight=1), woken.state, at(5), CONFIG)
+    assert after.replicas == 1
+
+
+def test_min_zero_without_a_timeout_still_serves_one() -> None:
+    spec = Scaling(min_replica=0, max_replica=4, hardware_usage=80)
+    assert decide(spec, busy(10, 1), state(1), T0, CONFIG).replicas == 1
+
+
+@pytest.mark.parametrize(
+    ("threshold", "util", "ready", "expected"),
+    [(50, 60, 2, 3), (90, 95, 10, 11), (80, 200, 1, 3), (80, 79, 3, 3)],
+)
+def test_per_endpoint_thresholds(threshold: float, util: float, ready: int, expected: int) -> None:
+    spec = replace(GPU, hardware_usage=threshold, max_replica=20)
+    assert decide(spec, busy(util, ready), state(ready), T0, CONFIG).replicas == expected
+
+
+def test_scaling_from_the_stored_spec() -> None:
+    spec = {
+        "compute": {
+            "scaling": {"minReplica": 0, "maxReplica": 3, "scaleToZeroTimeout": 30, "measure": {"pendingRequests": 2.0}}
+        }
+    }
+    assert Scaling.from_spec(spec, paused=False) == Scaling(
+        min_replica=0, max_replica=3, scale_to_zero_timeout_min=30, pending_requests=2.0
+    )
