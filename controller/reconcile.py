@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload, sessionmaker
 
 from api.db.crypto import SecretBox
-from api.db.models import Account, Endpoint, EndpointStatus
+from api.db.models import Account, Endpoint, EndpointScaling, EndpointStatus
 from api.db.session import transaction
 from api.domain.catalog import Compute, EngineCatalog, HardwareCatalog
 from controller import metrics
@@ -110,7 +110,12 @@ class Reconciler:
                 generation=row.generation,
                 revision=revision,
                 replicas=desired_replicas(
-                    spec=row.spec, paused=row.paused, scaled_to_zero=row.scaled_to_zero, autoscaled=None
+                    spec=row.spec,
+                    paused=row.paused,
+                    scaled_to_zero=row.scaled_to_zero,
+                    autoscaled=session.scalar(
+                        select(EndpointScaling.replicas).where(EndpointScaling.endpoint_id == row.id)
+                    ),
                 ),
                 secrets=dict(material.get("secrets", {})),
                 registry_password=material.get("registryPassword"),

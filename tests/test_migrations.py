@@ -15,7 +15,16 @@ from api.db.base import Base
 from api.db.session import make_engine
 from tests.fixtures.postgres import create_database
 
-TABLES = {"accounts", "memberships", "api_tokens", "endpoints", "endpoint_status", "audit_events"}
+TABLES = {
+    "accounts",
+    "memberships",
+    "api_tokens",
+    "endpoints",
+    "endpoint_status",
+    "audit_events",
+    "endpoint_scaling",
+    "scaling_decisions",
+}
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])

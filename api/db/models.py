@@ -125,6 +125,35 @@ class EndpointStatus(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
+class EndpointScaling(Base):
+    """The autoscaler's desired replica count and what it remembers between ticks (written only by it)."""
+
+    __tablename__ = "endpoint_scaling"
+
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("endpoints.id", ondelete="CASCADE"), primary_key=True)
+    replicas: Mapped[int] = mapped_column(Integer)
+    state: Mapped[dict[str, Any]] = mapped_column(JsonDoc, doc="last evaluations and the stabilization window")
+    reason: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class ScalingDecision(Base):
+    """Why the desired count changed: inputs, raw, stabilized and final counts (written only by the autoscaler)."""
+
+    __tablename__ = "scaling_decisions"
+    __table_args__ = (Index("ix_scaling_decisions_endpoint_id_id", "endpoint_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("endpoints.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    previous: Mapped[int] = mapped_column(Integer)
+    raw: Mapped[int] = mapped_column(Integer)
+    stabilized: Mapped[int] = mapped_column(Integer)
+    final: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
+    inputs: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
+
+
 class AuditEvent(Base):
     __tablename__ = "audit_events"
     __table_args__ = (Index("ix_audit_events_endpoint_id_id", "endpoint_id", "id"),)

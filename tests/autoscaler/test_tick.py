@@ -1,0 +1,59 @@
+"""One tick on a real Postgres: desired counts and decision records written together, only on change."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.db.models import EndpointScaling, ScalingDecision
+from autoscaler.policy import PolicyConfig, Samples
+from autoscaler.tick import Target, Ticker
+from tests.conftest import Clock
+from tests.factories import endpoint_body
+
+
+class GivenSamples:
+    """Samples the test chooses, standing in for Prometheus (queried once per tick for all targets)."""
+
+    def __init__(self) -> None:
+        self.utilization = 50.0
+        self.calls = 0
+
+    def samples(self, targets: Sequence[Target], now: datetime) -> Mapping[str, Samples]:
+        self.calls += 1
+        return {
+            t.id: Samples(ready=t.ready or 1, utilization=self.utilization, in_flight=1, last_request=now)
+            for t in targets
+        }
+
+
+def test_a_tick_writes_the_count_and_a_decision_only_when_it_changes(
+    client: TestClient, db: sessionmaker[Session], clock: Clock
+) -> None:
+    body = endpoint_body("scaled")
+    body["compute"]["scaling"] = {"minReplica": 1, "maxReplica": 4}
+    assert client.post("/v2/endpoint/admin", json=body).status_code == 200
+    source = GivenSamples()
+    ticker = Ticker(sessions=db, source=source, config=PolicyConfig(), clock=clock)
+
+    ticker.tick()
+    clock.now += timedelta(seconds=60)
+    source.utilization = 100.0
+    ((_, decision),) = ticker.tick()
+    assert decision.replicas == 2
+    clock.now += timedelta(seconds=30)
+    ticker.tick()  # not due: nothing changes
+
+    with db() as session:
+        scaling = session.scalar(select(EndpointScaling))
+        decisions = session.scalars(select(ScalingDecision).order_by(ScalingDecision.id)).all()
+    assert scaling is not None
+    assert scaling.replicas == 2
+    assert [(d.previous, d.final) for d in decisions] == [(1, 1), (1, 2)]
+    assert decisions[-1].reason == "hardware use % 100.0 above 80 on 1 replicas: up to 2"
+    assert decisions[-1].inputs["utilization"] == 100.0
+    assert source.calls == 3
