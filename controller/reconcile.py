@@ -91,17 +91,22 @@ class Reconciler:
 
     def _read(self, endpoint_id: str) -> Snapshot | None:
         with transaction(self.sessions) as session:
-            row = session.scalars(
-                select(Endpoint).options(joinedload(Endpoint.status)).where(Endpoint.id == endpoint_id)
+            # One round trip: the row, its status, the namespace's Hub token and the autoscaler's count.
+            found = session.execute(
+                select(Endpoint, Account.hub_token, EndpointScaling.replicas)
+                .options(joinedload(Endpoint.status))
+                .outerjoin(Account, Account.name == Endpoint.namespace)
+                .outerjoin(EndpointScaling, EndpointScaling.endpoint_id == Endpoint.id)
+                .where(Endpoint.id == endpoint_id)
             ).first()
-            if row is None:
+            if found is None:
                 return None
+            row, sealed, autoscaled = found
             material = self.box.open(row.secrets) if row.secrets else {}
             status = row.status
             previous = _status_tuple(status) if status is not None else None
             resolution = row.resolution or {}
             revision = resolution.get("sha") or row.spec["model"].get("revision") or "main"
-            sealed = self._hub_token(session, row.namespace)
             view = EndpointView(
                 id=row.id,
                 namespace=row.namespace,
@@ -113,9 +118,7 @@ class Reconciler:
                     spec=row.spec,
                     paused=row.paused,
                     scaled_to_zero=row.scaled_to_zero,
-                    autoscaled=session.scalar(
-                        select(EndpointScaling.replicas).where(EndpointScaling.endpoint_id == row.id)
-                    ),
+                    autoscaled=autoscaled,
                 ),
                 secrets=dict(material.get("secrets", {})),
                 registry_password=material.get("registryPassword"),
@@ -124,11 +127,6 @@ class Reconciler:
                 hub_token=self.box.open(sealed)["token"] if sealed else None,
             )
             return Snapshot(view=view, paused=row.paused, deleted=row.deleted_at is not None, status=previous)
-
-    @staticmethod
-    def _hub_token(session: Session, namespace: str) -> bytes | None:
-        sealed: bytes | None = session.scalar(select(Account.hub_token).where(Account.name == namespace))
-        return sealed
 
     def _compute(self, spec: dict[str, Any]) -> Compute | None:
         provider, compute = spec["provider"], spec["compute"]
