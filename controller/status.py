@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -248,12 +248,4 @@ def _with_conditions(observation: Observation) -> Observation:
         "reason": observation.state.value,
         "message": observation.message,
     }
-    return Observation(
-        observation.state,
-        observation.message,
-        observation.ready_replica,
-        observation.target_replica,
-        observation.url,
-        observation.recheck_after,
-        [condition],
-    )
+    return replace(observation, conditions=[condition])
