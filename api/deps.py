@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
@@ -22,14 +22,11 @@ from api.audit.repository import AuditContext
 from api.auth.principal import Principal
 from api.auth.service import Authenticator
 from api.db.crypto import SecretBox
+from api.domain.timefmt import utc_now
 from api.endpoint.service import Catalogs
 from api.hub.service import HubResolver
 from api.middleware import current_request_id
 from api.settings import Settings
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass

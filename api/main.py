@@ -22,8 +22,9 @@ from api import bootstrap
 from api.auth.service import Authenticator
 from api.db.crypto import SecretBox
 from api.db.session import make_engine, make_sessionmaker
-from api.deps import AppState, utc_now
+from api.deps import AppState
 from api.domain.catalog import load_engine_catalog, load_hardware_catalog
+from api.domain.timefmt import utc_now
 from api.endpoint.routes import router as endpoint_router
 from api.endpoint.service import Catalogs
 from api.errors import DaisError

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -26,6 +26,7 @@ from api.db.crypto import SecretBox
 from api.db.models import Endpoint
 from api.db.session import transaction
 from api.domain.catalog import load_engine_catalog, load_hardware_catalog
+from api.domain.timefmt import utc_now
 from api.settings import Settings
 from controller import metrics
 from controller.cache import ClusterCache
@@ -38,10 +39,6 @@ from controller.reconcile import NotLeader, Reconciler
 log = logging.getLogger("dais.controller")
 
 SYNC_TIMEOUT_SECONDS = 60
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass

@@ -9,3 +9,8 @@ def to_client_time(moment: datetime) -> str:
         moment = moment.replace(tzinfo=UTC)
     # isoformat is C-fast; strftime showed up in LIST profiles.
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").removesuffix("+00:00") + "Z"
+
+
+def utc_now() -> datetime:
+    """The wall clock, for composition roots to inject; domain logic takes ``now`` as an argument."""
+    return datetime.now(UTC)
