@@ -15,12 +15,12 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 deps: $(VENV)/.installed
 
-# PostgreSQL server binaries for the test harness (the tests start their own server).
+# PostgreSQL and Prometheus server binaries for the test harness (the tests start their own servers).
 system-deps:
-	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
-	  echo "installing postgresql (Debian package) for the test harness"; \
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! command -v prometheus >/dev/null; then \
+	  echo "installing postgresql and prometheus (Debian packages) for the test harness"; \
 	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -q && \
-	  $(if $(filter 0,$(shell id -u)),,sudo) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; \
+	  $(if $(filter 0,$(shell id -u)),,sudo) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql prometheus; \
 	fi
 
 # The test cluster's binaries (kube-apiserver, KCM, scheduler, etcd, kwok from their Go modules; helm and

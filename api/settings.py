@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from api.domain.spec import DEFAULT_HARDWARE_USAGE, DEFAULT_PENDING_REQUESTS
+
 
 class HubSettings(BaseModel):
     """``DAIS_HUB__*``: the Hugging Face Hub (or a mirror) models come from."""
@@ -59,6 +61,52 @@ class ControllerSettings(BaseModel):
     max_backoff_seconds: float = Field(default=300, gt=0, description="Ceiling of the per-endpoint retry delay.")
 
 
+CPU_UTILIZATION_QUERY = (
+    'sum by (pod) (rate(container_cpu_usage_seconds_total{namespace="$namespace", container="engine"}[$window]))'
+    ' / sum by (pod) (container_spec_cpu_quota{namespace="$namespace", container="engine"}'
+    ' / container_spec_cpu_period{namespace="$namespace", container="engine"}) * 100'
+)
+GPU_UTILIZATION_QUERY = 'avg by (pod) (avg_over_time(DCGM_FI_DEV_GPU_UTIL{namespace="$namespace"}[$window]))'
+
+
+class AutoscalerSettings(BaseModel):
+    """``DAIS_AUTOSCALER__*``: the scaling rules' numbers and where the autoscaler reads load."""
+
+    prometheus_url: str | None = Field(
+        default=None, description="Prometheus HTTP API base URL; without it hardware use is missing (never scales)."
+    )
+    cpu_query: str = Field(
+        default=CPU_UTILIZATION_QUERY,
+        description="PromQL giving percent CPU use of its limit per pod (cAdvisor); $namespace and $window are "
+        "filled in. One query per tick for every endpoint.",
+    )
+    gpu_query: str = Field(
+        default=GPU_UTILIZATION_QUERY,
+        description="PromQL giving percent GPU use per pod (DCGM exporter); $namespace and $window are filled in.",
+    )
+    pod_label: str = Field(default="pod", description="The label naming the pod in both queries' results.")
+    query_timeout_seconds: float = Field(default=5, gt=0, description="One Prometheus query's timeout.")
+    tick_seconds: float = Field(default=15, gt=0, description="How often every endpoint is evaluated.")
+    utilization_window_seconds: float = Field(default=60, gt=0, description="Hardware use is averaged over this.")
+    up_interval_seconds: float = Field(default=60, gt=0, description="Scale-up is evaluated this often.")
+    down_interval_seconds: float = Field(default=120, gt=0, description="Scale-down is evaluated this often.")
+    stabilization_seconds: float = Field(
+        default=300, ge=0, description="Scale-down follows the highest recommendation of this window."
+    )
+    tolerance: float = Field(default=0.1, ge=0, lt=1, description="Scale-down ignores changes within this ratio.")
+    hardware_usage: float = Field(
+        default=DEFAULT_HARDWARE_USAGE, gt=0, le=100, description="Default hardware use threshold, percent."
+    )
+    pending_requests: float = Field(
+        default=DEFAULT_PENDING_REQUESTS, gt=0, description="Default pending requests per replica threshold."
+    )
+    decisions_kept: int = Field(default=20, ge=1, description="Decisions shown by GET .../scaling.")
+    lease_name: str = "dais-autoscaler"
+    lease_seconds: float = Field(default=15, gt=0, description="A standby takes over this long after the leader stops.")
+    renew_seconds: float = Field(default=5, gt=0, description="How often the leader renews its lease.")
+    listen: str = Field(default="127.0.0.1:9092", description="host:port serving /metrics and /healthz.")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DAIS_", env_nested_delimiter="__", extra="ignore")
 
@@ -96,6 +144,7 @@ class Settings(BaseSettings):
     )
     controller: ControllerSettings = Field(default_factory=ControllerSettings)
     hub: HubSettings = Field(default_factory=HubSettings)
+    autoscaler: AutoscalerSettings = Field(default_factory=AutoscalerSettings)
     log_json: bool = True
     log_level: str = "INFO"
 

@@ -10,8 +10,9 @@ Rules (reference/autoscaling.md §0 and §2; every number is a ``PolicyConfig`` 
   per replica over 20 s) above its threshold → ``ceil(ready × value / threshold)``, at least one more than
   now, at most ``maxReplica``. Replicas still starting count as capacity: the value is averaged over ready
   *and* starting replicas with the starting ones at 0, so one spike does not add replicas twice.
-- Scale down, evaluated every ``down_interval`` (120 s): the same proportional recommendation, ignored
-  within the tolerance (10 %), applied only as the highest recommendation of the last ``stabilization``
+- Scale down, evaluated every ``down_interval`` (120 s): the proportional recommendation against the threshold
+  less the tolerance (10 %: at 80 %, down only to a count that runs at most 72 %, so a small rise does not undo
+  it), applied only as the highest recommendation of the last ``stabilization``
   (300 s, HPA's window; a first look assumes the window held the current count). Never while a replica is
   starting; missing metrics block it.
 - ``minReplica`` (or 1 while not scaled to zero) and ``maxReplica`` always hold.
@@ -142,8 +143,9 @@ def decide(spec: Scaling, samples: Samples, state: State, now: datetime, config:
     if samples.starting:
         reason = f"holding at {current}: {samples.starting} replica(s) still starting (no scale-down before Ready)"
         return _bounded(current, current, current, reason, inputs, held, spec, floor)
-    if abs(value / threshold - 1) <= config.tolerance:
-        raw = current  # within tolerance: no change, but the recommendation still counts in the window
+    # Down only as far as keeps the use a tolerance below the threshold (within it: no change). Landing just
+    # under the threshold would be undone by the next small rise: that is how a climbing load flaps.
+    raw = math.ceil(samples.ready * value / (threshold * (1 - config.tolerance))) if samples.ready else current
     if state.last_down is None:
         # A first look (or a restarted autoscaler) knows nothing of the last window: assume it held the current count.
         recommendations = (*recommendations, (now, current))

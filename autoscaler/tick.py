@@ -1,38 +1,42 @@
-"""One autoscaler tick for every endpoint: read, sample once per signal, decide, write in one transaction.
+"""One autoscaler tick for every endpoint: read, sample once per signal, decide, write in one transaction;
+and the wake fast path for one endpoint.
 
 The desired count and the policy's memory go to ``endpoint_scaling``; a ``scaling_decisions`` row is written
 whenever the count changes, with the inputs, raw, stabilized and final counts and the reason. The controller
-applies the count. Endpoints the user paused or scaled to zero are left to the controller.
+applies the count. Paused endpoints are left to the controller. An endpoint the user scaled to zero stays at
+zero until a request arrives: a wake (or, should the wake be lost, a tick seeing a request in flight) gives it
+a replica and clears the user's flag, as the hosted product does.
+
+Ticks and wakes of one process take turns (a lock), so a wake is never overwritten by a tick that read the
+endpoint before it; only the lease holder runs either, and each checks it still leads before committing.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.db.models import Endpoint, EndpointScaling, EndpointStatus, ScalingDecision
+from api.db.models import AuditEvent, Endpoint, EndpointScaling, EndpointStatus, ScalingDecision
 from api.db.session import transaction
+from autoscaler import metrics
 from autoscaler.policy import Decision, PolicyConfig, Samples, Scaling, State, decide
+from autoscaler.sources import Target
+
+WAKE_REASON = "woken: a request arrived while scaled to zero"
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
-    """What a source needs to know to sample one endpoint."""
-
-    id: str
-    namespace: str
-    name: str
-    ready: int
-    starting: int
+class NotLeader(Exception):
+    """The lease was lost mid-tick: the transaction is rolled back."""
 
 
 class Source(Protocol):
-    def samples(self, targets: Sequence[Target], now: datetime) -> Mapping[str, Samples]:
+    def samples(self, session: Session, targets: Sequence[Target], now: datetime) -> Mapping[str, Samples]:
         """Samples per endpoint id, with a constant number of queries however many targets there are."""
         ...
 
@@ -43,36 +47,85 @@ class Ticker:
     source: Source
     config: PolicyConfig
     clock: Callable[[], datetime]
+    is_leader: Callable[[], bool] = lambda: True
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def tick(self) -> list[tuple[str, Decision]]:
-        now = self.clock()
-        with transaction(self.sessions) as session:
+        with self.lock, transaction(self.sessions) as session:
+            now = self.clock()
             rows = session.execute(
                 select(Endpoint, EndpointStatus, EndpointScaling)
                 .outerjoin(EndpointStatus, EndpointStatus.endpoint_id == Endpoint.id)
                 .outerjoin(EndpointScaling, EndpointScaling.endpoint_id == Endpoint.id)
-                .where(Endpoint.deleted_at.is_(None), Endpoint.scaled_to_zero.is_(False))
+                .where(Endpoint.deleted_at.is_(None), Endpoint.paused.is_(False))
             ).all()
             targets = [
                 Target(
                     id=endpoint.id,
-                    namespace=endpoint.namespace,
-                    name=endpoint.name,
                     ready=status.ready_replica if status else 0,
                     starting=max((status.target_replica - status.ready_replica) if status else 0, 0),
+                    gpu=endpoint.spec["compute"].get("accelerator") == "gpu",
                 )
                 for endpoint, status, _ in rows
             ]
-            sampled = self.source.samples(targets, now)
+            sampled = self.source.samples(session, targets, now)
             made = []
             for (endpoint, _, scaling), target in zip(rows, targets, strict=True):
+                samples = sampled.get(endpoint.id) or Samples(ready=target.ready, starting=target.starting)
+                if endpoint.scaled_to_zero:
+                    if samples.in_flight:
+                        made.append((endpoint.id, self._wake(session, endpoint, scaling, now)))
+                    continue
                 spec = Scaling.from_spec(endpoint.spec, paused=endpoint.paused)
                 state = _state_of(scaling, spec, endpoint.created_at)
-                samples = sampled.get(endpoint.id) or Samples(ready=target.ready, starting=target.starting)
                 decision = decide(spec, samples, state, now, self.config)
                 self._record(session, endpoint.id, scaling, decision, previous=state.replicas, now=now)
                 made.append((endpoint.id, decision))
+            if not self.is_leader():
+                raise NotLeader
         return made
+
+    def wake(self, endpoint_id: str) -> Decision | None:
+        """The fast path: an endpoint at zero gets a replica now. None when it is not at zero, paused or gone."""
+        with self.lock, transaction(self.sessions) as session:
+            row = session.execute(
+                select(Endpoint, EndpointScaling)
+                .outerjoin(EndpointScaling, EndpointScaling.endpoint_id == Endpoint.id)
+                .where(Endpoint.id == endpoint_id, Endpoint.deleted_at.is_(None))
+            ).one_or_none()
+            if row is None or row[0].paused:
+                return None  # pause wins: a request for a paused endpoint wakes nothing
+            endpoint, scaling = row
+            if not endpoint.scaled_to_zero and (scaling is None or scaling.replicas > 0):
+                return None
+            decision = self._wake(session, endpoint, scaling, self.clock())
+            if not self.is_leader():
+                raise NotLeader
+        return decision
+
+    def _wake(self, session: Session, endpoint: Endpoint, scaling: EndpointScaling | None, now: datetime) -> Decision:
+        spec = Scaling.from_spec(endpoint.spec, paused=False)
+        state = _state_of(scaling, spec, endpoint.created_at)
+        replicas = min(max(spec.min_replica, 1), spec.max_replica)
+        woke = State(replicas=replicas, since=state.since, last_up=now, last_down=now)
+        decision = Decision(replicas, replicas, replicas, WAKE_REASON, {"wake": True}, woke)
+        previous = 0 if endpoint.scaled_to_zero else state.replicas
+        self._record(session, endpoint.id, scaling, decision, previous=previous, now=now)
+        if endpoint.scaled_to_zero:
+            endpoint.scaled_to_zero = False
+            session.add(
+                AuditEvent(
+                    endpoint_id=endpoint.id,
+                    namespace=endpoint.namespace,
+                    actor="autoscaler",
+                    action="wake",
+                    diff=[{"path": "scaledToZero", "old": True, "new": False}],
+                    request_id="",
+                    source_address=None,
+                    created_at=now,
+                )
+            )
+        return decision
 
     @staticmethod
     def _record(
@@ -102,6 +155,8 @@ class Ticker:
             scaling.reason = decision.reason
             scaling.updated_at = now
         if scaling is None or decision.replicas != previous:
+            if decision.replicas != previous:
+                metrics.DECISIONS.labels(direction="up" if decision.replicas > previous else "down").inc()
             session.add(
                 ScalingDecision(
                     endpoint_id=endpoint_id,

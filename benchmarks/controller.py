@@ -46,8 +46,8 @@ from cryptography.fernet import Fernet  # noqa: E402
 from kubernetes import client as k8s  # noqa: E402
 
 import migrations  # noqa: E402
+from api.kube.client import Kube  # noqa: E402
 from controller.desired import ENDPOINT_ID, SELECTOR  # noqa: E402
-from controller.kube import Kube  # noqa: E402
 from tests.factories import add_standard_models, endpoint_body  # noqa: E402
 from tests.fixtures.hub import HubServer  # noqa: E402
 from tests.fixtures.kube import KubeCluster, assets_dir, fake_node, wait_for  # noqa: E402

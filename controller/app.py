@@ -15,9 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -27,12 +25,12 @@ from api.db.models import Endpoint
 from api.db.session import transaction
 from api.domain.catalog import load_engine_catalog, load_hardware_catalog
 from api.domain.timefmt import utc_now
+from api.kube.client import Kube, KubeError, api_client
+from api.kube.lease import LeaderElector
 from api.settings import Settings
 from controller import metrics
 from controller.cache import ClusterCache
 from controller.desired import BuildConfig
-from controller.kube import Kube, KubeError, api_client
-from controller.leader import LeaderElector
 from controller.queue import WorkQueue
 from controller.reconcile import NotLeader, Reconciler
 
@@ -65,7 +63,7 @@ class Controller:
     def run(self, stop: threading.Event) -> bool:
         """Runs until ``stop`` (True) or until the lease is lost (False: the process should exit)."""
         config = self.settings.controller
-        kube = Kube(api_client(config.kubeconfig, config.context))
+        kube = Kube(api_client(config.kubeconfig, config.context), observe=metrics.observe_kube)
         self._ensure_namespace(kube)
         elector = LeaderElector(
             kube,
@@ -74,6 +72,7 @@ class Controller:
             identity=self.identity,
             lease_seconds=config.lease_seconds,
             renew_seconds=config.renew_seconds,
+            on_leading=lambda leading: metrics.LEADER.set(int(leading)),
         )
         self.healthy.set()
         if not elector.acquire(stop):
@@ -195,30 +194,3 @@ class Controller:
                     f"Kubernetes namespace {namespace!r} does not exist and cannot be created ({exc}): create it, "
                     "or set DAIS_CONTROLLER__NAMESPACE to one that exists"
                 ) from exc
-
-
-def serve_health(listen: str, healthy: threading.Event) -> ThreadingHTTPServer:
-    """``/healthz`` (200 once started, leader or standby) and ``/metrics``, on a daemon thread."""
-    host, _, port = listen.rpartition(":")
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path == "/metrics":
-                body, status, kind = generate_latest(), 200, CONTENT_TYPE_LATEST
-            elif self.path == "/healthz":
-                ok = healthy.is_set()
-                body, status, kind = (b"ok" if ok else b"starting"), (200 if ok else 503), "text/plain"
-            else:
-                body, status, kind = b"not found", 404, "text/plain"
-            self.send_response(status)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            return
-
-    server = ThreadingHTTPServer((host or "127.0.0.1", int(port)), Handler)
-    threading.Thread(target=server.serve_forever, name="health", daemon=True).start()
-    return server

@@ -22,3 +22,7 @@ KUBE_WRITES = Counter(
 )
 STATUS_WRITES = Counter("dais_controller_status_writes_total", "Endpoint status rows written.")
 LEADER = Gauge("dais_controller_leader", "1 while this process holds the controller lease.")
+
+
+def observe_kube(verb: str, kind: str, code: int) -> None:
+    KUBE_REQUESTS.labels(verb=verb, kind=kind, code=str(code)).inc()

@@ -26,11 +26,11 @@ from api.db.crypto import SecretBox
 from api.db.models import Account, Endpoint, EndpointScaling, EndpointStatus
 from api.db.session import transaction
 from api.domain.catalog import Compute, EngineCatalog, HardwareCatalog
+from api.kube.client import Kube, KubeError
 from controller import metrics
 from controller.cache import ClusterCache
 from controller.desired import BuildConfig, EndpointView, build, desired_replicas
 from controller.errors import PermanentError
-from controller.kube import Kube, KubeError
 from controller.plan import plan
 from controller.status import LOG_LINES, Observation, crash_looping, observe
 

@@ -61,7 +61,7 @@ def _serve_api(args: argparse.Namespace, *, upgrade: bool) -> int:
         return 2
     token = ensure_admin(state.sessions, settings, datetime.now(UTC))
     if args.command == "serve":
-        _start_embedded_controller(settings, state.sessions)
+        _start_embedded(settings, state.sessions)
     if token is not None:
         print(
             "\n  Admin token (shown once; keep it):\n\n"
@@ -115,12 +115,18 @@ def _run_workers(host: str, port: int, count: int) -> int:
     return 1 if failed else 0
 
 
-def _start_embedded_controller(settings: Settings, sessions: sessionmaker[Session]) -> None:
-    """``dais serve`` runs the controller in-process when it has a cluster to talk to."""
+def _start_embedded(settings: Settings, sessions: sessionmaker[Session]) -> None:
+    """``dais serve`` runs the autoscaler in-process, and the controller when it has a cluster to talk to."""
     from api.bootstrap import secret_key
     from api.db.changes import LocalBus
+    from autoscaler.app import Autoscaler, has_cluster
 
-    if settings.controller.kubeconfig is None and not os.environ.get("KUBERNETES_SERVICE_HOST"):
+    wake_bus = None
+    if settings.is_sqlite:  # no NOTIFY: changes and wakes travel in-process
+        wake_bus = LocalBus()
+    autoscaler = Autoscaler(settings, sessions=sessions, wake_bus=wake_bus)
+    threading.Thread(target=autoscaler.run, args=(threading.Event(),), name="autoscaler", daemon=True).start()
+    if not has_cluster(settings):
         print("  No DAIS_CONTROLLER__KUBECONFIG: endpoints stay pending (no controller runs).", flush=True)
         return
     from controller.app import Controller
@@ -136,8 +142,9 @@ def _start_embedded_controller(settings: Settings, sessions: sessionmaker[Sessio
 def _cmd_controller(_: argparse.Namespace) -> int:
     from api.bootstrap import ConfigurationError, secret_key
     from api.db.session import make_engine, make_sessionmaker
+    from api.kube.health import serve_health
     from api.logs import configure_logging
-    from controller.app import Controller, serve_health
+    from controller.app import Controller
 
     settings = Settings()
     configure_logging(json_lines=settings.log_json, level=settings.log_level)
@@ -154,6 +161,65 @@ def _cmd_controller(_: argparse.Namespace) -> int:
         signal.signal(signum, lambda *_: stop.set())
     signal.signal(signal.SIGHUP, lambda *_: controller.resync_requested.set())  # `kill -HUP`: check everything now
     return 0 if controller.run(stop) else 1
+
+
+def _cmd_autoscaler(args: argparse.Namespace) -> int:
+    if args.autoscaler_command == "simulate":
+        return _cmd_simulate(args)
+    from api.db.session import make_engine, make_sessionmaker
+    from api.kube.health import serve_health
+    from api.logs import configure_logging
+    from autoscaler.app import Autoscaler
+
+    settings = Settings()
+    configure_logging(json_lines=settings.log_json, level=settings.log_level)
+    engine = make_engine(settings.effective_database_url, pool_size=4)
+    autoscaler = Autoscaler(settings, sessions=make_sessionmaker(engine))
+    serve_health(settings.autoscaler.listen, autoscaler.healthy)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    return 0 if autoscaler.run(stop) else 1
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from autoscaler.app import policy_config
+    from autoscaler.simulate import Trace, plot, scaling_for, simulate
+
+    try:
+        trace = Trace.read(Path(args.trace))
+    except (OSError, ValueError) as exc:
+        print(f"dais: --trace: {exc}", file=sys.stderr)
+        return 2
+    overrides = {
+        "minReplica": args.min_replica,
+        "maxReplica": args.max_replica,
+        "scaleToZeroTimeout": args.scale_to_zero_timeout,
+        "hardwareUsage": args.hardware_usage,
+        "pendingRequests": args.pending_requests,
+    }
+    spec = scaling_for(trace, overrides)
+    settings = Settings().autoscaler
+    result = simulate(
+        trace,
+        spec,
+        policy_config(settings),
+        startup_s=args.startup_seconds,
+        tick_s=settings.tick_seconds,
+        window_s=settings.utilization_window_seconds,
+    )
+    for change in result.changes:
+        print(f"{change.t_s:>7}s  {change.previous} -> {change.replicas}  {change.reason}")
+    print(json.dumps(result.summary()))
+    if args.plot:
+        try:
+            threshold = spec.pending_requests or spec.hardware_usage or settings.hardware_usage
+            plot(result, Path(args.trace).stem, threshold, Path(args.plot))
+        except ImportError:
+            print("dais: --plot needs matplotlib: pip install 'dais[plot]'", file=sys.stderr)
+            return 2
+        print(f"plot: {args.plot}", file=sys.stderr)
+    return 0
 
 
 def _discover_token(explicit: str | None) -> str | None:
@@ -350,6 +416,22 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "controller", help="reconcile endpoints into Kubernetes (leader-elected; /metrics and /healthz)"
     ).set_defaults(func=_cmd_controller)
+
+    autoscaler = commands.add_parser(
+        "autoscaler", help="decide replica counts (leader-elected; /metrics and /healthz); `simulate` replays a trace"
+    )
+    autoscaler.set_defaults(func=_cmd_autoscaler, autoscaler_command=None)
+    simulate = autoscaler.add_subparsers(dest="autoscaler_command").add_parser(
+        "simulate", help="replay a load trace through the policy on a virtual clock"
+    )
+    simulate.add_argument("--trace", required=True, help="CSV: t_s,load[,requests] (see benchmarks/traces)")
+    simulate.add_argument("--plot", help="draw replicas against load into this PNG")
+    simulate.add_argument("--startup-seconds", type=float, default=90.0, help="a new replica's time to Ready")
+    simulate.add_argument("--min-replica", type=int)
+    simulate.add_argument("--max-replica", type=int)
+    simulate.add_argument("--scale-to-zero-timeout", type=int, help="minutes")
+    simulate.add_argument("--hardware-usage", type=float, help="threshold, percent")
+    simulate.add_argument("--pending-requests", type=float, help="threshold per replica")
 
     model = commands.add_parser("model", help="models on the Hub").add_subparsers(dest="model_command", required=True)
     fetch = model.add_parser("fetch", help="download one pinned revision into a directory (the init container)")

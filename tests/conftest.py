@@ -1,7 +1,8 @@
 """Shared fixtures: a real PostgreSQL (one server and database per xdist worker), the app on a
 connection whose outer transaction is rolled back after each test, a live server (``live_server``)
 for tests that need real commits (its tables are emptied afterwards), and a real Kubernetes control plane
-with fake nodes (``kube_cluster``, one per xdist worker), and a local Hugging Face Hub (``hub``)."""
+with fake nodes (``kube_cluster``, one per xdist worker), a local Hugging Face Hub (``hub``), and a real
+Prometheus scraping a test exporter (``prometheus``)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ from tests.fixtures.postgres import (
     postgres_container,
     postgres_server,
 )
+from tests.fixtures.prometheus import LoadExporter, prometheus_server
 
 SECRET_KEY = new_key()
 
@@ -188,6 +190,21 @@ def kube_cluster(request: pytest.FixtureRequest) -> Iterator[KubeCluster]:
         assets = assets_dir()
     with KubeCluster(assets, name=_worker(request)) as cluster:
         yield cluster
+
+
+@pytest.fixture(scope="session")
+def load_exporter() -> Iterator[LoadExporter]:
+    """cAdvisor-like and DCGM-like series for the pods a test names (tests/fixtures/prometheus.py)."""
+    exporter = LoadExporter()
+    yield exporter
+    exporter.close()
+
+
+@pytest.fixture(scope="session")
+def prometheus(load_exporter: LoadExporter) -> Iterator[str]:
+    """A real Prometheus scraping ``load_exporter`` every second, one per xdist worker; yields its URL."""
+    with prometheus_server([f"127.0.0.1:{load_exporter.port}"]) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = {"api.db", "api.domain", "api.settings"}
+SHARED = {"api.db", "api.domain", "api.kube", "api.settings"}
 
 
 def test_contract_forbids_every_non_shared_api_module() -> None:

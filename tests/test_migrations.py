@@ -24,6 +24,7 @@ TABLES = {
     "audit_events",
     "endpoint_scaling",
     "scaling_decisions",
+    "endpoint_activity",
 }
 
 

@@ -7,6 +7,8 @@ controller resyncs everything then).
 
 SQLite (``dais serve``, one process): ``LocalBus.attach`` publishes the ids of endpoints a session
 flushed once its transaction commits.
+
+Wake requests (gateway → autoscaler) travel the same way on channel ``dais_wake``: ``request_wake``.
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.db.models import Endpoint
 
 CHANNEL = "dais_endpoints"
+WAKE_CHANNEL = "dais_wake"
 _PENDING = "dais_changed_endpoints"
 
 log = logging.getLogger("dais.changes")
@@ -65,21 +68,37 @@ class LocalBus:
             session.info.pop(_PENDING, None)
 
 
+def request_wake(sessions: sessionmaker[Session], endpoint_id: str, bus: LocalBus | None = None) -> None:
+    """Asks the autoscaler for a replica of an endpoint at zero, at once.
+
+    Postgres: NOTIFY ``dais_wake`` (any process); SQLite (one process): ``bus``, the process's wake bus. A wake
+    lost to an autoscaler restart is caught by its next tick, which wakes any endpoint at zero with a request in
+    flight.
+    """
+    if bus is not None:
+        bus.publish(endpoint_id)
+        return
+    with sessions.begin() as session:
+        session.execute(text("SELECT pg_notify(:channel, :id)"), {"channel": WAKE_CHANNEL, "id": endpoint_id})
+
+
 def listen_postgres(
     url: str,
     *,
     on_change: Callable[[str], None],
     on_gap: Callable[[], None],
     stop: threading.Event,
+    channel: str = CHANNEL,
     poll_seconds: float = 1.0,
 ) -> None:
-    """Blocks until ``stop`` is set, calling ``on_change(id)`` per notification; reconnects on errors."""
+    """Blocks until ``stop`` is set, calling ``on_change(id)`` per notification on ``channel``; reconnects on
+    errors, calling ``on_gap()`` on every (re)connect."""
     dsn = url.replace("postgresql+psycopg://", "postgresql://", 1)
     delay = 0.5
     while not stop.is_set():
         try:
             with psycopg.connect(dsn, autocommit=True) as conn:
-                conn.execute(f"LISTEN {CHANNEL}")
+                conn.execute(f"LISTEN {channel}")
                 on_gap()  # whatever changed before LISTEN took effect is caught by a resync
                 delay = 0.5
                 while not stop.is_set():

@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -152,6 +153,18 @@ class ScalingDecision(Base):
     final: Mapped[int] = mapped_column(Integer)
     reason: Mapped[str] = mapped_column(Text)
     inputs: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
+
+
+class EndpointActivity(Base):
+    """What the gateway saw of one endpoint's traffic (written only by the gateway, at most once per 5 s)."""
+
+    __tablename__ = "endpoint_activity"
+
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("endpoints.id", ondelete="CASCADE"), primary_key=True)
+    last_request_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    in_flight: Mapped[int] = mapped_column(Integer, doc="requests without a response status yet, held ones included")
+    pending_mean: Mapped[float] = mapped_column(Float, doc="mean in-flight requests over the last 20 s")
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class AuditEvent(Base):

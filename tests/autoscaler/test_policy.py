@@ -123,7 +123,14 @@ def test_pending_requests_scale_down_by_the_same_rules() -> None:
     spec = Scaling(min_replica=1, max_replica=10, pending_requests=1.5)
     low = Samples(ready=6, pending_per_replica=0.5, in_flight=3, last_request=T0)
     decisions = run(spec, [(0, low), (300, low)], state(6))
-    assert [d.replicas for d in decisions] == [6, 2]
+    assert [d.replicas for d in decisions] == [6, 3]  # ceil(6 × 0.5 / (1.5 × 0.9)): 1.0 per replica, not 1.5
+
+
+def test_scale_down_lands_a_tolerance_below_the_threshold() -> None:
+    # 6 × 65 / 80 = 4.9 would give 5 replicas at 78 %: one small rise and it scales up again.
+    decisions = run(GPU, [(0, busy(65, 6)), (300, busy(65, 6))], state(6))
+    assert [d.replicas for d in decisions] == [6, 6]
+    assert decisions[-1].raw == 6  # ceil(6 × 65 / 72)
 
 
 IDLE = Scaling(min_replica=0, max_replica=4, scale_to_zero_timeout_min=15, hardware_usage=80)

@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.db.models import EndpointScaling, ScalingDecision
 from autoscaler.policy import PolicyConfig, Samples
-from autoscaler.tick import Target, Ticker
+from autoscaler.sources import Target
+from autoscaler.tick import Ticker
 from tests.conftest import Clock
 from tests.factories import endpoint_body
 
@@ -23,7 +24,7 @@ class GivenSamples:
         self.utilization = 50.0
         self.calls = 0
 
-    def samples(self, targets: Sequence[Target], now: datetime) -> Mapping[str, Samples]:
+    def samples(self, session: Session, targets: Sequence[Target], now: datetime) -> Mapping[str, Samples]:
         self.calls += 1
         return {
             t.id: Samples(ready=t.ready or 1, utilization=self.utilization, in_flight=1, last_request=now)

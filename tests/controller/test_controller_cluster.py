@@ -18,11 +18,11 @@ import yaml
 from sqlalchemy import select
 
 from api.db.models import Endpoint
+from api.kube.client import Kube
 from api.settings import ControllerSettings
 from controller import metrics
 from controller.app import Controller
 from controller.desired import ENDPOINT_ID, TEMPLATE_HASH
-from controller.kube import Kube
 from tests.conftest import LiveServer, make_settings
 from tests.factories import ADMIN_TOKEN, endpoint_body
 from tests.fixtures.kube import KubeCluster, wait_for

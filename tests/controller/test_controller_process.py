@@ -18,8 +18,8 @@ import pytest
 from sqlalchemy import select
 
 from api.db.models import Endpoint
+from api.kube.client import Kube
 from controller.desired import ENDPOINT_ID, SELECTOR
-from controller.kube import Kube
 from tests.conftest import SECRET_KEY, LiveServer
 from tests.factories import ADMIN_TOKEN, endpoint_body
 from tests.fixtures.hub import HubServer

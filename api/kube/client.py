@@ -1,4 +1,4 @@
-"""A narrow Kubernetes client: the few calls the controller makes, as raw JSON over the official client's
+"""A narrow Kubernetes client: the few calls the components make, as raw JSON over the official client's
 connection pool, TLS and authentication (kubeconfig, exec plugins or in-cluster).
 
 Raw dicts instead of the generated models: the controller builds and compares plain JSON anyway, and
@@ -7,7 +7,7 @@ skipping model (de)serialization keeps a full resync of a thousand endpoints che
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,8 +17,6 @@ import orjson
 import urllib3
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
-
-from controller import metrics
 
 FIELD_MANAGER = "dais-controller"
 
@@ -69,7 +67,15 @@ def api_client(kubeconfig: Path | None, context: str | None = None) -> k8s_clien
 
 
 class Kube:
-    def __init__(self, api: k8s_client.ApiClient, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        api: k8s_client.ApiClient,
+        *,
+        timeout: float = 30.0,
+        observe: Callable[[str, str, int], None] = lambda verb, kind, code: None,
+    ) -> None:
+        """``observe(verb, kind, status code)`` is called after every request (the caller's metrics)."""
+        self.observe = observe
         self._api = api
         self._pool: urllib3.PoolManager = api.rest_client.pool_manager
         self._timeout = timeout
@@ -159,7 +165,7 @@ class Kube:
             "timeoutSeconds": str(timeout_seconds),
         }
         response = self._send("GET", KINDS[kind].path(namespace), query=query, stream=True, read_timeout=None)
-        metrics.KUBE_REQUESTS.labels(verb="watch", kind=kind, code=str(response.status)).inc()
+        self.observe("watch", kind, response.status)
         try:
             if response.status != 200:
                 raise _error(response.status, response.read())
@@ -179,7 +185,7 @@ class Kube:
         query = {"container": container, "previous": str(previous).lower(), "tailLines": str(tail_lines)}
         # Short: the API server proxies this to the node's kubelet, which may be slow or unreachable.
         response = self._send("GET", KINDS["Pod"].path(namespace, pod) + "/log", query=query, read_timeout=5.0)
-        metrics.KUBE_REQUESTS.labels(verb="log", kind="Pod", code=str(response.status)).inc()
+        self.observe("log", "Pod", response.status)
         if response.status != 200:
             raise _error(response.status, response.data)
         return bytes(response.data).decode(errors="replace")
@@ -198,7 +204,7 @@ class Kube:
         content_type: str = "application/json",
     ) -> Any:
         response = self._send(method, path, query=query, body=body, content_type=content_type)
-        metrics.KUBE_REQUESTS.labels(verb=verb, kind=kind, code=str(response.status)).inc()
+        self.observe(verb, kind, response.status)
         if response.status >= 400:
             raise _error(response.status, response.data)
         return orjson.loads(response.data)

@@ -1,10 +1,11 @@
 """Leader election with a coordination.k8s.io Lease, as client-go does it.
 
-Only the leader reconciles. A standby takes the lease once it has seen it unchanged for a whole lease
-duration (measured on its own monotonic clock, so clock skew between machines does not matter). The
-leader renews every ``renew_seconds`` and stops writing once its last renewal is older than the renew
-deadline (two thirds of the lease duration): it is fenced before any standby can take over, so the two
-never write at once. Writes use the lease's resourceVersion, so two candidates cannot both win.
+Only the leader acts (the controller reconciles, the autoscaler decides). A standby takes the lease once
+it has seen it unchanged for a whole lease duration (measured on its own monotonic clock, so clock skew
+between machines does not matter). The leader renews every ``renew_seconds`` and stops writing once its last
+renewal is older than the renew deadline (two thirds of the lease duration): it is fenced before any standby
+can take over, so the two never write at once. Writes use the lease's resourceVersion, so two candidates
+cannot both win.
 """
 
 from __future__ import annotations
@@ -16,10 +17,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from controller import metrics
-from controller.kube import Kube, KubeError
+from api.kube.client import Kube, KubeError
 
-log = logging.getLogger("dais.controller.leader")
+log = logging.getLogger("dais.lease")
 
 
 def _micro_time(moment: datetime) -> str:
@@ -38,8 +38,11 @@ class LeaderElector:
         renew_seconds: float,
         monotonic: Callable[[], float] = time.monotonic,
         wall: Callable[[], datetime] = lambda: datetime.now(UTC),
+        on_leading: Callable[[bool], None] = lambda leading: None,
     ) -> None:
+        """``on_leading`` is told each time this process takes or loses the lease (the caller's metrics)."""
         self._kube = kube
+        self._on_leading = on_leading
         self._namespace = namespace
         self._name = name
         self.identity = identity
@@ -75,7 +78,7 @@ class LeaderElector:
             self._try()
             if not self.is_leader():
                 log.error("lost the lease %s/%s: stopping", self._namespace, self._name)
-                metrics.LEADER.set(0)
+                self._on_leading(False)
                 lost.set()
                 return
 
@@ -84,7 +87,7 @@ class LeaderElector:
         if not self.is_leader():
             return
         self._renewed_at = None
-        metrics.LEADER.set(0)
+        self._on_leading(False)
         try:
             lease = self._kube.get("Lease", self._namespace, self._name)
             if lease and lease.get("spec", {}).get("holderIdentity") == self.identity:
@@ -115,7 +118,7 @@ class LeaderElector:
                 log.warning("lease %s/%s: %s", self._namespace, self._name, exc)
             return False
         self._renewed_at = attempt
-        metrics.LEADER.set(1)
+        self._on_leading(True)
         return True
 
     def _lease(self, current: dict[str, Any] | None) -> dict[str, Any]:

@@ -1,0 +1,172 @@
+"""The autoscaler process: leader election, then a tick every ``tick_seconds`` (APScheduler) and the wake
+fast path (Postgres LISTEN ``dais_wake``, or the in-process bus under ``dais serve`` on SQLite).
+
+Without a cluster to hold a Lease in (``dais serve`` on a laptop) the one process simply acts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.db.changes import WAKE_CHANNEL, LocalBus, listen_postgres
+from api.domain.timefmt import utc_now
+from api.kube.client import Kube, api_client
+from api.kube.lease import LeaderElector
+from api.settings import AutoscalerSettings, Settings
+from autoscaler import metrics
+from autoscaler.policy import PolicyConfig
+from autoscaler.sources import HardwareUse, Prometheus, Signals
+from autoscaler.tick import NotLeader, Ticker
+
+log = logging.getLogger("dais.autoscaler")
+
+
+def policy_config(settings: AutoscalerSettings) -> PolicyConfig:
+    return PolicyConfig(
+        up_interval_s=settings.up_interval_seconds,
+        down_interval_s=settings.down_interval_seconds,
+        stabilization_s=settings.stabilization_seconds,
+        tolerance=settings.tolerance,
+        hardware_usage=settings.hardware_usage,
+        pending_requests=settings.pending_requests,
+    )
+
+
+def has_cluster(settings: Settings) -> bool:
+    return settings.controller.kubeconfig is not None or bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+
+
+@dataclass
+class Autoscaler:
+    settings: Settings
+    sessions: sessionmaker[Session]
+    wake_bus: LocalBus | None = None  # SQLite (`dais serve`): wakes arrive in-process instead of by NOTIFY
+    clock: Callable[[], datetime] = utc_now
+    identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    healthy: threading.Event = field(default_factory=threading.Event)
+    leading: threading.Event = field(default_factory=threading.Event)
+    ticker: Ticker | None = None
+
+    def run(self, stop: threading.Event) -> bool:
+        """Runs until ``stop`` (True) or until the lease is lost (False: the process should exit)."""
+        config = self.settings.autoscaler
+        elector = None
+        if has_cluster(self.settings):
+            kube = Kube(api_client(self.settings.controller.kubeconfig, self.settings.controller.context))
+            elector = LeaderElector(
+                kube,
+                namespace=self.settings.controller.namespace,
+                name=config.lease_name,
+                identity=self.identity,
+                lease_seconds=config.lease_seconds,
+                renew_seconds=config.renew_seconds,
+                on_leading=lambda leading: metrics.LEADER.set(int(leading)),
+            )
+        self.healthy.set()
+        lost = threading.Event()
+        if elector is not None:
+            if not elector.acquire(stop):
+                return True
+            threading.Thread(target=elector.keep, args=(stop, lost), name="autoscaler-lease", daemon=True).start()
+        else:
+            metrics.LEADER.set(1)
+        prometheus = None
+        if config.prometheus_url:
+            prometheus = Prometheus(config.prometheus_url, timeout=config.query_timeout_seconds)
+        else:
+            log.warning("no DAIS_AUTOSCALER__PROMETHEUS_URL: hardware use is missing, only request signals scale")
+        hardware = HardwareUse(prometheus, config, self.settings.controller.namespace) if prometheus else None
+        ticker = self.ticker = Ticker(
+            sessions=self.sessions,
+            source=Signals(hardware),
+            config=policy_config(config),
+            clock=self.clock,
+            is_leader=elector.is_leader if elector else lambda: True,
+        )
+        halt = threading.Event()
+        wakes: queue.SimpleQueue[tuple[str, float] | None] = queue.SimpleQueue()
+        threading.Thread(target=self._wake_worker, args=(ticker, wakes, lost), name="wakes", daemon=True).start()
+        if self.wake_bus is not None:
+            self.wake_bus.subscribe(lambda endpoint_id: wakes.put((endpoint_id, time.perf_counter())))
+        else:
+            threading.Thread(
+                target=listen_postgres,
+                kwargs={
+                    "url": self.settings.effective_database_url,
+                    "channel": WAKE_CHANNEL,
+                    "on_change": lambda endpoint_id: wakes.put((endpoint_id, time.perf_counter())),
+                    "on_gap": lambda: None,  # the next tick wakes whatever has a request in flight
+                    "stop": halt,
+                },
+                name="wake-notifications",
+                daemon=True,
+            ).start()
+        scheduler = BackgroundScheduler(timezone=UTC)
+        scheduler.add_job(
+            self._tick,
+            "interval",
+            args=(ticker, lost),
+            seconds=config.tick_seconds,
+            next_run_time=datetime.now(UTC),
+            max_instances=1,
+            coalesce=True,  # a tick that ran long is not followed by a burst of catch-up ticks
+            misfire_grace_time=None,
+        )
+        scheduler.start()
+        self.leading.set()
+        try:
+            while not (stop.is_set() or lost.is_set()):
+                stop.wait(1.0)
+        finally:
+            self.leading.clear()
+            halt.set()
+            wakes.put(None)
+            scheduler.shutdown(wait=True)
+            if prometheus is not None:
+                prometheus.close()
+            if elector is not None and not lost.is_set():
+                elector.release()
+        return not lost.is_set()
+
+    @staticmethod
+    def _tick(ticker: Ticker, lost: threading.Event) -> None:
+        started = time.perf_counter()
+        result = "success"
+        try:
+            ticker.tick()
+        except NotLeader:
+            result = "not_leader"
+            lost.set()
+        except Exception:  # a failed tick is retried at the next one; the schedule never dies
+            result = "error"
+            log.exception("autoscaler tick failed")
+        finally:
+            metrics.TICKS.labels(result=result).inc()
+            metrics.TICK_SECONDS.observe(time.perf_counter() - started)
+
+    @staticmethod
+    def _wake_worker(ticker: Ticker, wakes: queue.SimpleQueue[tuple[str, float] | None], lost: threading.Event) -> None:
+        while (item := wakes.get()) is not None:
+            endpoint_id, arrived = item
+            try:
+                decision = ticker.wake(endpoint_id)
+                metrics.WAKES.labels(result="woken" if decision else "ignored").inc()
+                if decision is not None:
+                    metrics.WAKE_SECONDS.observe(time.perf_counter() - arrived)
+                    log.info("woke %s: %s replica(s)", endpoint_id, decision.replicas)
+            except NotLeader:
+                lost.set()
+            except Exception:
+                metrics.WAKES.labels(result="error").inc()
+                log.exception("wake of %s failed (the next tick retries it if a request is in flight)", endpoint_id)
