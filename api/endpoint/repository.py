@@ -6,7 +6,7 @@ from typing import Any
 from sqlalchemy import Row, Select, Text, bindparam, cast, func, select
 from sqlalchemy.orm import Session, joinedload
 
-from api.db.models import Account, Endpoint, EndpointStatus
+from api.db.models import Account, Endpoint, EndpointScaling, EndpointStatus, ScalingDecision
 
 # Reads go through Core rows, not ORM entities: LIST renders 100 of them per request.
 _READ_COLUMNS = (
@@ -41,6 +41,24 @@ def _live() -> Select[*tuple[Any, ...]]:
 # Built once (statement construction is a visible share of a GET's CPU).
 _LIST = _live().where(Endpoint.namespace == bindparam("namespace")).order_by(Endpoint.name)
 _GET = _live().where(Endpoint.namespace == bindparam("namespace"), Endpoint.name == bindparam("name"))
+
+
+def live_entity(session: Session, namespace: str, name: str) -> Endpoint | None:
+    return session.scalars(
+        select(Endpoint).where(Endpoint.namespace == namespace, Endpoint.name == name, Endpoint.deleted_at.is_(None))
+    ).first()
+
+
+def scaling_of(
+    session: Session, endpoint_id: str, limit: int
+) -> tuple[EndpointScaling | None, Sequence[ScalingDecision]]:
+    decisions = session.scalars(
+        select(ScalingDecision)
+        .where(ScalingDecision.endpoint_id == endpoint_id)
+        .order_by(ScalingDecision.id.desc())
+        .limit(limit)
+    ).all()
+    return session.get(EndpointScaling, endpoint_id), decisions
 
 
 def list_in(session: Session, namespace: str) -> Sequence[Row[Any]]:

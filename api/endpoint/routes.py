@@ -138,6 +138,56 @@ def scale_endpoint_to_zero(namespace: str, name: str, ctx: ContextDep) -> Respon
     return _after_write(ctx, endpoint)
 
 
+@router.get("/endpoint/{namespace}/{name}/scaling")
+def endpoint_scaling(
+    namespace: str,
+    name: str,
+    ctx: ContextDep,
+    limit: Annotated[int | None, Query(ge=1, le=500, description="Decisions shown (default: a setting).")] = None,
+) -> dict[str, Any]:
+    """The autoscaling policy in force (the spec's numbers and the operator's), the desired replica count and
+    the latest decisions with their reasons, newest first."""
+    config = ctx.state.settings.autoscaler
+    with ctx.unit(read_only=True) as unit:
+        unit.principal.require_namespace(namespace)
+        endpoint, desired, decisions = service.scaling(
+            unit.session, namespace=namespace, name=name, limit=limit or config.decisions_kept
+        )
+        scaling = endpoint.spec["compute"]["scaling"]
+        measure = {k: v for k, v in (scaling.get("measure") or {}).items() if v is not None}
+        return {
+            "policy": {
+                "minReplica": scaling["minReplica"],
+                "maxReplica": scaling["maxReplica"],
+                "scaleToZeroTimeout": scaling.get("scaleToZeroTimeout"),
+                "measure": measure or {"hardwareUsage": config.hardware_usage},
+                "tickSeconds": config.tick_seconds,
+                "utilizationWindowSeconds": config.utilization_window_seconds,
+                "upIntervalSeconds": config.up_interval_seconds,
+                "downIntervalSeconds": config.down_interval_seconds,
+                "stabilizationSeconds": config.stabilization_seconds,
+                "tolerance": config.tolerance,
+            },
+            "paused": endpoint.paused,
+            "scaledToZero": endpoint.scaled_to_zero,
+            "desiredReplicas": desired.replicas if desired else None,
+            "reason": desired.reason if desired else "the autoscaler has not evaluated this endpoint yet",
+            "updatedAt": to_client_time(desired.updated_at) if desired else None,
+            "decisions": [
+                {
+                    "time": to_client_time(d.at),
+                    "previous": d.previous,
+                    "raw": d.raw,
+                    "stabilized": d.stabilized,
+                    "final": d.final,
+                    "reason": d.reason,
+                    "inputs": d.inputs,
+                }
+                for d in decisions
+            ],
+        }
+
+
 @router.get("/endpoint/{namespace}/{name}/events")
 def endpoint_events(
     namespace: str,

@@ -9,6 +9,7 @@ Quota checks lock the namespace's account row, so two creates cannot both squeez
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,7 +22,7 @@ from sqlalchemy.orm import Session
 from api.audit import repository as audit
 from api.audit.repository import AuditContext
 from api.db.crypto import SecretBox
-from api.db.models import AuditEvent, Endpoint, EndpointStatus
+from api.db.models import AuditEvent, Endpoint, EndpointScaling, EndpointStatus, ScalingDecision
 from api.domain.catalog import Compute, EngineCatalog, EngineError, HardwareCatalog
 from api.domain.enums import EndpointState, ImageVariant
 from api.domain.spec import REDACTED, EndpointSpec, merge_spec, spec_diff
@@ -245,6 +246,17 @@ def scale_to_zero(session: Session, *, namespace: str, name: str, ctx: AuditCont
 def events(session: Session, *, namespace: str, name: str, limit: int, before: int | None) -> list[AuditEvent]:
     endpoint = get(session, namespace=namespace, name=name)
     return audit.events_of(session, endpoint.id, limit=limit, before=before)
+
+
+def scaling(
+    session: Session, *, namespace: str, name: str, limit: int
+) -> tuple[Endpoint, EndpointScaling | None, Sequence[ScalingDecision]]:
+    """The endpoint, the autoscaler's desired count and its latest decisions, newest first."""
+    endpoint = repository.live_entity(session, namespace, name)
+    if endpoint is None:
+        raise NotFound(f"endpoint {namespace}/{name} not found")
+    desired, decisions = repository.scaling_of(session, endpoint.id, limit)
+    return endpoint, desired, decisions
 
 
 def hardware_usage(session: Session, *, namespace: str) -> dict[str, int]:
