@@ -155,6 +155,13 @@ def endpoint_scaling(
         )
         scaling = endpoint.spec["compute"]["scaling"]
         measure = {k: v for k, v in (scaling.get("measure") or {}).items() if v is not None}
+        held = (
+            "paused by the user"
+            if endpoint.paused
+            else "scaled to zero by the user: the next request wakes it"
+            if endpoint.scaled_to_zero
+            else None
+        )
         return {
             "policy": {
                 "minReplica": scaling["minReplica"],
@@ -170,8 +177,8 @@ def endpoint_scaling(
             },
             "paused": endpoint.paused,
             "scaledToZero": endpoint.scaled_to_zero,
-            "desiredReplicas": desired.replicas if desired else None,
-            "reason": desired.reason if desired else "the autoscaler has not evaluated this endpoint yet",
+            "desiredReplicas": 0 if held else desired.replicas if desired else None,
+            "reason": held or (desired.reason if desired else "the autoscaler has not evaluated this endpoint yet"),
             "updatedAt": to_client_time(desired.updated_at) if desired else None,
             "decisions": [
                 {

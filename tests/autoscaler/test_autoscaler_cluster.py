@@ -1,0 +1,141 @@
+"""The whole loop on a real cluster: gateway activity → autoscaler (leader by Lease) → desired count → controller
+→ Deployment replicas, from 1 to N under sustained load and back after the stabilization window. The windows
+are shortened through settings; nothing sleeps."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from api.db.models import Endpoint, EndpointActivity
+from api.kube.client import Kube
+from api.settings import AutoscalerSettings, ControllerSettings
+from autoscaler.app import Autoscaler
+from controller.app import Controller
+from controller.desired import ENDPOINT_ID
+from tests.conftest import LiveServer, make_settings
+from tests.factories import ADMIN_TOKEN, endpoint_body
+from tests.fixtures.kube import KubeCluster, wait_for
+
+NS = "admin"
+WAIT = 60.0
+STABILIZATION_S = 4.0
+
+
+class Loop:
+    def __init__(self, server: LiveServer, kube: Kube, namespace: str) -> None:
+        self.server = server
+        self.kube = kube
+        self.namespace = namespace
+        self.api = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30)
+
+    def deployment_replicas(self, endpoint_id: str) -> tuple[int, int]:
+        """(spec.replicas, status.readyReplicas) of the endpoint's Deployment."""
+        items, _ = self.kube.list("Deployment", self.namespace, selector=f"{ENDPOINT_ID}={endpoint_id}")
+        if len(items) != 1:
+            return (-1, -1)
+        return items[0]["spec"]["replicas"], items[0].get("status", {}).get("readyReplicas", 0)
+
+    def wait_replicas(self, endpoint_id: str, count: int) -> None:
+        wait_for(
+            lambda: self.deployment_replicas(endpoint_id) == (count, count),
+            timeout=WAIT,
+            what=f"the Deployment to run {count} ready replica(s)",
+        )
+
+    def load(self, endpoint_id: str, pending: float) -> None:
+        """What the gateway writes: requests in flight now and their mean over the last 20 s."""
+        now = datetime.now(UTC)
+        with self.server.sessions.begin() as session:
+            session.merge(
+                EndpointActivity(
+                    endpoint_id=endpoint_id,
+                    last_request_at=now,
+                    in_flight=round(pending),
+                    pending_mean=pending,
+                    updated_at=now,
+                )
+            )
+
+
+@pytest.fixture(scope="module")
+def loop(live_server: LiveServer, kube_cluster: KubeCluster, request: pytest.FixtureRequest) -> Iterator[Loop]:
+    worker = str(getattr(request.config, "workerinput", {}).get("workerid", "main"))
+    namespace = f"dais-scale-{worker}"
+    settings = make_settings(
+        live_server.settings.effective_database_url,
+        live_server.settings.home,
+        controller=ControllerSettings(
+            kubeconfig=kube_cluster.kubeconfig,
+            namespace=namespace,
+            lease_name=f"dais-controller-{worker}",
+            lease_seconds=6,
+            renew_seconds=1,
+            image="dais:test",
+        ),
+        autoscaler=AutoscalerSettings(
+            tick_seconds=0.5,
+            up_interval_seconds=1,
+            down_interval_seconds=1,
+            stabilization_seconds=STABILIZATION_S,
+            lease_name=f"dais-autoscaler-{worker}",
+            lease_seconds=6,
+            renew_seconds=1,
+        ),
+    )
+    controller = Controller(
+        settings,
+        sessions=live_server.sessions,
+        secret_key=settings.secret_key.get_secret_value(),  # type: ignore[union-attr]
+    )
+    autoscaler = Autoscaler(settings, sessions=live_server.sessions)
+    stop = threading.Event()
+    threads = [
+        threading.Thread(target=controller.run, args=(stop,), daemon=True),
+        threading.Thread(target=autoscaler.run, args=(stop,), daemon=True),
+    ]
+    for thread in threads:
+        thread.start()
+    wait_for(controller.leading.is_set, timeout=WAIT, what="the controller to lead")
+    wait_for(autoscaler.leading.is_set, timeout=WAIT, what="the autoscaler to lead")
+    built = Loop(live_server, Kube(kube_cluster.api_client()), namespace)
+    lease = built.kube.get("Lease", namespace, f"dais-autoscaler-{worker}")
+    assert lease is not None
+    assert lease["spec"]["holderIdentity"] == autoscaler.identity
+    yield built
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=30)
+    built.api.close()
+
+
+def test_sustained_load_scales_a_deployment_up_and_back_after_the_window(loop: Loop) -> None:
+    body = endpoint_body("under-load")
+    body["compute"].update(accelerator="cpu", instanceType="intel-spr", instanceSize="x1")
+    body["compute"]["scaling"] = {"minReplica": 1, "maxReplica": 4, "measure": {"pendingRequests": 1.5}}
+    body["model"].update(image={"tei": {}}, task="feature-extraction")
+    assert loop.api.post(f"/v2/endpoint/{NS}", json=body).status_code == 200
+    with loop.server.sessions() as session:
+        endpoint_id = session.scalars(select(Endpoint.id).where(Endpoint.name == "under-load")).one()
+    loop.wait_replicas(endpoint_id, 1)
+
+    loop.load(endpoint_id, pending=6.0)  # 6 per replica against 1.5: ceil(1 × 6 / 1.5) = 4
+    loop.wait_replicas(endpoint_id, 4)
+    loop.load(endpoint_id, pending=0.5)  # 0.125 per replica: one is plenty
+    loop.wait_replicas(endpoint_id, 1)
+
+    view: dict[str, Any] = loop.api.get(f"/v2/endpoint/{NS}/under-load/scaling").json()
+    changes = [d for d in reversed(view["decisions"]) if d["previous"] != d["final"]]
+    assert [(d["previous"], d["final"]) for d in changes] == [(1, 4), (4, 1)]
+    assert changes[0]["reason"] == "pending requests per replica 6.0 above 1.5 on 1 replicas: up to 4"
+    assert changes[1]["reason"].startswith("pending requests per replica 0.1 below 1.5: down to 1")
+    up, down = (datetime.fromisoformat(d["time"].replace("Z", "+00:00")) for d in changes)
+    # The 4 recommended at the scale-up held the count for the whole stabilization window.
+    assert (down - up).total_seconds() >= STABILIZATION_S
+    assert view["desiredReplicas"] == 1
