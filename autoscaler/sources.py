@@ -52,10 +52,11 @@ class Prometheus:
         self._client = httpx.Client(base_url=url.rstrip("/"), timeout=timeout, transport=transport)
         self.queries = 0  # sent, for the benchmark and the tests
 
-    def vector(self, query: str, at: datetime) -> list[tuple[dict[str, str], float]]:
+    def vector(self, query: str) -> list[tuple[dict[str, str], float]]:
+        """An instant query at Prometheus's own now (so clock skew with this host cannot empty the window)."""
         self.queries += 1
         try:
-            response = self._client.get("/api/v1/query", params={"query": query, "time": f"{at.timestamp():.3f}"})
+            response = self._client.get("/api/v1/query", params={"query": query})
             body = response.json()
         except (httpx.HTTPError, ValueError) as exc:
             raise PrometheusError(f"Prometheus query failed: {exc}") from exc
@@ -82,14 +83,14 @@ class HardwareUse:
             True: Template(settings.gpu_query).substitute(values),
         }
 
-    def percent(self, targets: Sequence[Target], now: datetime) -> dict[str, float]:
+    def percent(self, targets: Sequence[Target]) -> dict[str, float]:
         by_prefix = {target.id[:12]: target for target in targets}
         found: dict[str, float] = {}
         for gpu, query in self._queries.items():
             if not any(target.gpu == gpu for target in targets):
                 continue
             try:
-                series = self._prometheus.vector(query, now)
+                series = self._prometheus.vector(query)
             except PrometheusError as exc:
                 log.warning("%s use missing this tick: %s", "GPU" if gpu else "CPU", exc)
                 continue
@@ -110,7 +111,7 @@ class Signals:
     hardware: HardwareUse | None
 
     def samples(self, session: Session, targets: Sequence[Target], now: datetime) -> Mapping[str, Samples]:
-        use = self.hardware.percent(targets, now) if self.hardware is not None else {}
+        use = self.hardware.percent(targets) if self.hardware is not None else {}
         activity = {row.endpoint_id: row for row in session.scalars(select(EndpointActivity))}
         sampled = {}
         for target in targets:

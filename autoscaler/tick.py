@@ -149,7 +149,13 @@ class Ticker:
                     updated_at=now,
                 )
             )
-        elif scaling.state != stored or scaling.replicas != decision.replicas:
+        elif (
+            scaling.state != stored
+            or scaling.replicas != decision.replicas
+            # Missing data holds the state still: keep the shown reason current anyway (it then reads the same
+            # every tick, so this writes once, not every tick).
+            or (decision.inputs.get("missing") and scaling.reason != decision.reason)
+        ):
             scaling.replicas = decision.replicas
             scaling.state = stored
             scaling.reason = decision.reason

@@ -22,7 +22,7 @@ import psycopg
 from sqlalchemy import event, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.db.models import Endpoint
+from api.db.models import Endpoint, EndpointScaling
 
 CHANNEL = "dais_endpoints"
 WAKE_CHANNEL = "dais_wake"
@@ -49,7 +49,8 @@ class LocalBus:
             callback(endpoint_id)
 
     def attach(self, factory: sessionmaker[Session]) -> None:
-        """Publishes, after commit, every endpoint that sessions from ``factory`` inserted or updated."""
+        """Publishes, after commit, every endpoint that sessions from ``factory`` inserted or updated, or whose
+        desired count they wrote."""
 
         @event.listens_for(factory, "after_flush")
         def _collect(session: Session, _context: Any) -> None:
@@ -57,6 +58,8 @@ class LocalBus:
             for obj in (*session.new, *session.dirty):
                 if isinstance(obj, Endpoint):
                     changed.add(obj.id)
+                elif isinstance(obj, EndpointScaling):  # a new desired count (Postgres: migration 0004's trigger)
+                    changed.add(obj.endpoint_id)
 
         @event.listens_for(factory, "after_commit")
         def _publish(session: Session) -> None:

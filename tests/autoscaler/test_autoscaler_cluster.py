@@ -4,9 +4,14 @@ are shortened through settings; nothing sleeps."""
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,7 +26,8 @@ from controller.app import Controller
 from controller.desired import ENDPOINT_ID
 from tests.conftest import LiveServer, make_settings
 from tests.factories import ADMIN_TOKEN, endpoint_body
-from tests.fixtures.kube import KubeCluster, wait_for
+from tests.fixtures.kube import KubeCluster, die_with_parent, wait_for
+from tests.fixtures.postgres import free_port
 
 NS = "admin"
 WAIT = 60.0
@@ -139,3 +145,57 @@ def test_sustained_load_scales_a_deployment_up_and_back_after_the_window(loop: L
     # The 4 recommended at the scale-up held the count for the whole stabilization window.
     assert (down - up).total_seconds() >= STABILIZATION_S
     assert view["desiredReplicas"] == 1
+
+
+def test_dais_autoscaler_leads_serves_metrics_and_hands_the_lease_over_on_exit(
+    loop: Loop, kube_cluster: KubeCluster, tmp_path: Path
+) -> None:
+    port = free_port()
+    lease = "dais-autoscaler-process"
+    env = {
+        **os.environ,
+        "DAIS_DATABASE_URL": loop.server.settings.effective_database_url,
+        "DAIS_LOG_JSON": "false",
+        "DAIS_CONTROLLER__KUBECONFIG": str(kube_cluster.kubeconfig),
+        "DAIS_CONTROLLER__NAMESPACE": loop.namespace,
+        "DAIS_AUTOSCALER__LEASE_NAME": lease,
+        "DAIS_AUTOSCALER__LISTEN": f"127.0.0.1:{port}",
+        "DAIS_AUTOSCALER__TICK_SECONDS": "0.5",
+    }
+    log = (tmp_path / "autoscaler.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dais", "autoscaler"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        preexec_fn=die_with_parent(os.getpid()),
+    )
+    try:
+
+        def metric(name: str) -> float | None:
+            assert process.poll() is None, (tmp_path / "autoscaler.log").read_text()
+            try:
+                text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+            except httpx.TransportError:
+                return None
+            found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
+            return float(found.group(1)) if found else None
+
+        wait_for(lambda: metric("dais_autoscaler_leader") == 1, timeout=WAIT, what="the autoscaler to lead")
+        wait_for(
+            lambda: (metric('dais_autoscaler_ticks_total{result="success"}') or 0) >= 2,
+            timeout=WAIT,
+            what="two successful ticks",
+        )
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+        held = loop.kube.get("Lease", loop.namespace, lease)
+        assert held is not None
+        assert held["spec"]["holderIdentity"]
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+    assert process.returncode == 0, (tmp_path / "autoscaler.log").read_text()
+    released = loop.kube.get("Lease", loop.namespace, lease)
+    assert released is not None
+    assert released["spec"].get("holderIdentity") is None  # a standby may take over at once

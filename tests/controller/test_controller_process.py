@@ -227,7 +227,9 @@ def test_a_leader_stopped_cleanly_hands_over_its_lease(harness: Harness) -> None
     wait_for(lambda: harness.holder() == standby.identity, timeout=LEASE_SECONDS * 5, what="the standby to lead")
 
 
-def test_serve_runs_the_controller_on_sqlite(kube_cluster: KubeCluster, hub_server: HubServer, tmp_path: Path) -> None:
+def test_serve_runs_the_controller_and_autoscaler_on_sqlite(
+    kube_cluster: KubeCluster, hub_server: HubServer, tmp_path: Path
+) -> None:
     port = free_port()
     namespace = "dais-serve"
     env = {
@@ -238,6 +240,7 @@ def test_serve_runs_the_controller_on_sqlite(kube_cluster: KubeCluster, hub_serv
         "DAIS_CONTROLLER__KUBECONFIG": str(kube_cluster.kubeconfig),
         "DAIS_CONTROLLER__NAMESPACE": namespace,
         "DAIS_HUB__URL": hub_server.url,
+        "DAIS_AUTOSCALER__TICK_SECONDS": "0.5",
     }
     env.pop("DAIS_DATABASE_URL", None)
     log = (tmp_path / "serve.log").open("wb")
@@ -267,6 +270,11 @@ def test_serve_runs_the_controller_on_sqlite(kube_cluster: KubeCluster, hub_serv
             lambda: api.get(f"/v2/endpoint/{NS}/local").json()["status"]["state"] == "running",
             timeout=WAIT,
             what="the endpoint to run under dais serve",
+        )
+        wait_for(
+            lambda: api.get(f"/v2/endpoint/{NS}/local/scaling").json()["desiredReplicas"] == 1,
+            timeout=WAIT,
+            what="the embedded autoscaler to evaluate the endpoint",
         )
         assert api.delete(f"/v2/endpoint/{NS}/local").status_code == 200
         kube = Kube(kube_cluster.api_client())
