@@ -85,9 +85,8 @@ class Result:
         """Changes undone (up then down, or down then up) within ``OSCILLATION_WINDOW_S``."""
         count = 0
         for before, after in zip(self.changes, self.changes[1:], strict=False):
-            first = after.replicas - after.previous
-            second = before.replicas - before.previous
-            if first * second < 0 and after.t_s - before.t_s < OSCILLATION_WINDOW_S:
+            undone = (before.replicas - before.previous) * (after.replicas - after.previous) < 0
+            if undone and after.t_s - before.t_s < OSCILLATION_WINDOW_S:
                 count += 1
         return count
 
