@@ -107,6 +107,44 @@ class AutoscalerSettings(BaseModel):
     listen: str = Field(default="127.0.0.1:9092", description="host:port serving /metrics and /healthz.")
 
 
+class GatewaySettings(BaseModel):
+    """``DAIS_GATEWAY__*``: the data plane's listeners, limits and cold-start behaviour."""
+
+    listen: str = Field(default="127.0.0.1:8080", description="host:port of the public listener.")
+    internal_listen: str | None = Field(
+        default="127.0.0.1:8081",
+        description="host:port of the in-cluster listener; the only one serving endpoints with privateService.",
+    )
+    domain: str | None = Field(
+        default=None, description="When set, {name}-{namespace}.{domain} also routes to that endpoint."
+    )
+    upstream: Literal["pods", "service"] = Field(
+        default="pods",
+        description="pods: balance over Ready pod addresses (least outstanding requests); service: the "
+        "endpoint's Service, balanced by kube-proxy.",
+    )
+    max_scale_up_timeout_seconds: float = Field(
+        default=600, gt=0, description="Ceiling of a request's X-Scale-Up-Timeout."
+    )
+    hold_queue_size: int = Field(default=256, ge=0, description="Requests held per endpoint during a cold start.")
+    cold_start_estimate_seconds: float = Field(
+        default=60, gt=0, description="Retry-After for an endpoint that has never started."
+    )
+    connect_timeout_seconds: float = Field(default=5, gt=0, description="Connecting to an upstream replica.")
+    read_timeout_seconds: float = Field(
+        default=600, gt=0, description="Longest silence from an upstream while it answers (a stream may last longer)."
+    )
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=0, description="Largest request body accepted.")
+    forward_authorization: bool = Field(
+        default=False, description="Pass the caller's Authorization header on to the engine."
+    )
+    token_cache_seconds: float = Field(
+        default=4, ge=0, lt=5, description="How long a checked token is remembered (revocations apply within 5 s)."
+    )
+    poll_seconds: float = Field(default=30, gt=0, description="Safety re-read of the routing table.")
+    activity_seconds: float = Field(default=5, ge=1, description="How often activity is written per endpoint.")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DAIS_", env_nested_delimiter="__", extra="ignore")
 
@@ -145,6 +183,7 @@ class Settings(BaseSettings):
     controller: ControllerSettings = Field(default_factory=ControllerSettings)
     hub: HubSettings = Field(default_factory=HubSettings)
     autoscaler: AutoscalerSettings = Field(default_factory=AutoscalerSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     log_json: bool = True
     log_level: str = "INFO"
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from string import Template
@@ -112,18 +112,38 @@ class Signals:
 
     def samples(self, session: Session, targets: Sequence[Target], now: datetime) -> Mapping[str, Samples]:
         use = self.hardware.percent(targets) if self.hardware is not None else {}
-        activity = {row.endpoint_id: row for row in session.scalars(select(EndpointActivity))}
+        activity = gateway_activity(session.scalars(select(EndpointActivity)), now=now)
         sampled = {}
         for target in targets:
-            row = activity.get(target.id)
-            # No row: the gateway never saw a request for it, so none is in flight.
-            pending = row.pending_mean if row else 0.0
+            # No row: no gateway saw a request for it, so none is in flight.
+            last_request, in_flight, pending = activity.get(target.id, (None, 0, 0.0))
             sampled[target.id] = Samples(
                 ready=target.ready,
                 starting=target.starting,
                 utilization=use.get(target.id),
                 pending_per_replica=pending / target.ready if target.ready else pending,
-                in_flight=row.in_flight if row else 0,
-                last_request=row.last_request_at if row else None,
+                in_flight=in_flight,
+                last_request=last_request,
             )
         return sampled
+
+
+# A gateway replica writes its rows at least every few seconds while it has traffic; rows older than this
+# are a gone replica's: its requests are no longer in flight, but its last request time still counts.
+ACTIVITY_STALE_SECONDS = 60.0
+
+
+def gateway_activity(
+    rows: Iterable[EndpointActivity], *, now: datetime
+) -> dict[str, tuple[datetime | None, int, float]]:
+    """Per endpoint, over all gateway replicas: latest request, requests in flight, mean pending."""
+    summed: dict[str, tuple[datetime | None, int, float]] = {}
+    for row in rows:
+        last, in_flight, pending = summed.get(row.endpoint_id, (None, 0, 0.0))
+        if row.last_request_at is not None and (last is None or row.last_request_at > last):
+            last = row.last_request_at
+        if (now - row.updated_at).total_seconds() <= ACTIVITY_STALE_SECONDS:
+            in_flight += row.in_flight
+            pending += row.pending_mean
+        summed[row.endpoint_id] = (last, in_flight, pending)
+    return summed

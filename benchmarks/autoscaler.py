@@ -107,8 +107,8 @@ def seed(database: str, settings: Settings, endpoints: int) -> list[tuple[str, s
         )
         db.execute(
             """
-            INSERT INTO endpoint_activity (endpoint_id, last_request_at, in_flight, pending_mean, updated_at)
-            SELECT id, now(), 2, 2.0, now() FROM endpoints
+            INSERT INTO endpoint_activity (endpoint_id, gateway, last_request_at, in_flight, pending_mean, updated_at)
+            SELECT id, 'bench', now(), 2, 2.0, now() FROM endpoints
             """
         )
         rows = db.execute("SELECT id, name, spec->'compute'->>'accelerator' = 'gpu' FROM endpoints").fetchall()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -29,10 +29,10 @@ from api.domain.catalog import Compute, EngineCatalog, HardwareCatalog
 from api.kube.client import Kube, KubeError
 from controller import metrics
 from controller.cache import ClusterCache
-from controller.desired import BuildConfig, EndpointView, build, desired_replicas
+from controller.desired import HTTP_PORT, BuildConfig, EndpointView, build, desired_replicas, object_name
 from controller.errors import PermanentError
 from controller.plan import plan
-from controller.status import LOG_LINES, Observation, crash_looping, observe
+from controller.status import LOG_LINES, Observation, crash_looping, observe, serving_addresses, startup_seconds
 
 log = logging.getLogger("dais.controller")
 
@@ -84,7 +84,7 @@ class Reconciler:
         except PermanentError as exc:
             build_error = str(exc)
         observation = self._observe(snapshot, compute, build_error)
-        self._write_status(endpoint_id, view.generation, view.revision, observation, snapshot.status)
+        self._write_status(view, observation, snapshot.status)
         return observation.recheck_after
 
     # -- read ----------------------------------------------------------------------------------------------
@@ -199,7 +199,7 @@ class Reconciler:
                 )
             except KubeError as exc:  # logs are a courtesy: the kubelet may be gone or deny them
                 log.debug("no logs for %s/%s: %s", pod, container, exc)
-        return observe(
+        observation = observe(
             paused=snapshot.paused,
             replicas=view.replicas,
             compute=compute,
@@ -211,15 +211,10 @@ class Reconciler:
             now=self.clock(),
             build_error=build_error,
         )
+        return replace(observation, addresses=serving_addresses(pods), startup_seconds=startup_seconds(pods))
 
-    def _write_status(
-        self,
-        endpoint_id: str,
-        generation: int,
-        revision: str,
-        observation: Observation,
-        previous: tuple[Any, ...] | None,
-    ) -> None:
+    def _write_status(self, view: EndpointView, observation: Observation, previous: tuple[Any, ...] | None) -> None:
+        endpoint_id, generation, revision, service = view.id, view.generation, view.revision, object_name(view)
         fields = {
             "state": observation.state.value,
             "message": observation.message,
@@ -229,6 +224,9 @@ class Reconciler:
             "observed_generation": generation,
             "resolved_revision": revision,
             "conditions": [{**c, "observedGeneration": generation} for c in observation.conditions],
+            "upstream": f"http://{service}.{self.config.namespace}.svc:{HTTP_PORT}",
+            "addresses": observation.addresses,
+            "startup_seconds": observation.startup_seconds,
         }
         if previous == tuple(fields.values()):
             return
@@ -257,4 +255,7 @@ def _status_tuple(status: EndpointStatus) -> tuple[Any, ...]:
         status.observed_generation,
         status.resolved_revision,
         status.conditions,
+        status.upstream,
+        status.addresses,
+        status.startup_seconds,
     )

@@ -33,6 +33,8 @@ class Observation:
     url: str | None = None
     recheck_after: float | None = None  # seconds until a deadline passes and the state may change by itself
     conditions: list[dict[str, Any]] = field(default_factory=list)
+    addresses: list[str] = field(default_factory=list)  # Ready pods' ip:port (serving_addresses)
+    startup_seconds: float | None = None
 
 
 def observe(
@@ -134,7 +136,49 @@ def crash_looping(pods: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
     return found
 
 
+def serving_addresses(pods: Sequence[Mapping[str, Any]]) -> list[str]:
+    """``ip:port`` of the engine in every Ready, not terminating pod, sorted (the gateway balances over them)."""
+    found = []
+    for pod in pods:
+        if pod.get("metadata", {}).get("deletionTimestamp") or not _ready(pod):
+            continue
+        ip = pod.get("status", {}).get("podIP")
+        port = _engine_port(pod)
+        if ip and port:
+            found.append(f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}")
+    return sorted(found)
+
+
+def startup_seconds(pods: Sequence[Mapping[str, Any]]) -> float | None:
+    """How long the most recently Ready pod took from start to Ready: the gateway's cold-start estimate."""
+    latest: tuple[datetime, float] | None = None
+    for pod in pods:
+        ready_at = _ready_since(pod)
+        if ready_at is None:
+            continue
+        took = max(0.0, (ready_at - _created(pod)).total_seconds())
+        if latest is None or ready_at > latest[0]:
+            latest = (ready_at, took)
+    return latest[1] if latest else None
+
+
 # -- helpers ---------------------------------------------------------------------------------------------
+
+
+def _engine_port(pod: Mapping[str, Any]) -> int | None:
+    for container in pod.get("spec", {}).get("containers", []) or []:
+        if container.get("name") == ENGINE_CONTAINER:
+            ports = container.get("ports") or []
+            return int(ports[0]["containerPort"]) if ports else None
+    return None
+
+
+def _ready_since(pod: Mapping[str, Any]) -> datetime | None:
+    for condition in pod.get("status", {}).get("conditions", []) or []:
+        if condition.get("type") == "Ready" and condition.get("status") == "True":
+            stamp = condition.get("lastTransitionTime")
+            return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")) if stamp else None
+    return None
 
 
 def _failure(pod: Mapping[str, Any], compute: Compute, logs: Mapping[str, str]) -> str | None:

@@ -6,8 +6,9 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from api.auth import repository, tokens
+from api.auth import tokens
 from api.auth.principal import Principal
+from api.db.tokens import token_with_user
 from api.errors import Unauthorized
 
 
@@ -60,7 +61,7 @@ def _check_expiry(expires_at: datetime | None, now: datetime) -> None:
 
 
 def _load(session: Session, digest: str, now: datetime) -> tuple[Principal, datetime | None]:
-    found = repository.token_with_user(session, digest)
+    found = token_with_user(session, digest)
     if found is None:
         raise Unauthorized("invalid token: check it, or create a new one with `dais tokens create`")
     if found.revoked_at is not None:

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
 import secrets
+
+from api.db.tokens import digest
+
+__all__ = ["TOKEN_PREFIX", "digest", "display_prefix", "new_token"]
 
 TOKEN_PREFIX = "dais_"  # noqa: S105 (a prefix, not a secret)
 
 
 def new_token() -> str:
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
-
-
-def digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def display_prefix(token: str) -> str:

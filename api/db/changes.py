@@ -26,6 +26,7 @@ from api.db.models import Endpoint, EndpointScaling
 
 CHANNEL = "dais_endpoints"
 WAKE_CHANNEL = "dais_wake"
+ROUTES_CHANNEL = "dais_routes"  # status writes (migration 0006): the gateway's routing table follows them
 _PENDING = "dais_changed_endpoints"
 
 log = logging.getLogger("dais.changes")
@@ -48,27 +49,27 @@ class LocalBus:
         for callback in subscribers:
             callback(endpoint_id)
 
-    def attach(self, factory: sessionmaker[Session]) -> None:
-        """Publishes, after commit, every endpoint that sessions from ``factory`` inserted or updated, or whose
-        desired count they wrote."""
+    def attach(self, factory: sessionmaker[Session], *, rows: tuple[type, ...] = (Endpoint, EndpointScaling)) -> None:
+        """Publishes, after commit, the endpoint of every row of a type in ``rows`` that sessions from ``factory``
+        inserted or updated: by default specs and desired counts (what the controller follows; Postgres: the
+        triggers of migrations 0002 and 0004), or e.g. specs and status for the gateway (migration 0006)."""
+        key = f"{_PENDING}_{id(self)}"
 
         @event.listens_for(factory, "after_flush")
         def _collect(session: Session, _context: Any) -> None:
-            changed = session.info.setdefault(_PENDING, set())
+            changed = session.info.setdefault(key, set())
             for obj in (*session.new, *session.dirty):
-                if isinstance(obj, Endpoint):
-                    changed.add(obj.id)
-                elif isinstance(obj, EndpointScaling):  # a new desired count (Postgres: migration 0004's trigger)
-                    changed.add(obj.endpoint_id)
+                if isinstance(obj, rows):
+                    changed.add(obj.id if isinstance(obj, Endpoint) else getattr(obj, "endpoint_id"))  # noqa: B009
 
         @event.listens_for(factory, "after_commit")
         def _publish(session: Session) -> None:
-            for endpoint_id in session.info.pop(_PENDING, ()):
+            for endpoint_id in session.info.pop(key, ()):
                 self.publish(endpoint_id)
 
         @event.listens_for(factory, "after_rollback")
         def _drop(session: Session) -> None:
-            session.info.pop(_PENDING, None)
+            session.info.pop(key, None)
 
 
 def request_wake(sessions: sessionmaker[Session], endpoint_id: str, bus: LocalBus | None = None) -> None:
@@ -91,17 +92,19 @@ def listen_postgres(
     on_change: Callable[[str], None],
     on_gap: Callable[[], None],
     stop: threading.Event,
-    channel: str = CHANNEL,
+    channel: str | tuple[str, ...] = CHANNEL,
     poll_seconds: float = 1.0,
 ) -> None:
-    """Blocks until ``stop`` is set, calling ``on_change(id)`` per notification on ``channel``; reconnects on
-    errors, calling ``on_gap()`` on every (re)connect."""
+    """Blocks until ``stop`` is set, calling ``on_change(id)`` per notification on ``channel`` (or each of
+    several); reconnects on errors, calling ``on_gap()`` on every (re)connect."""
+    channels = (channel,) if isinstance(channel, str) else channel
     dsn = url.replace("postgresql+psycopg://", "postgresql://", 1)
     delay = 0.5
     while not stop.is_set():
         try:
             with psycopg.connect(dsn, autocommit=True) as conn:
-                conn.execute(f"LISTEN {channel}")
+                for name in channels:
+                    conn.execute(f"LISTEN {name}")
                 on_gap()  # whatever changed before LISTEN took effect is caught by a resync
                 delay = 0.5
                 while not stop.is_set():

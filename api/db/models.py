@@ -123,6 +123,15 @@ class EndpointStatus(Base):
     resolved_revision: Mapped[str | None] = mapped_column(String(64), nullable=True)
     observed_generation: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     conditions: Mapped[list[dict[str, Any]]] = mapped_column(JsonDoc, default=list)
+    upstream: Mapped[str | None] = mapped_column(
+        String(512), nullable=True, doc="The endpoint's Service URL, where the gateway sends its traffic."
+    )
+    addresses: Mapped[list[str] | None] = mapped_column(
+        JsonDoc, nullable=True, doc="Ready pods' ip:port, for the gateway's least-outstanding balancing."
+    )
+    startup_seconds: Mapped[float | None] = mapped_column(
+        Float, nullable=True, doc="How long the latest Ready replica took to start (the gateway's Retry-After)."
+    )
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
@@ -156,11 +165,15 @@ class ScalingDecision(Base):
 
 
 class EndpointActivity(Base):
-    """What the gateway saw of one endpoint's traffic (written only by the gateway, at most once per 5 s)."""
+    """What one gateway replica saw of one endpoint's traffic (written only by it, at most once per 5 s).
+
+    The autoscaler sums the replicas' rows; a row not refreshed for a while is a gone replica's, and only its
+    last request time still counts."""
 
     __tablename__ = "endpoint_activity"
 
     endpoint_id: Mapped[str] = mapped_column(ForeignKey("endpoints.id", ondelete="CASCADE"), primary_key=True)
+    gateway: Mapped[str] = mapped_column(String(64), primary_key=True, doc="the gateway replica (its host name)")
     last_request_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     in_flight: Mapped[int] = mapped_column(Integer, doc="requests without a response status yet, held ones included")
     pending_mean: Mapped[float] = mapped_column(Float, doc="mean in-flight requests over the last 20 s")

@@ -146,6 +146,12 @@ class EngineCatalog:
     def defaults(self, variant: ImageVariant) -> EngineDefaults:
         return self.engines.get(variant, EngineDefaults())
 
+    def health_route(self, spec: Mapping[str, Any]) -> str:
+        """The stored spec's own health route, else its engine's default."""
+        ((variant, config),) = spec["model"]["image"].items()
+        route = config.get("healthRoute")
+        return str(route) if route else self.defaults(ImageVariant(variant)).health_route
+
     def engine_for(self, variant: ImageVariant, *, task: str | None, accelerator: Accelerator) -> ImageVariant:
         """The engine that serves a variant: ``huggingface`` picks one by task when that engine runs on
         the accelerator, and otherwise stays the toolkit image."""

@@ -11,7 +11,6 @@ from sqlalchemy import Row
 
 from api.db.models import Endpoint, EndpointStatus
 from api.domain.catalog import EngineCatalog
-from api.domain.enums import ImageVariant
 from api.domain.state import Observed, shown_state
 from api.domain.timefmt import to_client_time
 
@@ -32,9 +31,7 @@ def observed_of(status: EndpointStatus | Any | None) -> Observed | None:
 
 
 def health_route(spec: dict[str, Any], engines: EngineCatalog) -> str:
-    ((variant, config),) = spec["model"]["image"].items()
-    route = config.get("healthRoute")
-    return str(route) if route else engines.defaults(ImageVariant(variant)).health_route
+    return engines.health_route(spec)
 
 
 class EndpointLike(Protocol):

@@ -62,6 +62,7 @@ class Loop:
             session.merge(
                 EndpointActivity(
                     endpoint_id=endpoint_id,
+                    gateway="test",
                     last_request_at=now,
                     in_flight=round(pending),
                     pending_mean=pending,

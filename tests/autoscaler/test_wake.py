@@ -56,7 +56,9 @@ def test_a_tick_wakes_an_endpoint_the_user_scaled_to_zero_once_a_request_is_in_f
     with db() as session, session.begin():  # what the gateway writes while it holds a request
         now = clock()
         session.add(
-            EndpointActivity(endpoint_id=ident, last_request_at=now, in_flight=1, pending_mean=1, updated_at=now)
+            EndpointActivity(
+                endpoint_id=ident, gateway="test", last_request_at=now, in_flight=1, pending_mean=1, updated_at=now
+            )
         )
     ((woken, decision),) = ticker(db, clock).tick()
 

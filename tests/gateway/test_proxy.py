@@ -1,0 +1,233 @@
+"""The gateway as clients see it: routing, transparency, streaming, real clients, errors."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import httpx
+import orjson
+import pytest
+from huggingface_hub import InferenceClient
+from openai import OpenAI
+
+from tests.fixtures.engine import FakeEngine
+from tests.fixtures.engine import words_for as words
+from tests.gateway.conftest import Running
+
+
+@pytest.fixture(scope="module")
+def routed(gateway: Running, engine: FakeEngine) -> str:
+    """A public endpoint admin/chat served by the fake engine; returns its gateway URL."""
+    ident = gateway.create("chat")
+    gateway.set_status(ident, engines=[engine])
+    gateway.serving("admin", "chat")
+    return f"{gateway.url}/admin/chat"
+
+
+def test_path_query_and_body_reach_the_engine_unchanged(routed: str) -> None:
+    answer = httpx.post(f"{routed}/echo/a%2Fb/c?x=1&y=%20z&x=2", content=b"x" * 5000)
+    assert answer.status_code == 200
+    seen = answer.json()
+    assert seen["method"] == "POST"
+    assert seen["path"] == "/echo/a%2Fb/c"
+    assert seen["query"] == "x=1&y=%20z&x=2"
+    assert seen["body_bytes"] == 5000
+
+
+def test_hop_by_hop_headers_and_the_callers_token_stay_at_the_gateway(routed: str) -> None:
+    answer = httpx.get(
+        f"{routed}/echo/",
+        headers={
+            "Authorization": "Bearer secret-of-the-caller",
+            "Connection": "keep-alive, X-Drop-Me",
+            "X-Drop-Me": "1",
+            "Proxy-Authorization": "Basic x",
+            "X-Keep-Me": "kept",
+            "X-Request-Id": "req-123",
+        },
+    )
+    headers = answer.json()["headers"]
+    assert "authorization" not in headers
+    assert "x-drop-me" not in headers
+    assert "proxy-authorization" not in headers
+    assert headers["x-keep-me"] == "kept"
+    assert headers["x-request-id"] == "req-123"
+    assert headers["x-forwarded-for"] == "127.0.0.1"
+
+
+def test_a_chunked_request_body_streams_through(routed: str) -> None:
+    def chunks():  # no Content-Length: sent chunked
+        for _ in range(50):
+            yield b"y" * 10_000
+
+    answer = httpx.post(f"{routed}/echo/upload", content=chunks())
+    assert answer.json()["body_bytes"] == 500_000
+
+
+def test_the_bare_url_answers_as_the_health_route(routed: str, engine: FakeEngine) -> None:
+    assert httpx.get(routed).status_code == 200
+    assert httpx.get(routed + "/").json() == {"ready": True}
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/admin/chat/../other/x", 400),
+        ("/admin/chat/%2e%2e/x", 400),
+        ("/admin%2Fchat/x", 404),
+        ("/admin/ch%61t/x", 404),
+        ("/admin/nope/x", 404),
+        ("/only-one-segment", 404),
+    ],
+)
+def test_crafted_paths_do_not_steer_routing(gateway: Running, routed: str, path: str, status: int) -> None:
+    # httpx would normalise the dots away; a raw socket sends the path exactly as written.
+    port = gateway.gateway.ports["public"]
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+        conn.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        raw = b""
+        while chunk := conn.recv(65536):
+            raw += chunk
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.split(b" ", 2)[1] == str(status).encode()
+    assert orjson.loads(body)["statusCode"] == status
+
+
+def test_a_host_header_does_not_choose_the_endpoint_without_a_domain(gateway: Running, routed: str) -> None:
+    answer = httpx.get(f"{gateway.url}/admin/chat/echo/", headers={"Host": "chat-admin.example.com"})
+    assert answer.status_code == 200
+    assert httpx.get(f"{gateway.url}/echo/", headers={"Host": "chat-admin.example.com"}).status_code == 404
+
+
+def test_huggingface_inference_client_generates_and_streams(routed: str) -> None:
+    client = InferenceClient(model=routed, provider="hf-inference")
+    assert client.text_generation("hello there", max_new_tokens=3) == " ".join(words("hello there", 3))
+    streamed = list(client.text_generation("hello there", max_new_tokens=4, stream=True))
+    assert "".join(streamed).split() == words("hello there", 4)
+    reply = client.chat_completion(messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+    assert reply.choices[0].message.content == " ".join(words("hi", 2))
+    chunks = list(client.chat_completion(messages=[{"role": "user", "content": "hi"}], max_tokens=3, stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).split() == words("hi", 3)
+
+
+def test_openai_sdk_through_the_gateway(routed: str) -> None:
+    client = OpenAI(base_url=routed + "/v1", api_key="unused-on-a-public-endpoint")
+    reply = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "a b c"}], max_tokens=2)
+    assert reply.usage is not None
+    assert reply.usage.prompt_tokens == 3
+    stream = client.chat.completions.create(
+        model="m",
+        messages=[{"role": "user", "content": "a b c"}],
+        max_tokens=3,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == 3
+
+
+def test_tei_embed(routed: str) -> None:
+    assert httpx.post(f"{routed}/embed", json={"inputs": ["ab", "abc"]}).json() == [
+        [2.0, 0.5, -0.25],
+        [3.0, 0.5, -0.25],
+    ]
+
+
+def test_events_arrive_one_by_one_not_buffered(routed: str) -> None:
+    gap_ms, count = 150, 6
+    arrivals = []
+    with httpx.stream(
+        "POST",
+        f"{routed}/generate_stream",
+        json={"inputs": "x", "parameters": {"max_new_tokens": count}},
+        headers={"X-Fake-Token-Delay-Ms": str(gap_ms)},
+    ) as answer:
+        for line in answer.iter_lines():
+            if line.startswith("data:"):
+                arrivals.append(time.monotonic())
+    assert len(arrivals) == count
+    # Buffered, all events would land together at the end; unbuffered, they keep the engine's spacing.
+    spread = arrivals[-1] - arrivals[0]
+    assert spread >= (count - 1) * gap_ms / 1000 * 0.8
+
+
+def test_token_counts_and_request_metrics_are_exported(gateway: Running, routed: str) -> None:
+    def figure(name: str) -> float:
+        text = httpx.get(f"{gateway.internal_url}/metrics").text
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith(name + "{") and 'endpoint="admin/chat"' in line
+        )
+
+    before = figure("llm_completion_tokens_total"), figure("llm_prompt_tokens_total")
+    httpx.post(
+        f"{routed}/v1/chat/completions", json={"messages": [{"role": "user", "content": "one two"}], "max_tokens": 4}
+    )
+    httpx.post(
+        f"{routed}/generate",
+        json={"inputs": "x y z", "parameters": {"max_new_tokens": 3, "details": True, "decoder_input_details": True}},
+    )
+    with httpx.stream(
+        "POST", f"{routed}/generate_stream", json={"inputs": "q", "parameters": {"max_new_tokens": 5}}
+    ) as s:
+        s.read()
+    after = figure("llm_completion_tokens_total"), figure("llm_prompt_tokens_total")
+    assert after[0] - before[0] == 4 + 3 + 5
+    assert after[1] - before[1] == 2 + 3
+    assert figure("llm_requests_total") > 0
+    assert (
+        'llm_internal_request_duration_ms_bucket{endpoint="admin/chat"'
+        in httpx.get(f"{gateway.internal_url}/metrics").text
+    )
+    assert httpx.get(f"{gateway.url}/metrics").status_code == 404  # metrics stay on the internal listener
+
+
+def test_a_refused_upstream_is_a_502_with_a_reason(gateway: Running) -> None:
+    ident = gateway.create("gone-engine")
+    dead = FakeEngine()
+    dead.close()
+    gateway.set_status(ident, engines=[dead])
+    gateway.serving("admin", "gone-engine")
+    answer = httpx.post(f"{gateway.url}/admin/gone-engine/generate", json={"inputs": "x"})
+    assert answer.status_code == 502
+    assert "refused" in answer.json()["error"]
+
+
+def test_an_oversized_body_is_refused(live_server, routed: str) -> None:  # type: ignore[no-untyped-def]
+    from tests.gateway.conftest import start_gateway
+
+    small, thread = start_gateway(live_server, max_body_bytes=1000)
+    try:
+        small.ready.wait(10)
+        url = f"http://127.0.0.1:{small.ports['public']}/admin/chat"
+        from tests.fixtures.kube import wait_for
+
+        wait_for(lambda: True if small.table.get("admin", "chat") else None, timeout=10, what="route")
+        assert httpx.post(f"{url}/echo/", content=b"x" * 2000).status_code == 413
+
+        def chunks():
+            for _ in range(3):
+                yield b"z" * 600
+
+        assert httpx.post(f"{url}/echo/", content=chunks()).status_code == 413
+        assert httpx.post(f"{url}/echo/", content=b"x" * 900).status_code == 200
+    finally:
+        small.stop()
+        thread.join(timeout=15)
+
+
+def test_a_client_that_goes_away_cancels_the_upstream_call(routed: str, engine: FakeEngine) -> None:
+    before = engine.control()
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.get(f"{routed}/slow", headers={"X-Fake-Delay-Ms": "3000"}, timeout=0.5)
+    from tests.fixtures.kube import wait_for
+
+    wait_for(
+        lambda: True if engine.control()["cancelled"] > before["cancelled"] else None,
+        timeout=5,
+        what="the engine to see its request cancelled",
+    )
+    assert engine.control()["completed_slow"] == before["completed_slow"]
