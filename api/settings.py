@@ -156,7 +156,7 @@ class Settings(BaseSettings):
     public_url: str = Field(default="http://127.0.0.1:8000", description="How users reach this API.")
     gateway_url: str | None = Field(
         default=None,
-        description="How clients reach the gateway; endpoint urls start with it (default: DAIS_PUBLIC_URL).",
+        description="How clients reach the gateway; endpoint urls start with it (default: http://{gateway listen}).",
     )
     secret_key: SecretStr | None = Field(
         default=None,
@@ -195,6 +195,11 @@ class Settings(BaseSettings):
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'dais.db'}"
+
+    @property
+    def endpoint_url_base(self) -> str:
+        """Endpoint urls are ``{this}/{namespace}/{name}``."""
+        return (self.gateway_url or f"http://{self.gateway.listen}").rstrip("/")
 
     @property
     def is_sqlite(self) -> bool:

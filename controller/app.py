@@ -104,7 +104,7 @@ class Controller:
                 rollout_deadline_seconds=config.rollout_deadline_seconds,
                 hash_key=hashlib.sha256(b"dais-pod-template" + self.secret_key.encode()).digest(),
             ),
-            url_base=self.settings.gateway_url or self.settings.public_url,
+            url_base=self.settings.endpoint_url_base,
             startup_deadline_seconds=config.startup_deadline_seconds,
             clock=self.clock,
             is_leader=elector.is_leader,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import multiprocessing
 import os
@@ -116,16 +117,32 @@ def _run_workers(host: str, port: int, count: int) -> int:
 
 
 def _start_embedded(settings: Settings, sessions: sessionmaker[Session]) -> None:
-    """``dais serve`` runs the autoscaler in-process, and the controller when it has a cluster to talk to."""
+    """``dais serve`` runs the gateway and the autoscaler in-process, and the controller when it has a cluster
+    to talk to."""
     from api.bootstrap import secret_key
     from api.db.changes import LocalBus
+    from api.db.models import Endpoint, EndpointStatus
+    from api.domain.catalog import load_engine_catalog
     from autoscaler.app import Autoscaler, has_cluster
+    from gateway.app import Gateway
 
-    wake_bus = None
+    wake_bus = routes_bus = None
     if settings.is_sqlite:  # no NOTIFY: changes and wakes travel in-process
-        wake_bus = LocalBus()
+        wake_bus, routes_bus = LocalBus(), LocalBus()
+        routes_bus.attach(sessions, rows=(Endpoint, EndpointStatus))
     autoscaler = Autoscaler(settings, sessions=sessions, wake_bus=wake_bus)
     threading.Thread(target=autoscaler.run, args=(threading.Event(),), name="autoscaler", daemon=True).start()
+    gateway = Gateway(
+        settings.gateway,
+        sessions=sessions,
+        engines=load_engine_catalog(settings.engine_catalog),
+        database_url=settings.effective_database_url,
+        wake_bus=wake_bus,
+        routes_bus=routes_bus,
+    )
+    threading.Thread(target=lambda: asyncio.run(gateway.serve()), name="gateway", daemon=True).start()
+    if gateway.ready.wait(30):
+        print(f"  Gateway: endpoints are served at {settings.endpoint_url_base}/{{namespace}}/{{name}}/", flush=True)
     if not has_cluster(settings):
         print("  No DAIS_CONTROLLER__KUBECONFIG: endpoints stay pending (no controller runs).", flush=True)
         return
@@ -180,6 +197,31 @@ def _cmd_autoscaler(args: argparse.Namespace) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     return 0 if autoscaler.run(stop) else 1
+
+
+def _cmd_gateway(_: argparse.Namespace) -> int:
+    from api.db.session import make_engine, make_sessionmaker
+    from api.domain.catalog import load_engine_catalog
+    from api.logs import configure_logging
+    from gateway.app import Gateway
+
+    settings = Settings()
+    configure_logging(json_lines=settings.log_json, level=settings.log_level)
+    if settings.is_sqlite:
+        print(
+            "dais: the gateway needs a shared PostgreSQL (DAIS_DATABASE_URL); on SQLite, `dais serve` runs it",
+            file=sys.stderr,
+        )
+        return 2
+    # Token checks, routing reads and activity writes run in worker threads; a few connections suffice.
+    engine = make_engine(settings.effective_database_url, pool_size=8)
+    Gateway(
+        settings.gateway,
+        sessions=make_sessionmaker(engine),
+        engines=load_engine_catalog(settings.engine_catalog),
+        database_url=settings.effective_database_url,
+    ).run()
+    return 0
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
@@ -416,6 +458,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "controller", help="reconcile endpoints into Kubernetes (leader-elected; /metrics and /healthz)"
     ).set_defaults(func=_cmd_controller)
+
+    commands.add_parser(
+        "gateway", help="serve endpoints' traffic: route, authorize, wake and hold on cold starts (/metrics inside)"
+    ).set_defaults(func=_cmd_gateway)
 
     autoscaler = commands.add_parser(
         "autoscaler", help="decide replica counts (leader-elected; /metrics and /healthz); `simulate` replays a trace"

@@ -115,12 +115,11 @@ class Gateway:
                     internal=internal,
                 )
                 runner = web.ServerRunner(
-                    web.Server(self._own_routes(proxy, internal=internal), handler_cancellation=True),
-                    access_log=None,
+                    web.Server(self._own_routes(proxy, internal=internal), handler_cancellation=True, access_log=None)
                 )
                 await runner.setup()
                 host, _, port = address.rpartition(":")
-                site = web.TCPSite(runner, host or "0.0.0.0", int(port), reuse_port=True, backlog=1024)
+                site = web.TCPSite(runner, host or "0.0.0.0", int(port), backlog=1024)
                 await site.start()
                 runners.append(runner)
                 bound = runner.addresses[0]

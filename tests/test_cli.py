@@ -62,7 +62,12 @@ def test_cli_errors_say_what_to_do(live_server: LiveServer) -> None:
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
     port = free_port()
-    env = {**os.environ, "DAIS_HOME": str(tmp_path / "home")}
+    env = {
+        **os.environ,
+        "DAIS_HOME": str(tmp_path / "home"),
+        "DAIS_GATEWAY__LISTEN": f"127.0.0.1:{free_port()}",
+        "DAIS_GATEWAY__INTERNAL_LISTEN": f"127.0.0.1:{free_port()}",
+    }
     env.pop("DAIS_ADMIN_TOKEN", None)
     env.pop("DAIS_DATABASE_URL", None)
     process = subprocess.Popen(

@@ -230,7 +230,7 @@ def test_a_leader_stopped_cleanly_hands_over_its_lease(harness: Harness) -> None
 def test_serve_runs_the_controller_and_autoscaler_on_sqlite(
     kube_cluster: KubeCluster, hub_server: HubServer, tmp_path: Path
 ) -> None:
-    port = free_port()
+    port, gateway_port, internal_port = free_port(), free_port(), free_port()
     namespace = "dais-serve"
     env = {
         **os.environ,
@@ -241,6 +241,9 @@ def test_serve_runs_the_controller_and_autoscaler_on_sqlite(
         "DAIS_CONTROLLER__NAMESPACE": namespace,
         "DAIS_HUB__URL": hub_server.url,
         "DAIS_AUTOSCALER__TICK_SECONDS": "0.5",
+        "DAIS_GATEWAY__LISTEN": f"127.0.0.1:{gateway_port}",
+        "DAIS_GATEWAY__INTERNAL_LISTEN": f"127.0.0.1:{internal_port}",
+        "DAIS_GATEWAY__CONNECT_TIMEOUT_SECONDS": "1",
     }
     env.pop("DAIS_DATABASE_URL", None)
     log = (tmp_path / "serve.log").open("wb")
@@ -271,6 +274,19 @@ def test_serve_runs_the_controller_and_autoscaler_on_sqlite(
             timeout=WAIT,
             what="the endpoint to run under dais serve",
         )
+        # The embedded gateway follows status writes on the in-process bus: the url routes to the replica
+        # (KWOK's pod addresses lead nowhere real, so the answer itself says nothing; its metrics do).
+        url = api.get(f"/v2/endpoint/{NS}/local").json()["status"]["url"]
+        assert url == f"http://127.0.0.1:{gateway_port}/{NS}/local"
+
+        def forwarded() -> bool:
+            httpx.get(f"{url}/health", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10)
+            figures = httpx.get(f"http://127.0.0.1:{internal_port}/metrics").text
+            return f'endpoint="{NS}/local"' in "".join(
+                line for line in figures.splitlines() if line.startswith(("llm_requests_total", "llm_failures_total"))
+            )
+
+        wait_for(forwarded, timeout=WAIT, what="the embedded gateway to forward to the endpoint")
         wait_for(
             lambda: api.get(f"/v2/endpoint/{NS}/local/scaling").json()["desiredReplicas"] == 1,
             timeout=WAIT,

@@ -1,0 +1,125 @@
+"""The gateway's pure parts: path parsing, host routing, balancing, activity windows, token counting."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from api.domain.enums import EndpointType
+from gateway.activity import Activity
+from gateway.proxy import Proxy, Target, parse_target
+from gateway.routing import Route, RoutingTable
+from gateway.usage import UsageReader
+
+
+def route(namespace: str, name: str, *upstreams: str) -> Route:
+    return Route(
+        endpoint_id=f"{namespace}-{name}",
+        namespace=namespace,
+        name=name,
+        access=EndpointType.PUBLIC,
+        private_service=False,
+        paused=False,
+        scaled_to_zero=False,
+        state="running",
+        ready=len(upstreams),
+        target=len(upstreams),
+        upstreams=upstreams or ("http://u",),
+        health_route="/health",
+        startup_seconds=None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("/ns/ep", Target("ns", "ep", "/", "")),
+        ("/ns/ep/", Target("ns", "ep", "/", "")),
+        ("/ns/ep/v1/chat/completions?a=%20b", Target("ns", "ep", "/v1/chat/completions", "a=%20b")),
+        ("/ns/ep/a%2Fb", Target("ns", "ep", "/a%2Fb", "")),
+        ("/metrics", None),
+        ("/NS/ep/x", None),
+        ("/ns%2Fep/x", None),
+    ],
+)
+def test_paths(raw: str, expected: Target | None) -> None:
+    assert parse_target(raw, None, None) == expected
+
+
+@pytest.mark.parametrize("raw", ["/ns/ep/../x", "/ns/ep/%2E%2E/x", "/ns/ep/./x", "/ns/ep/a%5Cb", "/ns/ep/%00"])
+def test_dot_segments_backslashes_and_nul_are_refused(raw: str) -> None:
+    assert isinstance(parse_target(raw, None, None), str)
+
+
+def _proxy(table: RoutingTable) -> Proxy:
+    proxy = object.__new__(Proxy)
+    proxy.table = table
+    proxy.outstanding = {}
+    proxy._turn = 0
+    return proxy
+
+
+def test_host_routing_tries_every_dash_split() -> None:
+    table = RoutingTable()
+    table.put(route("my-team", "my-model"))
+    target = parse_target("/generate", "my-model-my-team.models.example.com:443", "models.example.com")
+    assert isinstance(target, Target)
+    found = _proxy(table).find(target)
+    assert found is not None
+    assert found.label == "my-team/my-model"
+    assert parse_target("/generate", "evil.example.org", "models.example.com") is None  # no path route either
+
+
+def test_least_outstanding_picks_the_idlest_upstream() -> None:
+    table = RoutingTable()
+    r = route("ns", "ep", "http://a", "http://b", "http://c")
+    proxy = _proxy(table)
+    proxy.outstanding = {"http://a": 3, "http://b": 0, "http://c": 1}
+    assert proxy.pick(r) == "http://b"
+    proxy.outstanding = {"http://a": 1, "http://b": 1, "http://c": 1}
+    assert {proxy.pick(r) for _ in range(6)} == {"http://a", "http://b", "http://c"}  # ties rotate
+
+
+class Ticks:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_activity_is_a_time_weighted_mean_over_four_periods_and_written_only_on_change() -> None:
+    ticks = Ticks()
+    at = datetime(2026, 11, 23, tzinfo=UTC)
+    activity = Activity(clock=lambda: at, monotonic=ticks)
+    activity.started("e")
+    activity.started("e")
+    ticks.now = 2.5
+    activity.finished("e")
+    ticks.now = 5.0
+    (row,) = activity.close_period()  # 2 in flight for 2.5 s, then 1 for 2.5 s: mean 1.5
+    assert (row.in_flight, row.pending_mean, row.last_request_at) == (1, 1.5, at)
+    activity.finished("e")
+    ticks.now = 10.0
+    (row,) = activity.close_period()
+    assert (row.in_flight, row.pending_mean) == (0, 0.75)  # (1.5 + 0) / 2 periods
+    for _ in range(3):
+        ticks.now += 5
+        activity.close_period()
+    assert activity.close_period() == []  # idle and already written as zero: nothing to write, and forgotten
+
+
+def test_tokens_from_openai_json_tgi_details_and_the_last_sse_events() -> None:
+    reader = UsageReader("application/json")
+    reader.feed(b'{"choices": [], "usage": {"prompt_tokens": 7, ')
+    reader.feed(b'"completion_tokens": 3}}')
+    assert (reader.tokens().prompt, reader.tokens().completion) == (7, 3)
+    tgi = UsageReader("application/json")
+    tgi.feed(b'[{"generated_text": "x", "details": {"generated_tokens": 4, "prefill": [{}, {}]}}]')
+    assert (tgi.tokens().prompt, tgi.tokens().completion) == (2, 4)
+    stream = UsageReader("text/event-stream; charset=utf-8")
+    stream.feed(b'data: {"choices": [{"delta": {}}]}\n\n' * 5000)
+    stream.feed(b'data: {"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 9}}\n\ndata: [DONE]\n\n')
+    assert stream.tokens().completion == 9
+    assert not UsageReader("image/png").wanted
