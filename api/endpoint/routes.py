@@ -12,7 +12,7 @@ from api.deps import ContextDep
 from api.domain.spec import EndpointSpec, EndpointUpdate
 from api.domain.state import Observed
 from api.domain.timefmt import to_client_time
-from api.endpoint import repository, service
+from api.endpoint import openmetrics, repository, service
 from api.endpoint.schemas import EndpointLike, observed_of, render, render_row
 from api.responses import FastJSONResponse
 
@@ -193,6 +193,21 @@ def endpoint_scaling(
                 for d in decisions
             ],
         }
+
+
+@router.get(
+    "/endpoint/{namespace}/{name}/open-metrics",
+    response_class=Response,
+    responses={200: {"content": {openmetrics.CONTENT_TYPE: {}}, "description": "OpenMetrics text."}},
+)
+def endpoint_open_metrics(namespace: str, name: str, ctx: ContextDep) -> Response:
+    """The endpoint's traffic figures from the gateway, as OpenMetrics text: requests by status class, failures,
+    upstream latency, prompt and completion tokens, pending and held requests, cold starts."""
+    with ctx.unit(read_only=True) as unit:
+        unit.principal.require_namespace(namespace)
+        service.scaling(unit.session, namespace=namespace, name=name, limit=1)  # 404 for an unknown endpoint
+    body = openmetrics.figures(ctx.state.settings, f"{namespace}/{name}")
+    return Response(body, media_type=openmetrics.CONTENT_TYPE)
 
 
 @router.get("/endpoint/{namespace}/{name}/events")

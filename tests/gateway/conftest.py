@@ -90,7 +90,8 @@ class Running:
 
 
 def start_gateway(live: LiveServer, **overrides: Any) -> tuple[Gateway, threading.Thread]:
-    settings = GatewaySettings(listen="127.0.0.1:0", internal_listen="127.0.0.1:0", activity_seconds=1, **overrides)
+    defaults: dict[str, Any] = {"listen": "127.0.0.1:0", "internal_listen": "127.0.0.1:0", "activity_seconds": 1}
+    settings = GatewaySettings(**{**defaults, **overrides})
     gateway = Gateway(
         settings,
         sessions=live.sessions,
