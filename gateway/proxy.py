@@ -243,12 +243,15 @@ class Proxy:
                         response.headers.add(name, value)
                 pending.answered()
                 usage = UsageReader(answer.headers.get("Content-Type", "")) if answer.status < 300 else None
-                await response.prepare(request)
-                async for chunk in answer.content.iter_any():
-                    if usage is not None and usage.wanted:
-                        usage.feed(chunk)
-                    await response.write(chunk)
-                await response.write_eof()
+                try:
+                    await response.prepare(request)
+                    async for chunk in answer.content.iter_any():
+                        if usage is not None and usage.wanted:
+                            usage.feed(chunk)
+                        await response.write(chunk)
+                    await response.write_eof()
+                except ConnectionResetError:  # the client went away mid-answer: the upstream call closes below
+                    usage = None
         except aiohttp.ClientConnectionError as exc:
             if limited is not None and limited.exceeded:
                 metrics.REJECTED.labels("too_large").inc()
