@@ -44,8 +44,35 @@ ROUTES = Gauge("dais_gateway_routes", "Endpoints in the routing table.")
 PER_ENDPOINT = (REQUESTS, FAILURES, DURATION, PROMPT_TOKENS, COMPLETION_TOKENS, PENDING, HELD, COLD_STARTS)
 
 
+class Series:
+    """One endpoint's children of the per-request metrics, looked up once: ``labels()`` on every request
+    showed in the gateway's profile."""
+
+    __slots__ = ("completion", "duration", "failures", "label", "pending", "prompt", "requests")
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.pending = PENDING.labels(label)
+        self.duration = DURATION.labels(label)
+        self.failures = FAILURES.labels(label)
+        self.prompt = PROMPT_TOKENS.labels(label)
+        self.completion = COMPLETION_TOKENS.labels(label)
+        self.requests = {f"{n}xx": REQUESTS.labels(label, f"{n}xx") for n in range(1, 6)}
+
+
+_SERIES: dict[str, Series] = {}
+
+
+def series(label: str) -> Series:
+    found = _SERIES.get(label)
+    if found is None:
+        found = _SERIES[label] = Series(label)
+    return found
+
+
 def drop_endpoint(label: str) -> None:
     """Forgets a removed endpoint's series, which keeps label values bounded."""
+    _SERIES.pop(label, None)
     for metric in PER_ENDPOINT:
         for labels in list(metric._metrics):  # prometheus_client has no public listing
             if labels and labels[0] == label:

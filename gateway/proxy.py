@@ -10,10 +10,11 @@ configured domain) takes part in routing.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,7 +23,7 @@ from urllib.parse import unquote
 import aiohttp
 import orjson
 from aiohttp import web
-from multidict import CIMultiDict
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from api.settings import GatewaySettings
@@ -163,7 +164,7 @@ class Proxy:
             metrics.REJECTED.labels("too_large").inc()
             return error(413, f"request body over {self.settings.max_body_bytes} bytes: send a smaller one")
 
-        pending = _Pending(self.activity, route)
+        pending = _Pending(self.activity, route, metrics.series(route.label))
         try:
             if not route.serving:
                 ready = await self._cold(route, request)
@@ -230,6 +231,7 @@ class Proxy:
             else:
                 body = limited = _LimitedBody(request, self.settings.max_body_bytes)
         label = route.label
+        figures = pending.series
         self.outstanding[upstream] = self.outstanding.get(upstream, 0) + 1
         started = time.perf_counter()
         response: web.StreamResponse | None = None
@@ -237,12 +239,21 @@ class Proxy:
             async with self.client.request(
                 request.method, url, headers=headers, data=body, allow_redirects=False
             ) as answer:
-                response = web.StreamResponse(status=answer.status, reason=answer.reason)
-                for name, value in answer.headers.items():
-                    if name.lower() not in HOP_BY_HOP:
-                        response.headers.add(name, value)
                 pending.answered()
                 usage = UsageReader(answer.headers.get("Content-Type", "")) if answer.status < 300 else None
+                length = answer.content_length
+                small = length is not None and length <= _READ_WHOLE and request.method != "HEAD"
+                if small and not (usage is not None and usage.stream):
+                    # A small, whole answer: one write of headers and body (aiohttp sends a streamed
+                    # response's headers on their own, a syscall that showed in the profile).
+                    whole = await answer.read()
+                    response = web.Response(status=answer.status, reason=answer.reason, body=whole)
+                    _copy_headers(answer.headers, response, skip=_LENGTH)
+                    if usage is not None and usage.wanted:
+                        usage.feed(whole)
+                    return self._counted(figures, answer.status, started, usage, response)
+                response = web.StreamResponse(status=answer.status, reason=answer.reason)
+                _copy_headers(answer.headers, response, skip=HOP_BY_HOP)
                 try:
                     await response.prepare(request)
                     async for chunk in answer.content.iter_any():
@@ -256,28 +267,39 @@ class Proxy:
             if limited is not None and limited.exceeded:
                 metrics.REJECTED.labels("too_large").inc()
                 return error(413, f"request body over {self.settings.max_body_bytes} bytes: send a smaller one")
-            metrics.FAILURES.labels(label).inc()
+            figures.failures.inc()
             if response is not None and response.prepared:
                 raise  # the status is sent; the client sees the stream cut
             return error(502, f"endpoint {label}: the replica refused or dropped the connection ({_why(exc)}): retry")
         except TimeoutError:
-            metrics.FAILURES.labels(label).inc()
+            figures.failures.inc()
             if response is not None and response.prepared:
                 raise
             return error(504, f"endpoint {label}: the replica did not answer in time: retry, or raise the timeout")
         finally:
             self.outstanding[upstream] -= 1
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        metrics.DURATION.labels(label).observe(elapsed_ms)
-        metrics.REQUESTS.labels(label, f"{answer.status // 100}xx").inc()
-        if answer.status >= 500:
-            metrics.FAILURES.labels(label).inc()
+        return self._counted(figures, answer.status, started, usage, response)
+
+    @staticmethod
+    def _counted(
+        figures: metrics.Series,
+        status: int,
+        started: float,
+        usage: UsageReader | None,
+        response: web.StreamResponse,
+    ) -> web.StreamResponse:
+        figures.duration.observe((time.perf_counter() - started) * 1000)
+        by_class = figures.requests.get(f"{status // 100}xx")
+        if by_class is not None:
+            by_class.inc()
+        if status >= 500:
+            figures.failures.inc()
         if usage is not None and usage.wanted:
             tokens = usage.tokens()
             if tokens.prompt:
-                metrics.PROMPT_TOKENS.labels(label).inc(tokens.prompt)
+                figures.prompt.inc(tokens.prompt)
             if tokens.completion:
-                metrics.COMPLETION_TOKENS.labels(label).inc(tokens.completion)
+                figures.completion.inc(tokens.completion)
         return response
 
     def _upstream_headers(self, request: web.BaseRequest) -> CIMultiDict[str]:
@@ -293,8 +315,17 @@ class Proxy:
         headers["X-Forwarded-For"] = f"{prior}, {peer}" if prior else peer
         headers["X-Forwarded-Proto"] = request.scheme
         if "X-Request-Id" not in headers:
-            headers["X-Request-Id"] = request.headers.get("X-Amzn-Trace-Id") or uuid.uuid4().hex
+            headers["X-Request-Id"] = request.headers.get("X-Amzn-Trace-Id") or _request_id()
         return headers
+
+
+_LENGTH = HOP_BY_HOP | {"content-length"}  # aiohttp sets Content-Length of a whole body itself
+
+
+def _copy_headers(source: CIMultiDictProxy[str], response: web.StreamResponse, *, skip: frozenset[str]) -> None:
+    for name, value in source.items():
+        if name.lower() not in skip:
+            response.headers.add(name, value)
 
 
 class _LimitedBody:
@@ -319,24 +350,33 @@ class _LimitedBody:
 class _Pending:
     """A request counts as pending (for the autoscaler and ``dais_gateway_pending``) until it has a status."""
 
-    __slots__ = ("activity", "endpoint_id", "gauge")
+    __slots__ = ("activity", "endpoint_id", "series")
 
-    def __init__(self, activity: Activity, route: Route) -> None:
+    def __init__(self, activity: Activity, route: Route, series: metrics.Series) -> None:
         self.activity = activity
         self.endpoint_id: str | None = route.endpoint_id
-        self.gauge = metrics.PENDING.labels(route.label)
+        self.series = series
         activity.started(route.endpoint_id)
-        self.gauge.inc()
+        series.pending.inc()
 
     def answered(self) -> None:
         if self.endpoint_id is not None:
             self.activity.finished(self.endpoint_id)
-            self.gauge.dec()
+            self.series.pending.dec()
             self.endpoint_id = None
 
 
 def _why(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
+
+
+_ID_PREFIX = os.urandom(6).hex()
+_ID_COUNTER = itertools.count()
+
+
+def _request_id() -> str:
+    """Unique per process run and cheap (uuid4 reads the kernel's random source on every call)."""
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):012x}"
 
 
 def _utcnow() -> datetime:
