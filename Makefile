@@ -44,11 +44,13 @@ contracts: deps
 test: deps system-deps k8s lint typecheck contracts
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# wrk (Debian package) is the load generator of the benchmarks.
+# wrk (Debian package) is the load generator of the benchmarks; nginx is the gateway benchmark's anchor.
 bench: deps system-deps
-	@command -v wrk >/dev/null || { $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -q && \
-	  $(if $(filter 0,$(shell id -u)),,sudo) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk; }
+	@{ command -v wrk && { command -v nginx || test -x /usr/sbin/nginx; }; } >/dev/null || { \
+	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -q && \
+	  $(if $(filter 0,$(shell id -u)),,sudo) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk nginx; }
 	$(PY) benchmarks/api.py
+	$(PY) benchmarks/gateway.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
