@@ -263,6 +263,11 @@ class Proxy:
                     await response.write_eof()
                 except ConnectionResetError:  # the client went away mid-answer: the upstream call closes below
                     usage = None
+        except TimeoutError:  # aiohttp's connect and read timeouts are TimeoutErrors (and connection errors)
+            figures.failures.inc()
+            if response is not None and response.prepared:
+                raise
+            return error(504, f"endpoint {label}: the replica did not answer in time: retry, or raise the timeout")
         except aiohttp.ClientConnectionError as exc:
             if limited is not None and limited.exceeded:
                 metrics.REJECTED.labels("too_large").inc()
@@ -271,11 +276,6 @@ class Proxy:
             if response is not None and response.prepared:
                 raise  # the status is sent; the client sees the stream cut
             return error(502, f"endpoint {label}: the replica refused or dropped the connection ({_why(exc)}): retry")
-        except TimeoutError:
-            figures.failures.inc()
-            if response is not None and response.prepared:
-                raise
-            return error(504, f"endpoint {label}: the replica did not answer in time: retry, or raise the timeout")
         finally:
             self.outstanding[upstream] -= 1
         return self._counted(figures, answer.status, started, usage, response)

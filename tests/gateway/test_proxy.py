@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Iterator
 
 import httpx
 import orjson
@@ -11,9 +12,11 @@ import pytest
 from huggingface_hub import InferenceClient
 from openai import OpenAI
 
+from tests.conftest import LiveServer
 from tests.fixtures.engine import FakeEngine
 from tests.fixtures.engine import words_for as words
-from tests.gateway.conftest import Running
+from tests.fixtures.kube import wait_for
+from tests.gateway.conftest import Running, start_gateway
 
 
 @pytest.fixture(scope="module")
@@ -196,19 +199,14 @@ def test_a_refused_upstream_is_a_502_with_a_reason(gateway: Running) -> None:
     assert "refused" in answer.json()["error"]
 
 
-def test_an_oversized_body_is_refused(live_server, routed: str) -> None:  # type: ignore[no-untyped-def]
-    from tests.gateway.conftest import start_gateway
-
+def test_an_oversized_body_is_refused(live_server: LiveServer, routed: str) -> None:
     small, thread = start_gateway(live_server, max_body_bytes=1000)
     try:
-        small.ready.wait(10)
         url = f"http://127.0.0.1:{small.ports['public']}/admin/chat"
-        from tests.fixtures.kube import wait_for
-
         wait_for(lambda: True if small.table.get("admin", "chat") else None, timeout=10, what="route")
         assert httpx.post(f"{url}/echo/", content=b"x" * 2000).status_code == 413
 
-        def chunks():
+        def chunks() -> Iterator[bytes]:
             for _ in range(3):
                 yield b"z" * 600
 
@@ -223,11 +221,26 @@ def test_a_client_that_goes_away_cancels_the_upstream_call(routed: str, engine: 
     before = engine.control()
     with pytest.raises(httpx.ReadTimeout):
         httpx.get(f"{routed}/slow", headers={"X-Fake-Delay-Ms": "3000"}, timeout=0.5)
-    from tests.fixtures.kube import wait_for
-
     wait_for(
         lambda: True if engine.control()["cancelled"] > before["cancelled"] else None,
         timeout=5,
         what="the engine to see its request cancelled",
     )
     assert engine.control()["completed_slow"] == before["completed_slow"]
+
+
+def test_a_silent_upstream_is_a_504_and_a_domain_routes_by_host(live_server: LiveServer, routed: str) -> None:
+    other, thread = start_gateway(live_server, read_timeout_seconds=0.5, domain="models.example.com")
+    try:
+        wait_for(lambda: True if other.table.get("admin", "chat") else None, timeout=10, what="route")
+        base = f"http://127.0.0.1:{other.ports['public']}"
+        slow = httpx.get(f"{base}/admin/chat/slow", headers={"X-Fake-Delay-Ms": "3000"})
+        assert slow.status_code == 504
+        assert "did not answer in time" in slow.json()["error"]
+        by_host = httpx.get(f"{base}/echo/x?q=1", headers={"Host": "chat-admin.models.example.com"})
+        assert by_host.status_code == 200
+        assert by_host.json()["path"] == "/echo/x"
+        assert by_host.json()["query"] == "q=1"
+    finally:
+        other.stop()
+        thread.join(timeout=15)
