@@ -266,7 +266,7 @@ class Proxy:
         except TimeoutError:  # aiohttp's connect and read timeouts are TimeoutErrors (and connection errors)
             figures.failures.inc()
             if response is not None and response.prepared:
-                raise
+                return _cut(request, response, label, "the replica went silent mid-answer")
             return error(504, f"endpoint {label}: the replica did not answer in time: retry, or raise the timeout")
         except aiohttp.ClientConnectionError as exc:
             if limited is not None and limited.exceeded:
@@ -274,7 +274,7 @@ class Proxy:
                 return error(413, f"request body over {self.settings.max_body_bytes} bytes: send a smaller one")
             figures.failures.inc()
             if response is not None and response.prepared:
-                raise  # the status is sent; the client sees the stream cut
+                return _cut(request, response, label, f"the replica dropped the connection mid-answer ({_why(exc)})")
             return error(502, f"endpoint {label}: the replica refused or dropped the connection ({_why(exc)}): retry")
         finally:
             self.outstanding[upstream] -= 1
@@ -364,6 +364,15 @@ class _Pending:
             self.activity.finished(self.endpoint_id)
             self.series.pending.dec()
             self.endpoint_id = None
+
+
+def _cut(request: web.BaseRequest, response: web.StreamResponse, label: str, why: str) -> web.StreamResponse:
+    """The status and part of the body are sent: close the client's connection, so the answer ends visibly
+    truncated (no final chunk), rather than looking complete."""
+    log.warning("endpoint %s: %s; closing the client connection", label, why)
+    if request.transport is not None:
+        request.transport.close()
+    return response
 
 
 def _why(exc: BaseException) -> str:

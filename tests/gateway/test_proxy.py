@@ -244,3 +244,11 @@ def test_a_silent_upstream_is_a_504_and_a_domain_routes_by_host(live_server: Liv
     finally:
         other.stop()
         thread.join(timeout=15)
+
+
+def test_an_engine_that_dies_mid_stream_leaves_the_answer_visibly_cut(routed: str) -> None:
+    with httpx.stream("GET", f"{routed}/drop") as answer:
+        assert answer.status_code == 200
+        with pytest.raises(httpx.RemoteProtocolError):
+            for _ in answer.iter_raw():
+                pass
