@@ -20,7 +20,7 @@ from tests.fixtures.kube import KubeCluster, assets_dir, wait_for
 CHART = Path(__file__).resolve().parents[2] / "charts" / "dais"
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
 KUBERNETES_VERSION = "1.36.0"  # the test cluster's minor (tests/cluster/versions.env)
-CUSTOM_KINDS = {"PodMonitor", "HTTPRoute"}  # CRDs: not in the Kubernetes schemas
+CUSTOM_KINDS = {"ServiceMonitor", "HTTPRoute"}  # CRDs: not in the Kubernetes schemas
 
 
 def helm(*args: str, kubeconfig: Path | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -253,3 +253,16 @@ def test_the_controller_may_read_only_its_own_namespace_object(release: Release)
     other = release.kubectl("auth", "can-i", "get", "namespace/kube-system", "--as", account, check=False)
     assert mine.stdout.strip() == "yes"
     assert other.stdout.strip() == "no"
+
+
+def test_each_service_monitor_selects_exactly_one_service_with_its_port() -> None:
+    objects = render(str(CHART / "ci" / "monitoring-values.yaml"))
+    services = [o for o in objects if o["kind"] == "Service"]
+    monitors = [o for o in objects if o["kind"] == "ServiceMonitor"]
+    assert len(monitors) == 4
+    for monitor in monitors:
+        wanted = monitor["spec"]["selector"]["matchLabels"]
+        chosen = [s for s in services if wanted.items() <= s["metadata"]["labels"].items()]
+        assert len(chosen) == 1, monitor["metadata"]["name"]
+        port = monitor["spec"]["endpoints"][0]["port"]
+        assert port in {p["name"] for p in chosen[0]["spec"]["ports"]}
