@@ -17,7 +17,7 @@ import pytest
 import yaml
 from sqlalchemy import select
 
-from api.db.models import Endpoint
+from api.db.models import Endpoint, EndpointStatus
 from api.kube.client import Kube
 from api.settings import ControllerSettings
 from controller import metrics
@@ -164,6 +164,15 @@ def test_create_runs_on_a_fake_gpu_node_with_the_right_objects(stack: Stack) -> 
     status = stack.wait_state("gpu-one", "running")
     assert status["url"] == "https://gw.example.com/admin/gpu-one"
     assert (status["readyReplica"], status["targetReplica"]) == (1, 1)
+    with stack.server.sessions() as session:  # where the gateway sends this endpoint's traffic
+        row = session.get(EndpointStatus, endpoint_id)
+        assert row is not None
+        service = f"ep-gpu-one-{endpoint_id[:12]}"
+        assert row.upstream == f"http://{service}.{stack.namespace}.svc:80"
+        assert row.addresses is not None
+        assert len(row.addresses) == 1
+        assert row.addresses[0].endswith(":80")  # KWOK's pod IP, the engine's container port
+        assert row.startup_seconds is not None
 
     deployment = stack.only("Deployment", endpoint_id)
     pod_spec = deployment["spec"]["template"]["spec"]

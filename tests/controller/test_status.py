@@ -10,7 +10,7 @@ import pytest
 from api.domain.catalog import load_hardware_catalog
 from api.domain.enums import EndpointState
 from controller.desired import TEMPLATE_HASH
-from controller.status import crash_looping, observe
+from controller.status import crash_looping, observe, serving_addresses, startup_seconds
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 HARDWARE = load_hardware_catalog(None, default_quota=16)
@@ -338,3 +338,40 @@ def test_pods_being_deleted_do_not_count() -> None:
 def test_crash_looping_names_the_containers_whose_logs_explain_it() -> None:
     looping = pod(engine={"state": {"waiting": {"reason": "CrashLoopBackOff"}}})
     assert crash_looping([looping, pod(engine=RUNNING, name="fine")]) == [("ep-abc", "engine")]
+
+
+def serving_pod(
+    ip: str | None, *, ready: bool, started_s: float, ready_s: float | None, port: int = 8080
+) -> dict[str, Any]:
+    start = (NOW - timedelta(seconds=started_s)).isoformat().replace("+00:00", "Z")
+    condition: dict[str, Any] = {"type": "Ready", "status": "True" if ready else "False"}
+    if ready_s is not None:
+        condition["lastTransitionTime"] = (NOW - timedelta(seconds=ready_s)).isoformat().replace("+00:00", "Z")
+    return {
+        "metadata": {"name": f"ep-{ip}", "creationTimestamp": start},
+        "spec": {"containers": [{"name": "engine", "ports": [{"containerPort": port}]}]},
+        "status": {"podIP": ip, "startTime": start, "conditions": [condition]},
+    }
+
+
+def test_serving_addresses_are_the_ready_pods_engine_ports() -> None:
+    pods = [
+        serving_pod("10.0.0.2", ready=True, started_s=100, ready_s=40),
+        serving_pod("10.0.0.1", ready=True, started_s=300, ready_s=200),
+        serving_pod("10.0.0.3", ready=False, started_s=10, ready_s=None),  # starting: not yet
+        serving_pod(None, ready=True, started_s=10, ready_s=5),  # no address yet
+        serving_pod("fd00::7", ready=True, started_s=50, ready_s=20, port=80),
+    ]
+    terminating = serving_pod("10.0.0.9", ready=True, started_s=500, ready_s=400)
+    terminating["metadata"]["deletionTimestamp"] = NOW.isoformat()
+    assert serving_addresses([*pods, terminating]) == ["10.0.0.1:8080", "10.0.0.2:8080", "[fd00::7]:80"]
+
+
+def test_startup_seconds_is_the_most_recently_ready_pods_time_to_ready() -> None:
+    pods = [
+        serving_pod("10.0.0.1", ready=True, started_s=300, ready_s=200),  # took 100 s, Ready long ago
+        serving_pod("10.0.0.2", ready=True, started_s=100, ready_s=40),  # took 60 s, the latest
+        serving_pod("10.0.0.3", ready=False, started_s=10, ready_s=None),
+    ]
+    assert startup_seconds(pods) == 60
+    assert startup_seconds([pods[2]]) is None
