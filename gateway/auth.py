@@ -1,7 +1,8 @@
-"""Who may call an endpoint: public → anyone; authenticated → any valid Dais token; private (and the legacy
-protected) → a member of the endpoint's namespace, an admin, or a token scoped to that very endpoint.
+"""Who may call an endpoint: public → anyone (tokens ignored); authenticated → any valid Dais token; private
+(and the legacy protected) → a member of the endpoint's namespace, an admin, or a token scoped to that very
+endpoint.
 
-A token scoped to one endpoint reaches only that endpoint, whatever its access level. Checked tokens are
+A token scoped to one endpoint reaches only that endpoint among those that need a token. Checked tokens are
 remembered for ``ttl`` seconds (under 5, so a revocation applies within 5 s) and unknown ones for a second;
 lookups of one token in flight at the same time share one database query.
 """
@@ -47,8 +48,8 @@ EXPIRED = Denial(401, "this token has expired: create a new one with `dais token
 
 def decide(route: Route, caller: Caller | Denial | None, now: datetime) -> Denial | None:
     """None when the caller may reach ``route``; otherwise why not. ``caller`` None: no token was sent."""
-    if route.access is EndpointType.PUBLIC and not isinstance(caller, Caller):
-        return None  # a public endpoint ignores a missing or bad token
+    if route.access is EndpointType.PUBLIC:
+        return None  # anyone, whatever token they send
     if caller is None:
         return MISSING
     if isinstance(caller, Denial):

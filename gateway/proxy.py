@@ -26,6 +26,7 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from api.domain.enums import EndpointType
 from api.settings import GatewaySettings
 from gateway import metrics
 from gateway.activity import Activity
@@ -154,7 +155,7 @@ class Proxy:
             metrics.REJECTED.labels("not_found").inc()
             where = f"{target.namespace}/{target.name}" if target.namespace else target.name
             return error(404, f"endpoint {where} not found: check the namespace and name (GET /v2/endpoint/...)")
-        if route.access != "public" or request.headers.get("Authorization"):
+        if route.access is not EndpointType.PUBLIC:  # a public endpoint ignores tokens: no lookup at all
             denial = decide(route, await self.tokens.caller(request.headers.get("Authorization")), _utcnow())
             if denial is not None:
                 metrics.REJECTED.labels("denied").inc()

@@ -65,6 +65,7 @@ def status(world: World, name: str, token: str | None, *, internal: bool = False
         ("pub", None, 200),
         ("pub", "garbage", 200),  # a public endpoint ignores a bad token
         ("pub", "bob", 200),
+        ("pub", "scoped", 200),  # tokens do not matter on a public endpoint
         ("auth", None, 401),
         ("auth", "garbage", 401),
         ("auth", "bob", 200),
