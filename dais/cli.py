@@ -215,12 +215,20 @@ def _cmd_gateway(_: argparse.Namespace) -> int:
         return 2
     # Token checks, routing reads and activity writes run in worker threads; a few connections suffice.
     engine = make_engine(settings.effective_database_url, pool_size=8)
-    Gateway(
+    gateway = Gateway(
         settings.gateway,
         sessions=make_sessionmaker(engine),
         engines=load_engine_catalog(settings.engine_catalog),
         database_url=settings.effective_database_url,
-    ).run()
+    )
+    try:
+        gateway.run()
+    except OSError as exc:  # most often: the port is taken
+        print(
+            f"dais: the gateway cannot listen ({exc}): check DAIS_GATEWAY__LISTEN and __INTERNAL_LISTEN",
+            file=sys.stderr,
+        )
+        return 2
     return 0
 
 

@@ -12,6 +12,7 @@ upstream request too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import socket
@@ -89,6 +90,7 @@ class Gateway:
         if handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop)
+        listener = self._start_listener(loop)  # before the first read, so no change falls between the two
         await self._reload()
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=10, keepalive_timeout=30)
         timeout = aiohttp.ClientTimeout(
@@ -130,22 +132,28 @@ class Gateway:
                 loop.create_task(self._poll()),
                 loop.create_task(self._write_activity()),
             ]
-            listener = self._start_listener(loop)
             self.ready.set()
             await loop.run_in_executor(None, self._stop.wait)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            if listener is not None:
-                listener.join(timeout=5)
         finally:
+            self._stop.set()
             for runner in runners:
                 await runner.cleanup()
             await client.close()
-            try:
-                await asyncio.to_thread(release_gateway, self.sessions, gateway=self.name, now=self.clock())
-            except Exception as exc:  # the autoscaler ignores a stale row after a minute anyway
-                log.warning("could not release this gateway's activity rows: %s", exc)
+            if listener is not None:
+                listener.join(timeout=5)
+            await self._last_activity()
+
+    async def _last_activity(self) -> None:
+        """On the way out: the last period's figures (its last request times), then nothing in flight."""
+        try:
+            rows = self.activity.close_period()
+            await asyncio.to_thread(write_rows, self.sessions, rows, gateway=self.name, now=self.clock())
+            await asyncio.to_thread(release_gateway, self.sessions, gateway=self.name, now=self.clock())
+        except Exception as exc:  # the autoscaler ignores a stale row after a minute anyway
+            log.warning("could not write this gateway's last activity: %s", exc)
 
     # -- the gateway's own routes -----------------------------------------------------------------------------
 
@@ -168,7 +176,8 @@ class Gateway:
 
     def _start_listener(self, loop: asyncio.AbstractEventLoop) -> threading.Thread | None:
         def changed(endpoint_id: str) -> None:
-            loop.call_soon_threadsafe(self._mark, endpoint_id)
+            with contextlib.suppress(RuntimeError):  # the loop is closed: this gateway has stopped
+                loop.call_soon_threadsafe(self._mark, endpoint_id)
 
         if self.routes_bus is not None:
             self.routes_bus.subscribe(changed)

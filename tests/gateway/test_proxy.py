@@ -12,6 +12,7 @@ import pytest
 from huggingface_hub import InferenceClient
 from openai import OpenAI
 
+from api.db.models import EndpointActivity
 from tests.conftest import LiveServer
 from tests.fixtures.engine import FakeEngine
 from tests.fixtures.engine import words_for as words
@@ -252,3 +253,20 @@ def test_an_engine_that_dies_mid_stream_leaves_the_answer_visibly_cut(routed: st
         with pytest.raises(httpx.RemoteProtocolError):
             for _ in answer.iter_raw():
                 pass
+
+
+def test_a_stopping_gateway_writes_its_last_requests_and_nothing_in_flight(
+    live_server: LiveServer, routed: str
+) -> None:
+    quiet, thread = start_gateway(live_server, activity_seconds=3600)  # no periodic write during the test
+    wait_for(lambda: True if quiet.table.get("admin", "chat") else None, timeout=10, what="route")
+    route = quiet.table.get("admin", "chat")
+    assert route is not None
+    assert httpx.get(f"http://127.0.0.1:{quiet.ports['public']}/admin/chat/info").status_code == 200
+    quiet.stop()
+    thread.join(timeout=15)
+    with live_server.sessions() as session:
+        row = session.get(EndpointActivity, (route.endpoint_id, quiet.name))
+        assert row is not None
+        assert row.last_request_at is not None
+        assert row.in_flight == 0
