@@ -64,7 +64,7 @@ def build_state(
         catalogs=catalogs,
         box=SecretBox(bootstrap.secret_key(settings)),
         auth=Authenticator(ttl_s=settings.auth_cache_seconds),
-        hub=HubResolver.from_settings(settings.hub, catalogs.hardware),
+        hub=HubResolver.from_settings(settings.hub, catalogs.hardware, token_ttl_s=settings.auth_cache_seconds),
         clock=clock,
     )
 

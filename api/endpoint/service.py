@@ -352,7 +352,7 @@ def _resolve(
     """Asks the Hub, with the endpoint's own HF_TOKEN secret or else the namespace's Hub token."""
     token = spec.model.secrets.get("HF_TOKEN")
     if token is None:
-        sealed = repository.hub_token_of(session, namespace)
+        sealed = hub.namespace_token(namespace, lambda: repository.hub_token_of(session, namespace))
         token = box.open(sealed)["token"] if sealed else None
     try:
         return hub.resolve(spec, compute=compute, token=token)

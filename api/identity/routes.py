@@ -66,9 +66,11 @@ def set_hub_token(namespace: str, body: HubTokenSet, ctx: ContextDep) -> dict[st
     or an admin). Stored encrypted and never returned; an endpoint's own HF_TOKEN secret takes precedence."""
     with ctx.unit() as unit:
         unit.principal.require_namespace(namespace)
-        return service.set_hub_token(
+        state = service.set_hub_token(
             unit.session, namespace=namespace, token=body.token, box=ctx.state.box, ctx=unit.audit, now=unit.now
         )
+    ctx.state.hub.forget_token(namespace)  # committed: this process's next create reads the new token
+    return state
 
 
 @router.get("/namespaces/{namespace}/hub-token")
@@ -84,6 +86,8 @@ def delete_hub_token(namespace: str, ctx: ContextDep) -> dict[str, Any]:
     """Forget the namespace's Hub token."""
     with ctx.unit() as unit:
         unit.principal.require_namespace(namespace)
-        return service.set_hub_token(
+        state = service.set_hub_token(
             unit.session, namespace=namespace, token=None, box=ctx.state.box, ctx=unit.audit, now=unit.now
         )
+    ctx.state.hub.forget_token(namespace)
+    return state

@@ -308,3 +308,29 @@ def test_many_creates_of_one_model_ask_the_hub_once(client_with: Callable[..., T
     for i in range(3):
         assert cached.post(f"/v2/endpoint/{NS}", json=body("org/popular", name=f"p{i}")).status_code == 200
     assert len([r for r in hub.requests if r[1].startswith("/api/models/org/popular")]) == 1
+
+
+def test_a_namespace_token_is_read_once_per_ttl_and_forgotten_when_set() -> None:
+    from api.domain.catalog import load_hardware_catalog
+    from api.hub.client import HubClient
+    from api.hub.service import HubResolver
+
+    resolver = HubResolver(
+        HubClient(endpoint=None, timeout=1, deadline=1, cache_seconds=0),
+        load_hardware_catalog(None, default_quota=16),
+        headroom=0.25,
+        lenient=False,
+        token_ttl_s=60,
+    )
+    reads: list[str] = []
+
+    def load() -> bytes | None:
+        reads.append("read")
+        return b"sealed"
+
+    assert resolver.namespace_token("acme", load) == b"sealed"
+    assert resolver.namespace_token("acme", load) == b"sealed"
+    assert len(reads) == 1  # the second create of the namespace skips the database
+    resolver.forget_token("acme")  # PUT/DELETE .../hub-token in this process
+    resolver.namespace_token("acme", load)
+    assert len(reads) == 2
