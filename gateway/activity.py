@@ -73,10 +73,6 @@ class Activity:
         count.advance(self.monotonic())
         count.in_flight -= 1
 
-    def in_flight(self, endpoint_id: str) -> int:
-        count = self._counts.get(endpoint_id)
-        return count.in_flight if count else 0
-
     def close_period(self) -> list[Row]:
         """Closes the open period; returns the rows whose figures changed since they were last written."""
         now = self.monotonic()

@@ -50,9 +50,6 @@ class ColdStarts:
         self._woken_at: dict[str, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def held(self, endpoint_id: str) -> int:
-        return self._held.get(endpoint_id, 0)
-
     def wake(self, route: Route) -> None:
         if route.paused:
             return
