@@ -72,6 +72,15 @@ class Running:
                 for key, value in fields.items():
                     setattr(status, key, value)
 
+    def figure(self, metric: str, endpoint: str) -> float:
+        """A metric's value for one endpoint ("ns/name") from the internal /metrics, summed over other labels."""
+        text = httpx.get(f"{self.internal_url}/metrics").text
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith(metric + "{") and f'endpoint="{endpoint}"' in line
+        )
+
     def serving(self, namespace: str, name: str, expected: bool = True) -> None:
         """Waits until the gateway's table shows the endpoint (not) serving."""
 

@@ -59,13 +59,6 @@ def _create_idle(gateway: Running, name: str) -> str:
     return gateway.create(name, compute=body["compute"])
 
 
-def held_figure(base: str, name: str) -> float:
-    for line in httpx.get(f"{base}/metrics").text.splitlines():
-        if line.startswith("dais_gateway_held{") and f'endpoint="admin/{name}"' in line:
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
-
-
 def test_without_the_header_a_cold_request_gets_503_retry_after_and_wakes_it(gateway: Running, wakes: Wakes) -> None:
     ident = at_zero(gateway, "cold-plain", startup_seconds=42.4)
     answer = httpx.post(f"{gateway.url}/admin/cold-plain/generate", json={"inputs": "x"})
@@ -89,7 +82,9 @@ def test_a_held_request_is_forwarded_once_a_replica_is_ready(
             timeout=90,
         )
         assert wakes.next() == ident
-        wait_for(lambda: held_figure(gateway.internal_url, "cold-held") == 1, timeout=10, what="the request held")
+        wait_for(
+            lambda: gateway.figure("dais_gateway_held", "admin/cold-held") == 1, timeout=10, what="the request held"
+        )
         # Held requests count as pending for the autoscaler.
         wait_for(lambda: _in_flight(gateway, ident) == 1, timeout=10, what="the held request in endpoint_activity")
         assert not held.done()
@@ -136,7 +131,7 @@ def test_the_hold_queue_is_bounded(live_server: LiveServer, engine: FakeEngine) 
                 )
                 for _ in range(2)
             ]
-            wait_for(lambda: held_figure(running.internal_url, "cold-cap") == 2, timeout=10, what="two held")
+            wait_for(lambda: running.figure("dais_gateway_held", "admin/cold-cap") == 2, timeout=10, what="two held")
             third = httpx.get(f"{running.url}/admin/cold-cap/info", headers={"X-Scale-Up-Timeout": "60"})
             assert third.status_code == 503
             assert "too many requests are already waiting" in third.json()["error"]
@@ -151,18 +146,11 @@ def test_a_paused_endpoint_answers_503_and_is_not_woken(gateway: Running) -> Non
     _create_idle(gateway, "cold-paused")
     assert gateway.api.post("/v2/endpoint/admin/cold-paused/pause").status_code == 200
     gateway.known("admin", "cold-paused", lambda r: r.paused)
-    before = _cold_starts(gateway, "cold-paused")
+    before = gateway.figure("dais_gateway_cold_starts_total", "admin/cold-paused")
     answer = httpx.get(f"{gateway.url}/admin/cold-paused/info", headers={"X-Scale-Up-Timeout": "30"})
     assert answer.status_code == 503
     assert "paused" in answer.json()["error"]
-    assert _cold_starts(gateway, "cold-paused") == before
-
-
-def _cold_starts(gateway: Running, name: str) -> float:
-    for line in httpx.get(f"{gateway.internal_url}/metrics").text.splitlines():
-        if line.startswith("dais_gateway_cold_starts_total{") and f'endpoint="admin/{name}"' in line:
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+    assert gateway.figure("dais_gateway_cold_starts_total", "admin/cold-paused") == before
 
 
 def test_pausing_releases_held_requests(gateway: Running) -> None:
@@ -179,7 +167,7 @@ def test_pausing_releases_held_requests(gateway: Running) -> None:
         done.set()
 
     threading.Thread(target=call, daemon=True).start()
-    wait_for(lambda: held_figure(gateway.internal_url, "cold-pause-held") == 1, timeout=10, what="held")
+    wait_for(lambda: gateway.figure("dais_gateway_held", "admin/cold-pause-held") == 1, timeout=10, what="held")
     assert gateway.api.post("/v2/endpoint/admin/cold-pause-held/pause").status_code == 200
     assert done.wait(10)
     assert result[0].status_code == 503

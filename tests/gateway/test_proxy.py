@@ -159,12 +159,7 @@ def test_events_arrive_one_by_one_not_buffered(routed: str) -> None:
 
 def test_token_counts_and_request_metrics_are_exported(gateway: Running, routed: str) -> None:
     def figure(name: str) -> float:
-        text = httpx.get(f"{gateway.internal_url}/metrics").text
-        return sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith(name + "{") and 'endpoint="admin/chat"' in line
-        )
+        return gateway.figure(name, "admin/chat")
 
     before = figure("llm_completion_tokens_total"), figure("llm_prompt_tokens_total")
     httpx.post(
