@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, Select, Text, bindparam, cast, func, select
+from sqlalchemy import Row, ScalarSelect, Select, Text, bindparam, cast, func, select
 from sqlalchemy.orm import Session, joinedload
 
 from api.db.models import Account, Endpoint, EndpointScaling, EndpointStatus, ScalingDecision
@@ -100,6 +100,20 @@ _IN_USE = select(func.coalesce(func.sum(Endpoint.accelerators), 0)).where(
     Endpoint.deleted_at.is_(None),
     Endpoint.paused.is_(False),
 )
+
+
+def accelerators_in_use_query(namespace: str, quota_key: str) -> ScalarSelect[Any]:
+    """``accelerators_in_use`` as a scalar subquery, to ride on another statement."""
+    return (
+        select(func.coalesce(func.sum(Endpoint.accelerators), 0))
+        .where(
+            Endpoint.namespace == namespace,
+            Endpoint.quota_key == quota_key,
+            Endpoint.deleted_at.is_(None),
+            Endpoint.paused.is_(False),
+        )
+        .scalar_subquery()
+    )
 
 
 def accelerators_in_use(session: Session, namespace: str, quota_key: str) -> int:

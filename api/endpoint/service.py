@@ -87,7 +87,10 @@ def create(
         raise Conflict(
             f"endpoint {namespace}/{spec.name} already exists: pick another name or update that endpoint"
         ) from None
-    audit.record(
+    # The quota check as in _enforce_quota, with the usage sum riding on the audit INSERT: that statement
+    # starts after the namespace lock is held, so its snapshot has every committed change (one round trip less).
+    _lock_namespace(session, namespace)
+    total = audit.record(
         session,
         ctx=ctx,
         action="endpoint.create",
@@ -95,8 +98,9 @@ def create(
         endpoint_id=endpoint.id,
         namespace=namespace,
         diff=spec_diff({}, endpoint.spec),
+        returning=repository.accelerators_in_use_query(namespace, compute.quota_key),
     )
-    _enforce_quota(session, namespace=namespace, compute=compute, spec=spec)
+    _check_quota(int(total), namespace=namespace, compute=compute, spec=spec)
     return endpoint
 
 
@@ -421,9 +425,18 @@ def _enforce_quota(session: Session, *, namespace: str, compute: Compute, spec: 
     the usage sum and the commit, not for the whole request (a long hold showed in UPDATE's p99).
     """
     session.flush()
+    _lock_namespace(session, namespace)
+    total = repository.accelerators_in_use(session, namespace, compute.quota_key)
+    _check_quota(total, namespace=namespace, compute=compute, spec=spec)
+
+
+def _lock_namespace(session: Session, namespace: str) -> None:
     if repository.lock_namespace(session, namespace) is None:
         raise NotFound(f"namespace {namespace!r} does not exist: create the user or org first")
-    total = repository.accelerators_in_use(session, namespace, compute.quota_key)
+
+
+def _check_quota(total: int, *, namespace: str, compute: Compute, spec: EndpointSpec) -> None:
+    """``total``: the namespace's use of this accelerator type with this write included."""
     wanted = _accelerators(compute, spec)
     if total > compute.max_accelerators:
         raise BadRequest(
