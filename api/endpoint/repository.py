@@ -94,16 +94,9 @@ def lock_namespace(session: Session, namespace: str) -> Account | None:
     return session.scalars(_LOCK_NAMESPACE, {"namespace": namespace}).first()
 
 
-_IN_USE = select(func.coalesce(func.sum(Endpoint.accelerators), 0)).where(
-    Endpoint.namespace == bindparam("namespace"),
-    Endpoint.quota_key == bindparam("quota_key"),
-    Endpoint.deleted_at.is_(None),
-    Endpoint.paused.is_(False),
-)
-
-
 def accelerators_in_use_query(namespace: str, quota_key: str) -> ScalarSelect[Any]:
-    """``accelerators_in_use`` as a scalar subquery, to ride on another statement."""
+    """Live, unpaused endpoints' accelerators of one type (scaled-to-zero ones count, as on the Hub), as a
+    scalar subquery that rides on another statement."""
     return (
         select(func.coalesce(func.sum(Endpoint.accelerators), 0))
         .where(
@@ -114,11 +107,6 @@ def accelerators_in_use_query(namespace: str, quota_key: str) -> ScalarSelect[An
         )
         .scalar_subquery()
     )
-
-
-def accelerators_in_use(session: Session, namespace: str, quota_key: str) -> int:
-    """Live, unpaused endpoints' accelerators of one type (scaled-to-zero ones count, as on the Hub)."""
-    return int(session.scalar(_IN_USE, {"namespace": namespace, "quota_key": quota_key}) or 0)
 
 
 def usage_by_compute(session: Session, namespace: str) -> dict[str, int]:

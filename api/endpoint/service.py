@@ -87,10 +87,7 @@ def create(
         raise Conflict(
             f"endpoint {namespace}/{spec.name} already exists: pick another name or update that endpoint"
         ) from None
-    # The quota check as in _enforce_quota, with the usage sum riding on the audit INSERT: that statement
-    # starts after the namespace lock is held, so its snapshot has every committed change (one round trip less).
-    _lock_namespace(session, namespace)
-    total = audit.record(
+    _audit_within_quota(
         session,
         ctx=ctx,
         action="endpoint.create",
@@ -98,9 +95,9 @@ def create(
         endpoint_id=endpoint.id,
         namespace=namespace,
         diff=spec_diff({}, endpoint.spec),
-        returning=repository.accelerators_in_use_query(namespace, compute.quota_key),
+        compute=compute,
+        spec=spec,
     )
-    _check_quota(int(total), namespace=namespace, compute=compute, spec=spec)
     return endpoint
 
 
@@ -150,17 +147,17 @@ def update(
     endpoint.accelerators = accelerators
     endpoint.quota_key = compute.quota_key
     _bump(endpoint, ctx=ctx, now=now)
-    audit.record(
-        session,
-        ctx=ctx,
-        action="endpoint.update",
-        now=now,
-        endpoint_id=endpoint.id,
-        namespace=namespace,
-        diff=diff,
-    )
+    event: dict[str, Any] = {
+        "ctx": ctx,
+        "action": "endpoint.update",
+        "now": now,
+        "endpoint_id": endpoint.id,
+        "diff": diff,
+    }
     if grows and not endpoint.paused:  # paused endpoints do not count; resume checks them
-        _enforce_quota(session, namespace=namespace, compute=compute, spec=spec)
+        _audit_within_quota(session, namespace=namespace, compute=compute, spec=spec, **event)
+    else:
+        audit.record(session, namespace=namespace, **event)
     return endpoint
 
 
@@ -212,19 +209,19 @@ def resume(
     endpoint.paused = False
     endpoint.scaled_to_zero = False
     _bump(endpoint, ctx=ctx, now=now)
-    audit.record(
-        session,
-        ctx=ctx,
-        action="endpoint.resume",
-        now=now,
-        endpoint_id=endpoint.id,
-        namespace=namespace,
-        diff=diff,
-    )
+    event: dict[str, Any] = {
+        "ctx": ctx,
+        "action": "endpoint.resume",
+        "now": now,
+        "endpoint_id": endpoint.id,
+        "diff": diff,
+    }
     if was_paused:  # paused endpoints do not count against quota; resuming makes them count again
         spec = EndpointSpec.model_validate(endpoint.spec)
         compute = _check_context(spec, catalogs, current=endpoint.spec["compute"]["id"])
-        _enforce_quota(session, namespace=namespace, compute=compute, spec=spec)
+        _audit_within_quota(session, namespace=namespace, compute=compute, spec=spec, **event)
+    else:
+        audit.record(session, namespace=namespace, **event)
     return endpoint
 
 
@@ -418,16 +415,26 @@ def _accelerators(compute: Compute, spec: EndpointSpec) -> int:
     return compute.num_accelerators * spec.compute.scaling.max_replica
 
 
-def _enforce_quota(session: Session, *, namespace: str, compute: Compute, spec: EndpointSpec) -> None:
-    """Checks the namespace's quota with this write already flushed, as the last step before commit.
+def _audit_within_quota(
+    session: Session, *, namespace: str, compute: Compute, spec: EndpointSpec, **event: Any
+) -> None:
+    """Records the audit event and checks the namespace's quota with this write included, as the last step
+    before commit.
 
-    The namespace's account row lock serializes quota checks; taking it last keeps it held only for
-    the usage sum and the commit, not for the whole request (a long hold showed in UPDATE's p99).
+    The namespace's account row lock serializes quota checks; taking it last keeps it held only for the
+    usage sum and the commit, not for the whole request (a long hold showed in UPDATE's p99). The sum rides
+    on the audit INSERT, which starts after the lock is held: its snapshot has every committed change, and
+    the request saves a round trip.
     """
     session.flush()
     _lock_namespace(session, namespace)
-    total = repository.accelerators_in_use(session, namespace, compute.quota_key)
-    _check_quota(total, namespace=namespace, compute=compute, spec=spec)
+    total = audit.record(
+        session,
+        namespace=namespace,
+        returning=repository.accelerators_in_use_query(namespace, compute.quota_key),
+        **event,
+    )
+    _check_quota(int(total), namespace=namespace, compute=compute, spec=spec)
 
 
 def _lock_namespace(session: Session, namespace: str) -> None:
