@@ -266,3 +266,10 @@ def test_each_service_monitor_selects_exactly_one_service_with_its_port() -> Non
         assert len(chosen) == 1, monitor["metadata"]["name"]
         port = monitor["spec"]["endpoints"][0]["port"]
         assert port in {p["name"] for p in chosen[0]["spec"]["ports"]}
+
+
+def test_a_gateway_domain_routes_its_wildcard_hosts_through_the_ingress() -> None:
+    objects = render(str(CHART / "ci" / "exposed-values.yaml"))
+    ingress = next(o for o in objects if o["kind"] == "Ingress" and o["metadata"]["name"].endswith("-gateway"))
+    assert [rule["host"] for rule in ingress["spec"]["rules"]] == ["models.example.com", "*.models.example.com"]
+    assert ingress["spec"]["tls"][0]["hosts"] == ["models.example.com", "*.models.example.com"]
