@@ -63,6 +63,7 @@ class Gateway:
         self.clock = clock
         self.table = RoutingTable()
         self.activity = Activity(clock=clock)
+        self.cold: ColdStarts | None = None  # built with the event loop, in serve()
         self.ready = threading.Event()
         self.ports: dict[str, int] = {}  # "public" / "internal" → bound port (0 in settings picks a free one)
         self._stop = threading.Event()
@@ -100,7 +101,7 @@ class Gateway:
             connector=connector, timeout=timeout, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
         )
         tokens = TokenCache(self.sessions, ttl_s=self.settings.token_cache_seconds)
-        cold = ColdStarts(self.table, cap=self.settings.hold_queue_size, send_wake=self._send_wake)
+        cold = self.cold = ColdStarts(self.table, cap=self.settings.hold_queue_size, send_wake=self._send_wake)
         runners = []
         try:
             listeners = [("public", self.settings.listen, False)]
@@ -247,6 +248,8 @@ class Gateway:
         route = self.table.by_id(endpoint_id)
         self.table.remove(endpoint_id)
         self.activity.forget(endpoint_id)
+        if self.cold is not None:
+            self.cold.forget(endpoint_id)
         if route is not None:
             metrics.drop_endpoint(route.label)
 

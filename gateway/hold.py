@@ -50,6 +50,10 @@ class ColdStarts:
         self._woken_at: dict[str, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
+    def forget(self, endpoint_id: str) -> None:
+        """The endpoint is gone from the routing table."""
+        self._woken_at.pop(endpoint_id, None)
+
     def wake(self, route: Route) -> None:
         if route.paused:
             return

@@ -278,7 +278,11 @@ class Proxy:
                 return _cut(request, response, label, f"the replica dropped the connection mid-answer ({_why(exc)})")
             return error(502, f"endpoint {label}: the replica refused or dropped the connection ({_why(exc)}): retry")
         finally:
-            self.outstanding[upstream] -= 1
+            left = self.outstanding[upstream] - 1
+            if left:
+                self.outstanding[upstream] = left
+            else:  # pod addresses come and go: keep only those with requests in flight
+                del self.outstanding[upstream]
         return self._counted(figures, answer.status, started, usage, response)
 
     @staticmethod
