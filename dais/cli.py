@@ -140,9 +140,27 @@ def _start_embedded(settings: Settings, sessions: sessionmaker[Session]) -> None
         wake_bus=wake_bus,
         routes_bus=routes_bus,
     )
-    threading.Thread(target=lambda: asyncio.run(gateway.serve()), name="gateway", daemon=True).start()
-    if gateway.ready.wait(30):
+    failed: list[BaseException] = []
+
+    def run_gateway() -> None:
+        try:
+            asyncio.run(gateway.serve())
+        except Exception as exc:  # most often a taken port; the API still serves
+            failed.append(exc)
+
+    thread = threading.Thread(target=run_gateway, name="gateway", daemon=True)
+    thread.start()
+    while not gateway.ready.wait(0.05) and thread.is_alive():
+        pass
+    if gateway.ready.is_set():
         print(f"  Gateway: endpoints are served at {settings.endpoint_url_base}/{{namespace}}/{{name}}/", flush=True)
+    else:
+        why = failed[0] if failed else "it stopped"
+        print(
+            f"  The gateway did not start ({why}): endpoints are not served; "
+            "set DAIS_GATEWAY__LISTEN and __INTERNAL_LISTEN to free ports",
+            flush=True,
+        )
     if not has_cluster(settings):
         print("  No DAIS_CONTROLLER__KUBECONFIG: endpoints stay pending (no controller runs).", flush=True)
         return

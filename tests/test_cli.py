@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ import pytest
 
 from tests.conftest import LiveServer
 from tests.factories import ADMIN_TOKEN
+from tests.fixtures.kube import wait_for
 from tests.fixtures.postgres import free_port
 
 DAIS = [sys.executable, "-m", "dais"]
@@ -110,3 +112,44 @@ def test_api_refuses_to_start_on_an_old_schema(tmp_path: Path) -> None:
     )
     assert started.returncode == 2
     assert "dais db upgrade" in started.stderr
+
+
+def test_serve_says_so_when_the_gateway_cannot_listen_and_keeps_serving_the_api(tmp_path: Path) -> None:
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = free_port()
+    env = {
+        **os.environ,
+        "DAIS_HOME": str(tmp_path / "home"),
+        "DAIS_GATEWAY__LISTEN": f"127.0.0.1:{taken.getsockname()[1]}",
+        "DAIS_GATEWAY__INTERNAL_LISTEN": f"127.0.0.1:{free_port()}",
+    }
+    env.pop("DAIS_DATABASE_URL", None)
+    process = subprocess.Popen(
+        [*DAIS, "serve", "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env
+    )
+    try:
+        assert process.stdout is not None
+        deadline = time.monotonic() + 60
+        said = ""
+        while "gateway did not start" not in said and time.monotonic() < deadline:
+            line = process.stdout.readline()
+            assert line or process.poll() is None, "dais serve exited early"
+            said += line
+        assert "DAIS_GATEWAY__LISTEN" in said
+        ready = wait_for(
+            lambda: _ready(f"http://127.0.0.1:{port}/readyz"), timeout=60, what="the API to serve without a gateway"
+        )
+        assert ready
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        taken.close()
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
