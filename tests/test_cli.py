@@ -61,13 +61,13 @@ def test_cli_errors_say_what_to_do(live_server: LiveServer) -> None:
     assert "cannot reach" in unreachable.stderr
 
 
-@pytest.fixture
-def serve(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
+def start_serve(home: Path, *, gateway_port: int | None = None) -> tuple[subprocess.Popen[str], int]:
+    """`dais serve` on SQLite in ``home``, on free ports (the gateway on ``gateway_port`` when given)."""
     port = free_port()
     env = {
         **os.environ,
-        "DAIS_HOME": str(tmp_path / "home"),
-        "DAIS_GATEWAY__LISTEN": f"127.0.0.1:{free_port()}",
+        "DAIS_HOME": str(home),
+        "DAIS_GATEWAY__LISTEN": f"127.0.0.1:{gateway_port or free_port()}",
         "DAIS_GATEWAY__INTERNAL_LISTEN": f"127.0.0.1:{free_port()}",
     }
     env.pop("DAIS_ADMIN_TOKEN", None)
@@ -75,6 +75,12 @@ def serve(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
     process = subprocess.Popen(
         [*DAIS, "serve", "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env
     )
+    return process, port
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    process, port = start_serve(tmp_path / "home")
     yield process, f"http://127.0.0.1:{port}"
     process.terminate()
     process.wait(timeout=20)
@@ -118,17 +124,7 @@ def test_serve_says_so_when_the_gateway_cannot_listen_and_keeps_serving_the_api(
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))
     taken.listen()
-    port = free_port()
-    env = {
-        **os.environ,
-        "DAIS_HOME": str(tmp_path / "home"),
-        "DAIS_GATEWAY__LISTEN": f"127.0.0.1:{taken.getsockname()[1]}",
-        "DAIS_GATEWAY__INTERNAL_LISTEN": f"127.0.0.1:{free_port()}",
-    }
-    env.pop("DAIS_DATABASE_URL", None)
-    process = subprocess.Popen(
-        [*DAIS, "serve", "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env
-    )
+    process, port = start_serve(tmp_path / "home", gateway_port=taken.getsockname()[1])
     try:
         assert process.stdout is not None
         deadline = time.monotonic() + 60
