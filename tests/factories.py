@@ -16,6 +16,16 @@ from tests.fixtures.hub import HubServer, safetensors_bytes
 ADMIN_TOKEN = "dais_test_admin_token_0123456789abcdef"
 
 
+class Ticks:
+    """A monotonic clock the test moves by hand (``ticks.now += 5``)."""
+
+    def __init__(self, start: float = 100.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def make_user(session: Session, name: str, *, now: datetime, admin: bool = False) -> str:
     """Creates a user and returns a fresh token for it."""
     user = Account(id=uuid.uuid4().hex, name=name, kind="user", is_admin=admin, created_at=now)

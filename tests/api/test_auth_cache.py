@@ -12,15 +12,7 @@ from api.auth.service import Authenticator
 from api.db.models import ApiToken
 from api.errors import Unauthorized
 from tests.conftest import Clock
-from tests.factories import make_user
-
-
-class Ticks:
-    def __init__(self) -> None:
-        self.value = 100.0
-
-    def __call__(self) -> float:
-        return self.value
+from tests.factories import Ticks, make_user
 
 
 def revoke_behind_its_back(db: sessionmaker[Session], clock: Clock) -> None:
@@ -40,7 +32,7 @@ def test_cached_principal_outlives_a_foreign_revocation_only_for_the_ttl(
     revoke_behind_its_back(db, clock)  # as another API process would
     with db() as session:
         assert auth.authenticate(session, authorization=f"Bearer {token}", now=clock()).name == "erin"
-        ticks.value += 2
+        ticks.now += 2
         with pytest.raises(Unauthorized, match="revoked"):
             auth.authenticate(session, authorization=f"Bearer {token}", now=clock())
 

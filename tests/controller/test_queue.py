@@ -6,14 +6,7 @@ import random
 import threading
 
 from controller.queue import WorkQueue
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.factories import Ticks
 
 
 def test_a_key_is_queued_once() -> None:
@@ -34,7 +27,7 @@ def test_a_key_added_while_processing_comes_back_after_done() -> None:
 
 
 def test_delayed_keys_wait_for_their_time() -> None:
-    clock = FakeClock()
+    clock = Ticks()
     queue = WorkQueue(clock=clock)
     queue.add_after("a", 5)
     assert queue.get(timeout=0) is None
@@ -43,7 +36,7 @@ def test_delayed_keys_wait_for_their_time() -> None:
 
 
 def test_backoff_grows_per_key_with_jitter_and_resets_on_success() -> None:
-    clock = FakeClock()
+    clock = Ticks()
     queue = WorkQueue(base_delay=1, max_delay=8, clock=clock, rng=random.Random(7))
     delays = []
     for _ in range(6):

@@ -13,6 +13,7 @@ import pytest
 from api.domain.enums import EndpointType
 from gateway.auth import Caller, Denial, TokenCache, decide
 from gateway.routing import Route
+from tests.factories import Ticks
 from tests.fixtures.engine import FakeEngine
 from tests.fixtures.kube import wait_for
 from tests.gateway.conftest import Running
@@ -112,16 +113,8 @@ def test_a_revoked_token_stops_working_within_the_cache_time(world: World) -> No
     wait_for(lambda: status(world, "priv", token) == 401, timeout=10, what="the revoked token to be refused")
 
 
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_the_token_cache_forgets_a_token_before_5_seconds(world: World) -> None:
-    clock = FakeTime()
+    clock = Ticks()
     cache = TokenCache(world.gateway.live.sessions, ttl_s=4, monotonic=clock)
     token_id, token = _token(world.gateway, "alice")
 

@@ -11,6 +11,7 @@ from gateway.activity import Activity
 from gateway.proxy import Proxy, Target, parse_target
 from gateway.routing import Route, RoutingTable
 from gateway.usage import UsageReader
+from tests.factories import Ticks
 
 
 def route(namespace: str, name: str, *upstreams: str) -> Route:
@@ -81,16 +82,8 @@ def test_least_outstanding_picks_the_idlest_upstream() -> None:
     assert {proxy.pick(r) for _ in range(6)} == {"http://a", "http://b", "http://c"}  # ties rotate
 
 
-class Ticks:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_activity_is_a_time_weighted_mean_over_four_periods_and_written_only_on_change() -> None:
-    ticks = Ticks()
+    ticks = Ticks(0.0)
     at = datetime(2026, 11, 23, tzinfo=UTC)
     activity = Activity(clock=lambda: at, monotonic=ticks)
     activity.started("e")
