@@ -3,10 +3,8 @@ the only one that serves ``privateService`` endpoints, and the gateway's ``/metr
 follows database notifications into the routing table; periodic tasks re-read the whole table (the safety
 net for lost notifications) and write activity for the autoscaler.
 
-Server and client are aiohttp's: measured on this project's loopback benchmark, its C-parser server with a
-pooled ``ClientSession`` added the least latency of the asyncio stacks tried, streams chunk by chunk without
-buffering, and cancels a handler when its client goes away (``handler_cancellation``), which closes the
-upstream request too.
+Server and client are the gateway's own (``gateway.server``, ``gateway.upstream``): asyncio protocols on
+httptools, run on uvloop where it is installed. See ``gateway.server`` for why not a framework.
 """
 
 from __future__ import annotations
@@ -17,11 +15,10 @@ import logging
 import signal
 import socket
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 
-import aiohttp
-from aiohttp import web
+import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -34,10 +31,13 @@ from gateway.auth import TokenCache
 from gateway.hold import ColdStarts
 from gateway.proxy import Proxy, error
 from gateway.routing import RoutingTable, load_routes
+from gateway.server import Connection, HttpServer, Request
+from gateway.upstream import UpstreamPool
 
 log = logging.getLogger("dais.gateway")
 
 _OWN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+_JSON = (b"content-type", b"application/json")
 
 
 class Gateway:
@@ -75,8 +75,13 @@ class Gateway:
     # -- lifecycle --------------------------------------------------------------------------------------------
 
     def run(self) -> None:
-        """Serves until SIGTERM/SIGINT (or ``stop()``)."""
-        asyncio.run(self.serve(handle_signals=True))
+        """Serves until SIGTERM/SIGINT (or ``stop()``), on uvloop when it is installed."""
+        try:
+            import uvloop
+        except ImportError:  # pragma: no cover - uvloop is a dependency where it builds (not on Windows)
+            asyncio.run(self.serve(handle_signals=True))
+        else:
+            uvloop.run(self.serve(handle_signals=True))
 
     def stop(self) -> None:
         self._stop.set()
@@ -93,16 +98,12 @@ class Gateway:
                 loop.add_signal_handler(sig, self.stop)
         listener = self._start_listener(loop)  # before the first read, so no change falls between the two
         await self._reload()
-        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=10, keepalive_timeout=30)
-        timeout = aiohttp.ClientTimeout(
-            total=None, connect=self.settings.connect_timeout_seconds, sock_read=self.settings.read_timeout_seconds
-        )
-        client = aiohttp.ClientSession(
-            connector=connector, timeout=timeout, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
+        pool = UpstreamPool(
+            connect_timeout=self.settings.connect_timeout_seconds, read_timeout=self.settings.read_timeout_seconds
         )
         tokens = TokenCache(self.sessions, ttl_s=self.settings.token_cache_seconds)
         cold = self.cold = ColdStarts(self.table, cap=self.settings.hold_queue_size, send_wake=self._send_wake)
-        runners = []
+        servers: list[tuple[asyncio.Server, HttpServer]] = []
         try:
             listeners = [("public", self.settings.listen, False)]
             if self.settings.internal_listen:
@@ -114,18 +115,15 @@ class Gateway:
                     tokens=tokens,
                     activity=self.activity,
                     cold=cold,
-                    client=client,
+                    pool=pool,
                     internal=internal,
+                    own=self._own_routes(internal=internal),
                 )
-                runner = web.ServerRunner(
-                    web.Server(self._own_routes(proxy, internal=internal), handler_cancellation=True, access_log=None)
-                )
-                await runner.setup()
+                http = HttpServer(proxy, max_body_bytes=self.settings.max_body_bytes)
                 host, _, port = address.rpartition(":")
-                site = web.TCPSite(runner, host or "0.0.0.0", int(port), backlog=1024)
-                await site.start()
-                runners.append(runner)
-                bound = runner.addresses[0]
+                server = await loop.create_server(http, host or "0.0.0.0", int(port), backlog=1024)
+                servers.append((server, http))
+                bound = server.sockets[0].getsockname()
                 self.ports[role] = int(bound[1])
                 log.info("gateway %s listener on %s:%d", role, bound[0], bound[1])
             tasks = [
@@ -140,9 +138,11 @@ class Gateway:
             await asyncio.gather(*tasks, return_exceptions=True)
         finally:
             self._stop.set()
-            for runner in runners:
-                await runner.cleanup()
-            await client.close()
+            for server, http in servers:
+                server.close()
+                http.close_all()
+                await server.wait_closed()
+            pool.close()
             if listener is not None:
                 listener.join(timeout=5)
             await self._last_activity()
@@ -158,20 +158,22 @@ class Gateway:
 
     # -- the gateway's own routes -----------------------------------------------------------------------------
 
-    def _own_routes(
-        self, proxy: Proxy, *, internal: bool
-    ) -> Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]:
-        async def handle(request: web.BaseRequest) -> web.StreamResponse:
-            path = request.path
-            if path in _OWN_PATHS:
-                if path == "/metrics" and internal:
-                    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
-                if path in ("/healthz", "/readyz"):
-                    return web.json_response({"status": "ok", "routes": len(self.table)})
-                return error(404, "not found")
-            return await proxy(request)
+    def _own_routes(self, *, internal: bool) -> Callable[[Request, Connection], bool]:
+        """Answers the gateway's own paths (True), which are never endpoint paths."""
 
-        return handle
+        def answer(request: Request, client: Connection) -> bool:
+            path = request.target.partition("?")[0]
+            if path not in _OWN_PATHS:
+                return False
+            if path == "/metrics" and internal:
+                client.send(200, [(b"content-type", CONTENT_TYPE_LATEST.encode())], generate_latest())
+            elif path in ("/healthz", "/readyz"):
+                client.send(200, [_JSON], orjson.dumps({"status": "ok", "routes": len(self.table)}))
+            else:
+                error(client, 404, "not found")
+            return True
+
+        return answer
 
     # -- routing table upkeep ---------------------------------------------------------------------------------
 

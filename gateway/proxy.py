@@ -10,21 +10,18 @@ configured domain) takes part in routing.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import os
 import re
 import time
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import unquote
 
-import aiohttp
 import orjson
-from aiohttp import web
-from multidict import CIMultiDict, CIMultiDictProxy
-from yarl import URL
 
 from api.domain.enums import EndpointType
 from api.settings import GatewaySettings
@@ -33,6 +30,8 @@ from gateway.activity import Activity
 from gateway.auth import TokenCache, decide
 from gateway.hold import ColdStarts, HoldOutcome
 from gateway.routing import Route, RoutingTable
+from gateway.server import Body, BodyTooLarge, ClientGone, Connection, Headers, Request, http_date
+from gateway.upstream import UpstreamConnection, UpstreamError, UpstreamPool
 from gateway.usage import UsageReader
 
 HOP_BY_HOP = frozenset(
@@ -49,15 +48,10 @@ HOP_BY_HOP = frozenset(
     }
 )
 _SEGMENT = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
-_READ_WHOLE = 256 << 10  # bodies up to this size are read at once (faster); larger ones stream
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 SCALE_UP_HEADER = "X-Scale-Up-Timeout"
 
 log = logging.getLogger("dais.gateway")
-
-
-def error(status: int, message: str, *, headers: dict[str, str] | None = None) -> web.Response:
-    body = orjson.dumps({"error": message, "statusCode": status})
-    return web.Response(status=status, body=body, content_type="application/json", headers=headers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,16 +93,19 @@ class Proxy:
         tokens: TokenCache,
         activity: Activity,
         cold: ColdStarts,
-        client: aiohttp.ClientSession,
+        pool: UpstreamPool,
         internal: bool,
+        own: Callable[[Request, Connection], bool] | None = None,
     ) -> None:
         self.settings = settings
         self.table = table
         self.tokens = tokens
         self.activity = activity
         self.cold = cold
-        self.client = client
+        self.pool = pool
         self.internal = internal
+        self.own = own  # the gateway's own paths (/healthz, /metrics ...), tried for non-endpoint paths
+        self._hosts: dict[str, bytes] = {}
         self.outstanding: dict[str, int] = {}  # per upstream base URL, for least-outstanding balancing
         self._turn = 0
 
@@ -142,214 +139,290 @@ class Proxy:
 
     # -- the handler ------------------------------------------------------------------------------------------
 
-    async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
-        target = parse_target(request.raw_path, request.headers.get("Host"), self.settings.domain)
+    async def __call__(self, request: Request, client: Connection) -> None:
+        target = parse_target(request.target, request.header(b"host"), self.settings.domain)
         if target is None:
+            if self.own is not None and self.own(request, client):
+                return None
             metrics.REJECTED.labels("not_found").inc()
-            return error(404, "not found: endpoint URLs look like /{namespace}/{name}/...")
+            return error(client, 404, "not found: endpoint URLs look like /{namespace}/{name}/...")
         if isinstance(target, str):
             metrics.REJECTED.labels("bad_path").inc()
-            return error(400, target)
+            return error(client, 400, target)
         route = self.find(target)
         if route is None or (route.private_service and not self.internal):
             metrics.REJECTED.labels("not_found").inc()
             where = f"{target.namespace}/{target.name}" if target.namespace else target.name
-            return error(404, f"endpoint {where} not found: check the namespace and name (GET /v2/endpoint/...)")
+            return error(
+                client,
+                404,
+                f"endpoint {where} not found: check the namespace and name (GET /v2/endpoint/...)",
+            )
         if route.access is not EndpointType.PUBLIC:  # a public endpoint ignores tokens: no lookup at all
-            denial = decide(route, await self.tokens.caller(request.headers.get("Authorization")), _utcnow())
+            denial = decide(route, await self.tokens.caller(request.header(b"authorization")), _utcnow())
             if denial is not None:
                 metrics.REJECTED.labels("denied").inc()
-                return error(denial.status, denial.message)
-        length = request.content_length
-        if length is not None and length > self.settings.max_body_bytes:
+                return error(client, denial.status, denial.message)
+        body = request.body
+        if body is not None and _declared_length(request) > self.settings.max_body_bytes:
             metrics.REJECTED.labels("too_large").inc()
-            return error(413, f"request body over {self.settings.max_body_bytes} bytes: send a smaller one")
+            return error(client, 413, f"request body over {self.settings.max_body_bytes} bytes: send a smaller one")
 
         pending = _Pending(self.activity, route, metrics.series(route.label))
         try:
             if not route.serving:
-                ready = await self._cold(route, request)
-                if isinstance(ready, web.Response):
-                    return ready
+                ready = await self._cold(route, request, client)
+                if ready is None:
+                    return None
                 route = ready
-            return await self._forward(route, target, request, pending)
+            return await self._forward(route, target, request, client, pending)
         finally:
             pending.answered()
 
-    async def _cold(self, route: Route, request: web.BaseRequest) -> Route | web.Response:
+    async def _cold(self, route: Route, request: Request, client: Connection) -> Route | None:
+        """The route once it serves, or None when the request was answered here."""
         if route.paused:
             metrics.REJECTED.labels("paused").inc()
-            return error(503, f"endpoint {route.label} is paused: resume it (POST .../resume) to serve requests")
+            error(client, 503, f"endpoint {route.label} is paused: resume it (POST .../resume) to serve requests")
+            return None
         self.cold.wake(route)
-        wait = request.headers.get(SCALE_UP_HEADER)
+        wait = request.header(b"x-scale-up-timeout")
         if wait is None:
             metrics.REJECTED.labels("cold").inc()
-            return self._scaling_up(route, "retry later, or send 'X-Scale-Up-Timeout: <seconds>' to wait for it")
+            self._scaling_up(client, route, "retry later, or send 'X-Scale-Up-Timeout: <seconds>' to wait for it")
+            return None
         try:
             seconds = float(wait)
             if not seconds > 0:
                 raise ValueError
         except ValueError:
             metrics.REJECTED.labels("bad_request").inc()
-            return error(400, f"{SCALE_UP_HEADER} must be a positive number of seconds, got {wait!r}")
+            error(client, 400, f"{SCALE_UP_HEADER} must be a positive number of seconds, got {wait!r}")
+            return None
         outcome = await self.cold.hold(route, min(seconds, self.settings.max_scale_up_timeout_seconds))
         if isinstance(outcome, Route):
             return outcome
         metrics.REJECTED.labels(f"hold_{outcome.value}").inc()
         if outcome is HoldOutcome.FULL:
-            return self._scaling_up(route, f"too many requests are already waiting ({self.cold.cap}); retry later")
-        if outcome is HoldOutcome.PAUSED:
-            return error(503, f"endpoint {route.label} was paused while the request waited")
-        if outcome is HoldOutcome.GONE:
-            return error(404, f"endpoint {route.label} was deleted while the request waited")
-        return self._scaling_up(route, f"no replica became ready within {SCALE_UP_HEADER}")
+            self._scaling_up(client, route, f"too many requests are already waiting ({self.cold.cap}); retry later")
+        elif outcome is HoldOutcome.PAUSED:
+            error(client, 503, f"endpoint {route.label} was paused while the request waited")
+        elif outcome is HoldOutcome.GONE:
+            error(client, 404, f"endpoint {route.label} was deleted while the request waited")
+        else:
+            self._scaling_up(client, route, f"no replica became ready within {SCALE_UP_HEADER}")
+        return None
 
-    def _scaling_up(self, route: Route, advice: str) -> web.Response:
+    def _scaling_up(self, client: Connection, route: Route, advice: str) -> None:
         current = self.table.by_id(route.endpoint_id) or route
         estimate = current.startup_seconds or self.settings.cold_start_estimate_seconds
         retry = max(1, round(estimate))
-        return error(
-            503,
-            f"endpoint {route.label} is scaling up (about {retry} s): {advice}",
-            headers={"Retry-After": str(retry)},
-        )
+        message = f"endpoint {route.label} is scaling up (about {retry} s): {advice}"
+        error(client, 503, message, retry_after=retry)
 
     async def _forward(
-        self, route: Route, target: Target, request: web.BaseRequest, pending: _Pending
-    ) -> web.StreamResponse:
+        self, route: Route, target: Target, request: Request, client: Connection, pending: _Pending
+    ) -> None:
         path = target.rest
         if path == "/" and request.method == "GET":  # older clients probe the bare URL: answer as the health route
             path = "/" + route.health_route.lstrip("/")
         upstream = self.pick(route)
-        url = URL(upstream + path + ("?" + target.query if target.query else ""), encoded=True)
-        headers = self._upstream_headers(request)
-        body: bytes | AsyncIterable[bytes] | None = None
-        limited: _LimitedBody | None = None
-        if request.body_exists:
-            length = request.content_length
-            if length is not None and length <= _READ_WHOLE:
-                body = await request.read()
-            else:
-                body = limited = _LimitedBody(request, self.settings.max_body_bytes)
-        label = route.label
         figures = pending.series
         self.outstanding[upstream] = self.outstanding.get(upstream, 0) + 1
         started = time.perf_counter()
-        response: web.StreamResponse | None = None
+        conn: UpstreamConnection | None = None
+        pump: asyncio.Task[str | None] | None = None
         try:
-            async with self.client.request(
-                request.method, url, headers=headers, data=body, allow_redirects=False
-            ) as answer:
-                pending.answered()
-                usage = UsageReader(answer.headers.get("Content-Type", "")) if answer.status < 300 else None
-                length = answer.content_length
-                small = length is not None and length <= _READ_WHOLE and request.method != "HEAD"
-                if small and not (usage is not None and usage.stream):
-                    # A small, whole answer: one write of headers and body (aiohttp sends a streamed
-                    # response's headers on their own, a syscall that showed in the profile).
-                    whole = await answer.read()
-                    response = web.Response(status=answer.status, reason=answer.reason, body=whole)
-                    _copy_headers(answer.headers, response, skip=_LENGTH)
-                    if usage is not None and usage.wanted:
-                        usage.feed(whole)
-                    return self._counted(figures, answer.status, started, usage, response)
-                response = web.StreamResponse(status=answer.status, reason=answer.reason)
-                _copy_headers(answer.headers, response, skip=HOP_BY_HOP)
-                try:
-                    await response.prepare(request)
-                    async for chunk in answer.content.iter_any():
-                        if usage is not None and usage.wanted:
-                            usage.feed(chunk)
-                        await response.write(chunk)
-                    await response.write_eof()
-                except ConnectionResetError:  # the client went away mid-answer: the upstream call closes below
-                    usage = None
-        except TimeoutError:  # aiohttp's connect and read timeouts are TimeoutErrors (and connection errors)
-            figures.failures.inc()
-            if response is not None and response.prepared:
-                return _cut(request, response, label, "the replica went silent mid-answer")
-            return error(504, f"endpoint {label}: the replica did not answer in time: retry, or raise the timeout")
-        except aiohttp.ClientConnectionError as exc:
-            if limited is not None and limited.exceeded:
+            head = self._upstream_head(request, upstream, path, target.query)
+            body = request.body
+            try:
+                whole = body.whole() if body is not None else b""
+            except BodyTooLarge:
                 metrics.REJECTED.labels("too_large").inc()
-                return error(413, f"request body over {self.settings.max_body_bytes} bytes: send a smaller one")
+                return error(client, 413, f"request body over {self.settings.max_body_bytes} bytes: send a smaller one")
+            for attempt in (1, 2):
+                conn = live = self.pool.take(upstream) or await self.pool.connect(upstream)
+                if whole is not None:
+                    live.send(b"%scontent-length: %d\r\n\r\n%s" % (head, len(whole), whole), method=request.method)
+                else:
+                    assert body is not None
+                    chunked = b"content-length" not in request.fields
+                    framing = (
+                        b"transfer-encoding: chunked\r\n\r\n"
+                        if chunked
+                        else b"content-length: %s\r\n\r\n" % request.fields[b"content-length"]
+                    )
+                    live.send(head + framing, method=request.method)
+                    pump = asyncio.get_running_loop().create_task(_pump(body, live, chunked=chunked))
+                try:
+                    answer = await live.response()
+                    break
+                except UpstreamError as exc:
+                    # A kept-alive connection the replica closed as it was picked: once more on a new one,
+                    # for a request that is safe to repeat and still whole in hand.
+                    if attempt == 2 or not conn.reused or exc.kind != "reset" or whole is None:
+                        raise
+                    if request.method not in _IDEMPOTENT:
+                        raise
+                    live.close()
+            pending.answered()
+            usage = UsageReader(_content_type(answer.headers)) if answer.status < 300 else None
+            tap = usage if usage is not None and usage.wanted else None
+            client.begin(
+                answer.status,
+                answer.reason,
+                _answer_headers(answer.headers),
+                length=answer.length,
+                bodiless=answer.bodiless,
+            )
+            try:
+                done = live.relay(client, tap)
+                if done is not None:
+                    await done
+            except UpstreamError as exc:
+                figures.failures.inc()
+                log.warning("endpoint %s: %s mid-answer; closing the client connection", route.label, exc)
+                client.close()  # the answer ends visibly cut (no final chunk), not looking complete
+                return None
+            client.flush()
+            if pump is not None and not pump.done():
+                pump.cancel()  # answered before the whole body was sent: the connection cannot be reused
+                live.close()
+            self.pool.release(live)
+            conn = None
+            self._counted(figures, answer.status, started, tap)
+        except UpstreamError as exc:
             figures.failures.inc()
-            if response is not None and response.prepared:
-                return _cut(request, response, label, f"the replica dropped the connection mid-answer ({_why(exc)})")
-            return error(502, f"endpoint {label}: the replica refused or dropped the connection ({_why(exc)}): retry")
+            if pump is not None and pump.done() and not pump.cancelled() and pump.result() == "too_large":
+                metrics.REJECTED.labels("too_large").inc()
+                return error(client, 413, f"request body over {self.settings.max_body_bytes} bytes: send a smaller one")
+            if exc.kind == "timeout":
+                return error(
+                    client,
+                    504,
+                    f"endpoint {route.label}: the replica did not answer in time: retry, or raise the timeout",
+                )
+            return error(
+                client, 502, f"endpoint {route.label}: the replica refused or dropped the connection ({exc}): retry"
+            )
         finally:
+            if conn is not None:
+                conn.close()
+            if pump is not None and not pump.done():
+                pump.cancel()
             left = self.outstanding[upstream] - 1
             if left:
                 self.outstanding[upstream] = left
             else:  # pod addresses come and go: keep only those with requests in flight
                 del self.outstanding[upstream]
-        return self._counted(figures, answer.status, started, usage, response)
+        return None
 
     @staticmethod
-    def _counted(
-        figures: metrics.Series,
-        status: int,
-        started: float,
-        usage: UsageReader | None,
-        response: web.StreamResponse,
-    ) -> web.StreamResponse:
+    def _counted(figures: metrics.Series, status: int, started: float, usage: UsageReader | None) -> None:
         figures.duration.observe((time.perf_counter() - started) * 1000)
         by_class = figures.requests.get(f"{status // 100}xx")
         if by_class is not None:
             by_class.inc()
         if status >= 500:
             figures.failures.inc()
-        if usage is not None and usage.wanted:
+        if usage is not None:
             tokens = usage.tokens()
             if tokens.prompt:
                 figures.prompt.inc(tokens.prompt)
             if tokens.completion:
                 figures.completion.inc(tokens.completion)
-        return response
 
-    def _upstream_headers(self, request: web.BaseRequest) -> CIMultiDict[str]:
-        dropped = set(HOP_BY_HOP)
-        dropped.update(t.strip().lower() for t in request.headers.get("Connection", "").split(",") if t.strip())
-        dropped.add("host")
-        dropped.add(SCALE_UP_HEADER.lower())
-        if not self.settings.forward_authorization:
-            dropped.add("authorization")
-        headers = CIMultiDict((k, v) for k, v in request.headers.items() if k.lower() not in dropped)
-        peer = request.remote or ""
-        prior = request.headers.get("X-Forwarded-For")
-        headers["X-Forwarded-For"] = f"{prior}, {peer}" if prior else peer
-        headers["X-Forwarded-Proto"] = request.scheme
-        if "X-Request-Id" not in headers:
-            headers["X-Request-Id"] = request.headers.get("X-Amzn-Trace-Id") or _request_id()
-        return headers
+    def _upstream_head(self, request: Request, upstream: str, path: str, query: str) -> bytes:
+        """Request line and headers for the replica, without the framing header and the blank line."""
+        fields = request.fields
+        dropped = _DROPPED if self.settings.forward_authorization else _DROPPED_AUTH
+        listed = fields.get(b"connection")
+        if listed:
+            dropped = dropped | {t.strip().lower() for t in listed.split(b",")}
+        out = [
+            b"%s %s%s HTTP/1.1\r\nhost: %s\r\n"
+            % (
+                request.method.encode(),
+                path.encode("latin-1"),
+                b"?" + query.encode("latin-1") if query else b"",
+                self._host(upstream),
+            )
+        ]
+        for name, value in request.headers:
+            if name.lower() not in dropped:
+                out.append(b"%s: %s\r\n" % (name, value))
+        prior = fields.get(b"x-forwarded-for")
+        peer = request.peer.encode()
+        out.append(b"x-forwarded-for: %s\r\nx-forwarded-proto: http\r\n" % (prior + b", " + peer if prior else peer))
+        if b"x-request-id" not in fields:
+            out.append(b"x-request-id: %s\r\n" % (fields.get(b"x-amzn-trace-id") or _request_id().encode()))
+        return b"".join(out)
+
+    def _host(self, upstream: str) -> bytes:
+        found = self._hosts.get(upstream)
+        if found is None:
+            found = self._hosts[upstream] = upstream.split("://", 1)[-1].rstrip("/").encode()
+        return found
 
 
-_LENGTH = HOP_BY_HOP | {"content-length"}  # aiohttp sets Content-Length of a whole body itself
+def error(client: Connection, status: int, message: str, *, retry_after: int | None = None) -> None:
+    """Answers with the API's error shape: ``{"error": ..., "statusCode": ...}``."""
+    headers = [(b"content-type", b"application/json"), (b"date", http_date())]
+    if retry_after is not None:
+        headers.append((b"retry-after", str(retry_after).encode()))
+    client.send(status, headers, orjson.dumps({"error": message, "statusCode": status}))
 
 
-def _copy_headers(source: CIMultiDictProxy[str], response: web.StreamResponse, *, skip: frozenset[str]) -> None:
-    for name, value in source.items():
-        if name.lower() not in skip:
-            response.headers.add(name, value)
+# The caller's framing and hop-by-hop headers, Host (the replica's is sent), the gateway's own header, and the
+# forwarding headers the gateway writes itself.
+_DROPPED = frozenset(
+    {h.encode() for h in HOP_BY_HOP}
+    | {b"host", b"content-length", b"expect", b"x-scale-up-timeout", b"x-forwarded-for", b"x-forwarded-proto"}
+)
+_DROPPED_AUTH = _DROPPED | {b"authorization"}
+# Hop-by-hop headers and the replica's framing, which the gateway sets itself towards the client.
+_NOT_RELAYED = frozenset({h.encode() for h in HOP_BY_HOP} | {b"content-length"})
 
 
-class _LimitedBody:
-    """A streamed request body that stops at ``limit`` bytes (the upstream call then fails; ``exceeded`` says
-    why)."""
+def _answer_headers(headers: Headers) -> Headers:
+    listed: set[bytes] = set()
+    for name, value in headers:
+        if name.lower() == b"connection":
+            listed.update(t.strip().lower() for t in value.split(b","))
+    return [(n, v) for n, v in headers if n.lower() not in _NOT_RELAYED and (not listed or n.lower() not in listed)]
 
-    def __init__(self, request: web.BaseRequest, limit: int) -> None:
-        self.request = request
-        self.limit = limit
-        self.exceeded = False
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        seen = 0
-        async for chunk in self.request.content.iter_any():
-            seen += len(chunk)
-            if seen > self.limit:
-                self.exceeded = True
-                raise ValueError(f"request body over {self.limit} bytes")
-            yield chunk
+def _content_type(headers: Headers) -> str:
+    for name, value in headers:
+        if name.lower() == b"content-type":
+            return value.decode("latin-1")
+    return ""
+
+
+def _declared_length(request: Request) -> int:
+    raw = request.fields.get(b"content-length")
+    try:
+        return int(raw) if raw is not None else 0
+    except ValueError:
+        return 0
+
+
+async def _pump(body: Body, conn: UpstreamConnection, *, chunked: bool) -> str | None:
+    """A streamed request body to the replica, as it arrives from the client. When it cannot be sent whole
+    (over the limit, the client gone, the replica gone) the replica's connection is closed, which fails the
+    exchange; the result says why, for the answer: "too_large", or None."""
+    try:
+        async for chunk in body:
+            conn.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
+            await conn.drain()
+        if chunked:
+            conn.write(b"0\r\n\r\n")
+    except BodyTooLarge:
+        conn.close()
+        return "too_large"
+    except (ClientGone, UpstreamError):
+        conn.close()
+    return None
 
 
 class _Pending:
@@ -369,19 +442,6 @@ class _Pending:
             self.activity.finished(self.endpoint_id)
             self.series.pending.dec()
             self.endpoint_id = None
-
-
-def _cut(request: web.BaseRequest, response: web.StreamResponse, label: str, why: str) -> web.StreamResponse:
-    """The status and part of the body are sent: close the client's connection, so the answer ends visibly
-    truncated (no final chunk), rather than looking complete."""
-    log.warning("endpoint %s: %s; closing the client connection", label, why)
-    if request.transport is not None:
-        request.transport.close()
-    return response
-
-
-def _why(exc: BaseException) -> str:
-    return str(exc) or type(exc).__name__
 
 
 _ID_PREFIX = os.urandom(6).hex()
