@@ -210,7 +210,9 @@ class Connection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._refuse(501, "protocol upgrades (WebSocket) are not supported by the gateway")
+            # The request is answered as a plain one, its Upgrade ignored (RFC 9110 lets a server do so);
+            # what follows on this connection would be another protocol, so nothing more is read.
+            self.pause("upgrade")
         except httptools.HttpParserError as exc:
             cause = exc.__context__ if isinstance(exc, httptools.HttpParserCallbackError) else exc
             if isinstance(cause, _Refusal):
@@ -277,7 +279,7 @@ class Connection(asyncio.Protocol):
             self._fields,
             self.peer,
         )
-        request.keep_alive = parser.should_keep_alive() and request.version == "1.1"
+        request.keep_alive = parser.should_keep_alive() and request.version == "1.1" and not parser.should_upgrade()
         fields = self._fields
         if b"transfer-encoding" in fields or fields.get(b"content-length", b"0") != b"0":
             request.body = Body(self, self.server.max_body_bytes)
