@@ -61,7 +61,7 @@ class ColdStarts:
         if now - self._woken_at.get(route.endpoint_id, -WAKE_EVERY_S) < WAKE_EVERY_S:
             return
         self._woken_at[route.endpoint_id] = now
-        metrics.COLD_STARTS.labels(route.label).inc()
+        metrics.series(route.label).cold_starts += 1
         task = asyncio.get_running_loop().create_task(self._send(route))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -78,8 +78,8 @@ class ColdStarts:
         if self._held.get(endpoint_id, 0) >= self.cap:
             return HoldOutcome.FULL
         self._held[endpoint_id] = self._held.get(endpoint_id, 0) + 1
-        gauge = metrics.HELD.labels(route.label)
-        gauge.inc()
+        figures = metrics.series(route.label)
+        figures.held += 1
         started = self.monotonic()
         deadline = started + timeout_s
         try:
@@ -104,4 +104,4 @@ class ColdStarts:
             self._held[endpoint_id] -= 1
             if not self._held[endpoint_id]:
                 del self._held[endpoint_id]
-            gauge.dec()
+            figures.held -= 1

@@ -66,8 +66,8 @@ def parse_target(raw_path: str, host: str | None, domain: str | None) -> Target 
     """The endpoint a request names and the path to send it; a string says why the path is refused; None:
     not an endpoint path."""
     path, _, query = raw_path.partition("?")
-    decoded = unquote(path)
-    if "\\" in decoded or "\x00" in decoded or any(s in ("..", ".") for s in decoded.split("/")):
+    decoded = unquote(path) if "%" in path else path
+    if "\\" in decoded or "\x00" in decoded or ("/." in decoded and any(s in ("..", ".") for s in decoded.split("/"))):
         return "the path may not contain '.' or '..' segments, backslashes or NUL"
     if domain and host:
         hostname = host.rsplit(":", 1)[0].lower() if not host.endswith("]") else host.lower()
@@ -280,7 +280,7 @@ class Proxy:
                 if done is not None:
                     await done
             except UpstreamError as exc:
-                figures.failures.inc()
+                figures.failures += 1
                 log.warning("endpoint %s: %s mid-answer; closing the client connection", route.label, exc)
                 client.close()  # the answer ends visibly cut (no final chunk), not looking complete
                 return None
@@ -292,7 +292,7 @@ class Proxy:
             conn = None
             self._counted(figures, answer.status, started, tap)
         except UpstreamError as exc:
-            figures.failures.inc()
+            figures.failures += 1
             if pump is not None and pump.done() and not pump.cancelled() and pump.result() == "too_large":
                 metrics.REJECTED.labels("too_large").inc()
                 return error(client, 413, f"request body over {self.settings.max_body_bytes} bytes: send a smaller one")
@@ -319,18 +319,11 @@ class Proxy:
 
     @staticmethod
     def _counted(figures: metrics.Series, status: int, started: float, usage: UsageReader | None) -> None:
-        figures.duration.observe((time.perf_counter() - started) * 1000)
-        by_class = figures.requests.get(f"{status // 100}xx")
-        if by_class is not None:
-            by_class.inc()
-        if status >= 500:
-            figures.failures.inc()
+        figures.answered(status, (time.perf_counter() - started) * 1000)
         if usage is not None:
             tokens = usage.tokens()
-            if tokens.prompt:
-                figures.prompt.inc(tokens.prompt)
-            if tokens.completion:
-                figures.completion.inc(tokens.completion)
+            figures.prompt += tokens.prompt
+            figures.completion += tokens.completion
 
     def _upstream_head(self, request: Request, upstream: str, path: str, query: str) -> bytes:
         """Request line and headers for the replica, without the framing header and the blank line."""
@@ -435,12 +428,12 @@ class _Pending:
         self.endpoint_id: str | None = route.endpoint_id
         self.series = series
         activity.started(route.endpoint_id)
-        series.pending.inc()
+        series.pending += 1
 
     def answered(self) -> None:
         if self.endpoint_id is not None:
             self.activity.finished(self.endpoint_id)
-            self.series.pending.dec()
+            self.series.pending -= 1
             self.endpoint_id = None
 
 

@@ -51,6 +51,8 @@ class UsageReader:
         if self._overflow or not self._buffer:
             return Tokens()
         if self.json:
+            if b'"usage"' not in self._buffer and b'"details"' not in self._buffer:
+                return Tokens()  # most answers (embeddings, errors) carry no counts: not worth a parse
             return _from_document(_parse(bytes(self._buffer)))
         for event in reversed(bytes(self._buffer).split(b"\n")):
             line = event.strip()
