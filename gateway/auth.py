@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from enum import Enum
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -71,6 +72,10 @@ def decide(route: Route, caller: Caller | Denial | None, now: datetime) -> Denia
     )
 
 
+class Miss(Enum):
+    MISS = "miss"
+
+
 class TokenCache:
     def __init__(
         self,
@@ -87,20 +92,28 @@ class TokenCache:
         self._known: dict[str, tuple[Caller | Denial, float]] = {}
         self._inflight: dict[str, asyncio.Future[Caller | Denial]] = {}
 
-    async def caller(self, authorization: str | None) -> Caller | Denial | None:
-        """The caller behind an ``Authorization`` header: None without one, a Denial for a bad one."""
+    def cached(self, authorization: str | None) -> Caller | Denial | Miss | None:
+        """What ``caller`` would answer, when that needs no database read; ``Miss.MISS`` otherwise."""
         if not authorization:
             return None
         scheme, _, token = authorization.partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             return MALFORMED
-        key = digest(token)
-        known = self._known.get(key)
+        known = self._known.get(digest(token))
         if known is not None:
             found, at = known
             if self.monotonic() - at < (self.ttl_s if isinstance(found, Caller) else min(self.ttl_s, NEGATIVE_TTL_S)):
                 return found
+        return Miss.MISS
+
+    async def caller(self, authorization: str | None) -> Caller | Denial | None:
+        """The caller behind an ``Authorization`` header: None without one, a Denial for a bad one."""
+        found = self.cached(authorization)
+        if not isinstance(found, Miss):
+            return found
+        assert authorization is not None
+        key = digest(authorization.partition(" ")[2].strip())
         pending = self._inflight.get(key)
         if pending is not None:
             return await asyncio.shield(pending)

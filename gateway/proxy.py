@@ -16,9 +16,10 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import unquote
 
 import orjson
@@ -27,7 +28,7 @@ from api.domain.enums import EndpointType
 from api.settings import GatewaySettings
 from gateway import metrics
 from gateway.activity import Activity
-from gateway.auth import TokenCache, decide
+from gateway.auth import Caller, Denial, Miss, TokenCache, decide
 from gateway.hold import ColdStarts, HoldOutcome
 from gateway.routing import Route, RoutingTable
 from gateway.server import Body, BodyTooLarge, ClientGone, Connection, Headers, Request, http_date
@@ -139,45 +140,54 @@ class Proxy:
 
     # -- the handler ------------------------------------------------------------------------------------------
 
-    async def __call__(self, request: Request, client: Connection) -> None:
+    def __call__(self, request: Request, client: Connection) -> Coroutine[Any, Any, None] | None:
+        """Answers at once what needs no waiting (unknown endpoint, bad path, a denial from the token cache) and
+        returns None; otherwise returns the coroutine that serves the request."""
         target = parse_target(request.target, request.header(b"host"), self.settings.domain)
         if target is None:
             if self.own is not None and self.own(request, client):
                 return None
             metrics.REJECTED.labels("not_found").inc()
-            return error(client, 404, "not found: endpoint URLs look like /{namespace}/{name}/...")
+            error(client, 404, "not found: endpoint URLs look like /{namespace}/{name}/...")
+            return None
         if isinstance(target, str):
             metrics.REJECTED.labels("bad_path").inc()
-            return error(client, 400, target)
+            error(client, 400, target)
+            return None
         route = self.find(target)
         if route is None or (route.private_service and not self.internal):
             metrics.REJECTED.labels("not_found").inc()
             where = f"{target.namespace}/{target.name}" if target.namespace else target.name
-            return error(
-                client,
-                404,
-                f"endpoint {where} not found: check the namespace and name (GET /v2/endpoint/...)",
-            )
+            error(client, 404, f"endpoint {where} not found: check the namespace and name (GET /v2/endpoint/...)")
+            return None
         if route.access is not EndpointType.PUBLIC:  # a public endpoint ignores tokens: no lookup at all
-            denial = decide(route, await self.tokens.caller(request.header(b"authorization")), _utcnow())
-            if denial is not None:
-                metrics.REJECTED.labels("denied").inc()
-                return error(client, denial.status, denial.message)
-        body = request.body
-        if body is not None and _declared_length(request) > self.settings.max_body_bytes:
-            metrics.REJECTED.labels("too_large").inc()
-            return error(client, 413, f"request body over {self.settings.max_body_bytes} bytes: send a smaller one")
+            caller = self.tokens.cached(request.header(b"authorization"))
+            if caller is Miss.MISS:
+                return self._check_then_forward(route, target, request, client)
+            if self._denied(route, caller, client):
+                return None
+        if self._too_large(request, client):
+            return None
+        return self._forward(route, target, request, client)
 
-        pending = _Pending(self.activity, route, metrics.series(route.label))
-        try:
-            if not route.serving:
-                ready = await self._cold(route, request, client)
-                if ready is None:
-                    return None
-                route = ready
-            return await self._forward(route, target, request, client, pending)
-        finally:
-            pending.answered()
+    async def _check_then_forward(self, route: Route, target: Target, request: Request, client: Connection) -> None:
+        caller = await self.tokens.caller(request.header(b"authorization"))
+        if not self._denied(route, caller, client) and not self._too_large(request, client):
+            await self._forward(route, target, request, client)
+
+    def _denied(self, route: Route, caller: Caller | Denial | None, client: Connection) -> bool:
+        denial = decide(route, caller, _utcnow())
+        if denial is None:
+            return False
+        metrics.REJECTED.labels("denied").inc()
+        error(client, denial.status, denial.message)
+        return True
+
+    def _too_large(self, request: Request, client: Connection) -> bool:
+        if request.body is None or _declared_length(request) <= self.settings.max_body_bytes:
+            return False
+        self._refuse_too_large(client)
+        return True
 
     async def _cold(self, route: Route, request: Request, client: Connection) -> Route | None:
         """The route once it serves, or None when the request was answered here."""
@@ -220,47 +230,43 @@ class Proxy:
         message = f"endpoint {route.label} is scaling up (about {retry} s): {advice}"
         error(client, 503, message, retry_after=retry)
 
-    async def _forward(
-        self, route: Route, target: Target, request: Request, client: Connection, pending: _Pending
-    ) -> None:
-        path = target.rest
-        if path == "/" and request.method == "GET":  # older clients probe the bare URL: answer as the health route
-            path = "/" + route.health_route.lstrip("/")
-        upstream = self.pick(route)
+    async def _forward(self, route: Route, target: Target, request: Request, client: Connection) -> None:
+        """Holds the request through a cold start when asked to, then sends it to a replica and relays the
+        answer. The request counts as pending until the answer's status is known. One coroutine from start to
+        end: each level of awaiting costs on every request."""
+        pending = _Pending(self.activity, route, metrics.series(route.label))
         figures = pending.series
-        self.outstanding[upstream] = self.outstanding.get(upstream, 0) + 1
-        started = time.perf_counter()
         conn: UpstreamConnection | None = None
         pump: asyncio.Task[str | None] | None = None
+        upstream = ""
         try:
-            head = self._upstream_head(request, upstream, path, target.query)
+            if not route.serving:
+                ready = await self._cold(route, request, client)
+                if ready is None:
+                    return
+                route = ready
+            path = target.rest
+            if path == "/" and request.method == "GET":  # older clients probe the bare URL: answer as the health route
+                path = "/" + route.health_route.lstrip("/")
             body = request.body
             try:
                 whole = body.whole() if body is not None else b""
             except BodyTooLarge:
-                metrics.REJECTED.labels("too_large").inc()
-                return error(client, 413, f"request body over {self.settings.max_body_bytes} bytes: send a smaller one")
+                return self._refuse_too_large(client)
+            upstream = self.pick(route)
+            self.outstanding[upstream] = self.outstanding.get(upstream, 0) + 1
+            head = self._upstream_head(request, upstream, path, target.query)
+            started = time.perf_counter()
             for attempt in (1, 2):
                 conn = live = self.pool.take(upstream) or await self.pool.connect(upstream)
-                if whole is not None:
-                    live.send(b"%scontent-length: %d\r\n\r\n%s" % (head, len(whole), whole), method=request.method)
-                else:
-                    assert body is not None
-                    chunked = b"content-length" not in request.fields
-                    framing = (
-                        b"transfer-encoding: chunked\r\n\r\n"
-                        if chunked
-                        else b"content-length: %s\r\n\r\n" % request.fields[b"content-length"]
-                    )
-                    live.send(head + framing, method=request.method)
-                    pump = asyncio.get_running_loop().create_task(_pump(body, live, chunked=chunked))
+                pump = _send(live, request, head, whole)
                 try:
                     answer = await live.response()
                     break
                 except UpstreamError as exc:
-                    # A kept-alive connection the replica closed as it was picked: once more on a new one,
-                    # for a request that is safe to repeat and still whole in hand.
-                    if attempt == 2 or not conn.reused or exc.kind != "reset" or whole is None:
+                    # A kept-alive connection the replica closed as it was picked: once more on a new one, for a
+                    # request that is safe to repeat and still whole in hand.
+                    if attempt == 2 or not live.reused or exc.kind != "reset" or whole is None:
                         raise
                     if request.method not in _IDEMPOTENT:
                         raise
@@ -268,13 +274,8 @@ class Proxy:
             pending.answered()
             usage = UsageReader(_content_type(answer.headers)) if answer.status < 300 else None
             tap = usage if usage is not None and usage.wanted else None
-            client.begin(
-                answer.status,
-                answer.reason,
-                _answer_headers(answer.headers),
-                length=answer.length,
-                bodiless=answer.bodiless,
-            )
+            headers = _answer_headers(answer.headers)
+            client.begin(answer.status, answer.reason, headers, length=answer.length, bodiless=answer.bodiless)
             try:
                 done = live.relay(client, tap)
                 if done is not None:
@@ -283,39 +284,37 @@ class Proxy:
                 figures.failures += 1
                 log.warning("endpoint %s: %s mid-answer; closing the client connection", route.label, exc)
                 client.close()  # the answer ends visibly cut (no final chunk), not looking complete
-                return None
+                return
             client.flush()
-            if pump is not None and not pump.done():
-                pump.cancel()  # answered before the whole body was sent: the connection cannot be reused
-                live.close()
-            self.pool.release(live)
-            conn = None
+            if pump is None or pump.done():
+                self.pool.release(live)  # else: answered before the whole body was sent, it closes below
+                conn = None
             self._counted(figures, answer.status, started, tap)
         except UpstreamError as exc:
             figures.failures += 1
             if pump is not None and pump.done() and not pump.cancelled() and pump.result() == "too_large":
-                metrics.REJECTED.labels("too_large").inc()
-                return error(client, 413, f"request body over {self.settings.max_body_bytes} bytes: send a smaller one")
+                return self._refuse_too_large(client)
             if exc.kind == "timeout":
-                return error(
-                    client,
-                    504,
-                    f"endpoint {route.label}: the replica did not answer in time: retry, or raise the timeout",
-                )
-            return error(
-                client, 502, f"endpoint {route.label}: the replica refused or dropped the connection ({exc}): retry"
-            )
+                why = "the replica did not answer in time: retry, or raise the timeout"
+                return error(client, 504, f"endpoint {route.label}: {why}")
+            why = f"the replica refused or dropped the connection ({exc}): retry"
+            return error(client, 502, f"endpoint {route.label}: {why}")
         finally:
+            pending.answered()
             if conn is not None:
                 conn.close()
             if pump is not None and not pump.done():
                 pump.cancel()
-            left = self.outstanding[upstream] - 1
-            if left:
-                self.outstanding[upstream] = left
-            else:  # pod addresses come and go: keep only those with requests in flight
-                del self.outstanding[upstream]
-        return None
+            if upstream:
+                left = self.outstanding[upstream] - 1
+                if left:
+                    self.outstanding[upstream] = left
+                else:  # pod addresses come and go: keep only those with requests in flight
+                    del self.outstanding[upstream]
+
+    def _refuse_too_large(self, client: Connection) -> None:
+        metrics.REJECTED.labels("too_large").inc()
+        error(client, 413, f"request body over {self.settings.max_body_bytes} bytes: send a smaller one")
 
     @staticmethod
     def _counted(figures: metrics.Series, status: int, started: float, usage: UsageReader | None) -> None:
@@ -398,6 +397,21 @@ def _declared_length(request: Request) -> int:
         return int(raw) if raw is not None else 0
     except ValueError:
         return 0
+
+
+def _send(
+    conn: UpstreamConnection, request: Request, head: bytes, whole: bytes | None
+) -> asyncio.Task[str | None] | None:
+    """Sends the request: whole when its body has all arrived; else its head, and a task that streams the body
+    in the client's framing (Content-Length kept, or chunked)."""
+    if whole is not None:
+        conn.send(b"%scontent-length: %d\r\n\r\n%s" % (head, len(whole), whole), method=request.method)
+        return None
+    assert request.body is not None
+    length = request.fields.get(b"content-length")
+    framing = b"content-length: %s\r\n\r\n" % length if length is not None else b"transfer-encoding: chunked\r\n\r\n"
+    conn.send(head + framing, method=request.method)
+    return asyncio.get_running_loop().create_task(_pump(request.body, conn, chunked=length is None))
 
 
 async def _pump(body: Body, conn: UpstreamConnection, *, chunked: bool) -> str | None:

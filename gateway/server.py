@@ -32,6 +32,7 @@ import httptools
 log = logging.getLogger("dais.gateway.server")
 
 MAX_HEAD_BYTES = 64 << 10  # request line plus headers
+WHOLE_BODY_BYTES = 256 << 10  # a body up to this size is read whole before its request is handled
 BODY_HIGH_WATER = 1 << 20  # a streamed request body buffered beyond this pauses reading from the client
 IDLE_TIMEOUT_S = 75.0  # a connection without a request in progress (keep-alive, or a slow head) is closed after this
 
@@ -149,7 +150,8 @@ class Request:
         return value.decode("latin-1") if value is not None else None
 
 
-Handler = Callable[[Request, "Connection"], Coroutine[Any, Any, None]]
+# Answers at once (returns None) or returns the coroutine that will.
+Handler = Callable[[Request, "Connection"], Coroutine[Any, Any, None] | None]
 
 
 class HttpServer:
@@ -299,11 +301,8 @@ class Connection(asyncio.Protocol):
         if b"transfer-encoding" in fields or fields.get(b"content-length", b"0") != b"0":
             request.body = Body(self, self.server.max_body_bytes)
         self._parsing = request
-        if self._active is None:
-            self._start(request)
-        else:
-            self._queue.append(request)
-            self.pause("pipeline")
+        if request.body is not None and _streams(fields):
+            self._dispatch(request)  # the handler starts now and reads the body as it comes
 
     def on_body(self, chunk: bytes) -> None:
         request = self._parsing
@@ -312,10 +311,25 @@ class Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         request, self._parsing = self._parsing, None
-        if request is not None and request.body is not None:
+        if request is None:
+            return
+        if request.body is None:
+            self._dispatch(request)
+        else:
             request.body.finish()
+            if not _streams(request.fields):
+                self._dispatch(request)  # a small body: the handler gets it whole
 
     # -- handling ---------------------------------------------------------------------------------------------
+
+    def _dispatch(self, request: Request) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return  # answered and closing: what was pipelined behind is dropped
+        if self._active is None:
+            self._start(request)
+        else:
+            self._queue.append(request)
+            self.pause("pipeline")
 
     def _start(self, request: Request) -> None:
         self._active = request
@@ -323,21 +337,32 @@ class Connection(asyncio.Protocol):
         self._framing = ""
         self._ended = False
         self._close_after = not request.keep_alive
-        self._task = task = self.loop.create_task(self.server.handler(request, self))
+        try:
+            work = self.server.handler(request, self)
+        except Exception:
+            self._failed(request)
+            work = None
+        if work is None:  # answered at once
+            self._finished(request)
+            return
+        self._task = task = self.loop.create_task(work)
         task.add_done_callback(self._handled)
 
     def _handled(self, task: asyncio.Task[None]) -> None:
         request = self._active
         if task.cancelled() or request is None or task is not self._task:
             return  # the client went away
-        failure = task.exception()
-        if failure is not None:
-            log.error("gateway handler failed on %s %s", request.method, request.target, exc_info=failure)
-            if not self._framing:
-                self.send(500, [(b"content-type", b"application/json")], b'{"error":"internal error","statusCode":500}')
+        if task.exception() is not None:
+            self._failed(request, task.exception())
         self._finished(request)
 
+    def _failed(self, request: Request, failure: BaseException | None = None) -> None:
+        log.error("gateway handler failed on %s %s", request.method, request.target, exc_info=failure or True)
+        if not self._framing:
+            self.send(500, [(b"content-type", b"application/json")], b'{"error":"internal error","statusCode":500}')
+
     def _finished(self, request: Request) -> None:
+        self._task = None
         if not self._ended:
             self.close()  # a half-sent answer ends visibly cut, not looking complete
             return
@@ -348,7 +373,6 @@ class Connection(asyncio.Protocol):
             self.close()
             return
         self._active = None
-        self._task = None
         if self._queue:
             self._start(self._queue.popleft())
             if not self._queue:
@@ -477,6 +501,17 @@ class Connection(asyncio.Protocol):
         body = b'{"error":%s,"statusCode":%d}' % (_json_string(message), status)
         self.send(status, [(b"content-type", b"application/json")], body)
         self.close()
+
+
+def _streams(fields: dict[bytes, bytes]) -> bool:
+    """Whether a request's body is handed over as it arrives (chunked, large, or waiting for 100 Continue)
+    rather than whole once it has all arrived."""
+    if b"transfer-encoding" in fields or fields.get(b"expect", b"").lower() == b"100-continue":
+        return True
+    try:
+        return int(fields.get(b"content-length", b"0")) > WHOLE_BODY_BYTES
+    except ValueError:
+        return True
 
 
 class _Refusal(Exception):
