@@ -269,6 +269,7 @@ class UpstreamConnection(asyncio.Protocol):
         sink = self._sink
         if sink is not None:
             sink.end()
+            sink.flush()
             sink.on_write_pause = None
             self._sink = None
         done = self._done
