@@ -6,12 +6,12 @@ from __future__ import annotations
 import logging
 import re
 import time
-import uuid
 from contextvars import ContextVar
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.domain.ids import new_id
 from api.metrics import LATENCY, REQUESTS
 
 _request_id: ContextVar[str] = ContextVar("dais_request_id", default="")
@@ -30,7 +30,7 @@ def _incoming_id(scope: Scope) -> str:
             text: str = value.decode("latin-1")
             if _SAFE_ID.fullmatch(text):
                 return text
-    return uuid.uuid4().hex
+    return new_id()
 
 
 class RequestContextMiddleware:

@@ -8,7 +8,6 @@ Quota checks lock the namespace's account row, so two creates cannot both squeez
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,6 +24,7 @@ from api.db.crypto import SecretBox
 from api.db.models import AuditEvent, Endpoint, EndpointScaling, EndpointStatus, ScalingDecision
 from api.domain.catalog import Compute, EngineCatalog, EngineError, HardwareCatalog
 from api.domain.enums import EndpointState, ImageVariant
+from api.domain.ids import new_id
 from api.domain.spec import REDACTED, EndpointSpec, merge_spec, spec_diff
 from api.domain.state import shown_state
 from api.endpoint import repository
@@ -64,12 +64,12 @@ def create(
     resolution = _resolve(session, spec, compute=compute, namespace=namespace, hub=hub, box=box)
     _check_engine(spec, compute, catalogs, resolution)
     endpoint = Endpoint(
-        id=uuid.uuid4().hex,
+        id=new_id(),
         namespace=namespace,
         name=spec.name,
         spec=_stored(spec, compute, resolution),
         resolution=resolution.to_stored(),
-        secrets=box.seal(spec.secret_material()),
+        secrets=_sealed(box, spec.secret_material()),
         generation=1,
         accelerators=_accelerators(compute, spec),
         quota_key=compute.quota_key,
@@ -143,7 +143,7 @@ def update(
     diff = spec_diff(current, _with_material(stored, material))
     endpoint.spec = stored
     endpoint.resolution = resolution.to_stored()
-    endpoint.secrets = box.seal(material)
+    endpoint.secrets = _sealed(box, material)
     endpoint.accelerators = accelerators
     endpoint.quota_key = compute.quota_key
     _bump(endpoint, ctx=ctx, now=now)
@@ -431,7 +431,8 @@ def _audit_within_quota(
     total = audit.record(
         session,
         namespace=namespace,
-        returning=repository.accelerators_in_use_query(namespace, compute.quota_key),
+        returning=repository.ACCELERATORS_IN_USE,
+        returning_params=repository.usage_params(namespace, compute.quota_key),
         **event,
     )
     _check_quota(int(total), namespace=namespace, compute=compute, spec=spec)
@@ -453,6 +454,13 @@ def _check_quota(total: int, *, namespace: str, compute: Compute, spec: Endpoint
             "or ask an admin for more quota",
             fields=[{"field": "compute.scaling.maxReplica", "message": "quota exceeded"}],
         )
+
+
+def _sealed(box: SecretBox, material: dict[str, Any]) -> bytes | None:
+    """Encrypted secret material; None when there is none (most endpoints): readers take None as empty."""
+    if not material.get("secrets") and len(material) == 1:
+        return None
+    return box.seal(material)
 
 
 def _material(endpoint: Endpoint, box: SecretBox) -> dict[str, Any]:
