@@ -1,9 +1,10 @@
 """The gateway's HTTP/1.1 server: asyncio protocols around httptools (llhttp, the parser of Node.js).
 
 One ``Connection`` per client socket. Requests are handled one at a time per connection, in order; a
-pipelined request waits (its bytes parsed, reading paused) until the one before it is answered. A handler is
-started as soon as a request's head is parsed, so bodies can stream; a small body has usually arrived by the
-time the handler looks at it and is then taken whole.
+pipelined request waits (its bytes parsed, reading paused) until the one before it is answered. A request
+with a small body (or none) is handled once it has all arrived, and the handler takes the body whole; a
+chunked, large or ``Expect: 100-continue`` body streams to a handler started as soon as the head is parsed.
+A handler answers at once (returning None) or returns the coroutine that will.
 
 Responses are written through the connection (``send`` for a whole one; ``begin`` / ``write`` / ``end`` for a
 streamed one). Writes are gathered and go out on ``flush``, so the upstream side can hand over everything one
@@ -150,7 +151,6 @@ class Request:
         return value.decode("latin-1") if value is not None else None
 
 
-# Answers at once (returns None) or returns the coroutine that will.
 Handler = Callable[[Request, "Connection"], Coroutine[Any, Any, None] | None]
 
 
@@ -206,6 +206,7 @@ class Connection(asyncio.Protocol):
         # requests parsed and waiting for their turn, and the one being handled
         self._queue: deque[Request] = deque()
         self._active: Request | None = None
+        self._stepping = False
         self._task: asyncio.Task[None] | None = None
         # the response being written
         self._out: list[bytes] = []
@@ -213,8 +214,6 @@ class Connection(asyncio.Protocol):
         self._ended = False
         self._close_after = False
         self._paused: set[str] = set()
-        self._write_paused = False
-        self._drained: asyncio.Future[None] | None = None
         self.on_write_pause: Callable[[bool], None] | None = None  # the upstream being relayed, to follow suit
         self.idle_since: float | None = None  # set between requests; the server's sweep closes it after a while
 
@@ -249,20 +248,14 @@ class Connection(asyncio.Protocol):
         if self._task is not None and not self._task.done():
             self._task.cancel()  # the client went away: so does the upstream call
         self._queue.clear()
-        if self._drained is not None and not self._drained.done():
-            self._drained.set_exception(ClientGone("the client closed the connection"))
 
     def pause_writing(self) -> None:
-        self._write_paused = True
         if self.on_write_pause is not None:
             self.on_write_pause(True)
 
     def resume_writing(self) -> None:
-        self._write_paused = False
         if self.on_write_pause is not None:
             self.on_write_pause(False)
-        if self._drained is not None and not self._drained.done():
-            self._drained.set_result(None)
 
     # -- httptools callbacks ----------------------------------------------------------------------------------
 
@@ -325,11 +318,26 @@ class Connection(asyncio.Protocol):
     def _dispatch(self, request: Request) -> None:
         if self.transport is None or self.transport.is_closing():
             return  # answered and closing: what was pipelined behind is dropped
-        if self._active is None:
-            self._start(request)
+        self._queue.append(request)
+        self._next()
+
+    def _next(self) -> None:
+        """Starts queued requests in order while none is in progress. A loop, not recursion: a pipelined burst
+        of requests that are answered at once must not nest one call per request."""
+        if self._stepping:
+            return
+        self._stepping = True
+        try:
+            while self._active is None and self._queue and not self.closed:
+                self._start(self._queue.popleft())
+        finally:
+            self._stepping = False
+        if self._queue:
+            self.pause("pipeline")  # the rest wait behind the request in progress
         else:
-            self._queue.append(request)
-            self.pause("pipeline")
+            self.unpause("pipeline")
+            if self._active is None:
+                self._arm_idle()
 
     def _start(self, request: Request) -> None:
         self._active = request
@@ -373,12 +381,7 @@ class Connection(asyncio.Protocol):
             self.close()
             return
         self._active = None
-        if self._queue:
-            self._start(self._queue.popleft())
-            if not self._queue:
-                self.unpause("pipeline")
-        else:
-            self._arm_idle()
+        self._next()
 
     def continue_if_expected(self) -> None:
         request = self._active
@@ -439,19 +442,6 @@ class Connection(asyncio.Protocol):
             transport = self.transport
             if transport is not None and not transport.is_closing():
                 transport.write(b"".join(out) if len(out) > 1 else out[0])
-
-    async def drain(self) -> None:
-        """Waits while the client reads slower than the response is written."""
-        if self._write_paused and not self.closed:
-            self._drained = self.loop.create_future()
-            try:
-                await self._drained
-            finally:
-                self._drained = None
-
-    @property
-    def started(self) -> bool:
-        return bool(self._framing)
 
     def close(self) -> None:
         self.flush()

@@ -93,6 +93,21 @@ def test_pipelined_requests_are_answered_in_order(wire: socket.socket) -> None:
     assert paths == [f"/echo/{i}" for i in range(5)] + ["/echo/body"]
 
 
+def test_a_pipelined_burst_behind_a_slow_request_is_answered_in_order(wire: socket.socket) -> None:
+    """Thousands of requests answered at once (unknown endpoints) queue behind one still waiting upstream."""
+    count = 3000
+    wire.sendall(
+        b"GET /admin/wire/slow HTTP/1.1\r\nHost: x\r\nX-Fake-Delay-Ms: 300\r\n\r\n"
+        + b"".join(b"GET /admin/nope-%d/x HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(count))
+    )
+    reader = Reader(wire)
+    assert reader.response()[0] == 200
+    for i in range(count):
+        status, _, body = reader.response()
+        assert status == 404
+        assert f"admin/nope-{i}" in orjson.loads(body)["error"]
+
+
 def test_head_keeps_the_connection_usable(wire: socket.socket) -> None:
     wire.sendall(
         b"HEAD /admin/wire/echo/h HTTP/1.1\r\nHost: x\r\n\r\nGET /admin/wire/echo/after HTTP/1.1\r\nHost: x\r\n\r\n"
