@@ -72,6 +72,12 @@ class Running:
                 for key, value in fields.items():
                     setattr(status, key, value)
 
+    def serve(self, name: str, engine: FakeEngine, **overrides: Any) -> str:
+        """A public endpoint admin/{name} served by ``engine``, once the gateway routes it; returns its URL."""
+        self.set_status(self.create(name, **overrides), engines=[engine])
+        self.serving("admin", name)
+        return f"{self.url}/admin/{name}"
+
     def figure(self, metric: str, endpoint: str) -> float:
         """A metric's value for one endpoint ("ns/name") from the internal /metrics, summed over other labels."""
         text = httpx.get(f"{self.internal_url}/metrics").text

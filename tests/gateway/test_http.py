@@ -15,10 +15,7 @@ from tests.gateway.conftest import Running
 
 @pytest.fixture(scope="module")
 def routed(gateway: Running, engine: FakeEngine) -> str:
-    ident = gateway.create("wire")
-    gateway.set_status(ident, engines=[engine])
-    gateway.serving("admin", "wire")
-    return f"{gateway.url}/admin/wire"
+    return gateway.serve("wire", engine)
 
 
 @pytest.fixture

@@ -17,8 +17,7 @@ from tests.gateway.conftest import Running
 
 def test_open_metrics_shows_only_that_endpoints_figures(gateway: Running, engine: FakeEngine) -> None:
     for name in ("om-one", "om-two"):
-        gateway.set_status(gateway.create(name), engines=[engine])
-        gateway.serving("admin", name)
+        gateway.serve(name, engine)
     for _ in range(3):
         httpx.post(f"{gateway.url}/admin/om-one/v1/chat/completions", json={"messages": [], "max_tokens": 2})
     httpx.get(f"{gateway.url}/admin/om-two/health")
@@ -34,8 +33,7 @@ def test_open_metrics_shows_only_that_endpoints_figures(gateway: Running, engine
 
 
 def test_open_metrics_from_prometheus_sums_the_gateway_replicas(gateway: Running, engine: FakeEngine) -> None:
-    gateway.set_status(gateway.create("om-prom"), engines=[engine])
-    gateway.serving("admin", "om-prom")
+    gateway.serve("om-prom", engine)
     for _ in range(2):
         httpx.get(f"{gateway.url}/admin/om-prom/info")
     internal = gateway.internal_url.removeprefix("http://")

@@ -23,10 +23,7 @@ from tests.gateway.conftest import Running, start_gateway
 @pytest.fixture(scope="module")
 def routed(gateway: Running, engine: FakeEngine) -> str:
     """A public endpoint admin/chat served by the fake engine; returns its gateway URL."""
-    ident = gateway.create("chat")
-    gateway.set_status(ident, engines=[engine])
-    gateway.serving("admin", "chat")
-    return f"{gateway.url}/admin/chat"
+    return gateway.serve("chat", engine)
 
 
 def test_path_query_and_body_reach_the_engine_unchanged(routed: str) -> None:
