@@ -37,15 +37,15 @@ from gateway.usage import UsageReader
 
 HOP_BY_HOP = frozenset(
     {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "trailers",
-        "transfer-encoding",
-        "upgrade",
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"trailers",
+        b"transfer-encoding",
+        b"upgrade",
     }
 )
 _SEGMENT = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
@@ -368,12 +368,12 @@ def error(client: Connection, status: int, message: str, *, retry_after: int | N
 # The caller's framing and hop-by-hop headers, Host (the replica's is sent), the gateway's own header, and the
 # forwarding headers the gateway writes itself.
 _DROPPED = frozenset(
-    {h.encode() for h in HOP_BY_HOP}
+    HOP_BY_HOP
     | {b"host", b"content-length", b"expect", b"x-scale-up-timeout", b"x-forwarded-for", b"x-forwarded-proto"}
 )
 _DROPPED_AUTH = _DROPPED | {b"authorization"}
 # Hop-by-hop headers and the replica's framing, which the gateway sets itself towards the client.
-_NOT_RELAYED = frozenset({h.encode() for h in HOP_BY_HOP} | {b"content-length"})
+_NOT_RELAYED = HOP_BY_HOP | {b"content-length"}
 
 
 def _answer_headers(headers: Headers) -> Headers:

@@ -29,6 +29,7 @@ from http import HTTPStatus
 from typing import Any, cast
 
 import httptools
+import orjson
 
 log = logging.getLogger("dais.gateway.server")
 
@@ -488,7 +489,7 @@ class Connection(asyncio.Protocol):
         self._active = self._active or Request("GET", "", "1.1", [], {}, self.peer)
         self._out = []
         self._close_after = True
-        body = b'{"error":%s,"statusCode":%d}' % (_json_string(message), status)
+        body = orjson.dumps({"error": message, "statusCode": status})
         self.send(status, [(b"content-type", b"application/json")], body)
         self.close()
 
@@ -509,12 +510,6 @@ class _Refusal(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
-
-
-def _json_string(text: str) -> bytes:
-    import orjson
-
-    return orjson.dumps(text)
 
 
 _date_second = 0

@@ -97,7 +97,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._chunks: list[bytes] = []
         self._sink: Sink | None = None
         self._tap: Tap | None = None
-        self._paused = False
+        self.reading_paused = False  # by a slow client: silence then is not the replica's
         self._drained: asyncio.Future[None] | None = None
         self._write_paused = False
 
@@ -299,7 +299,7 @@ class UpstreamConnection(asyncio.Protocol):
         """The client reads slower than the replica writes: stop reading the replica until it catches up."""
         if self.transport is None or self.transport.is_closing():
             return
-        self._paused = paused
+        self.reading_paused = paused
         if paused:
             self.transport.pause_reading()
         else:
@@ -391,7 +391,7 @@ class UpstreamPool:
             await asyncio.sleep(self.tick)
             now = self.loop.time()
             for conn in list(self.busy):
-                if conn._paused or seen.get(conn) != conn.reads:
+                if conn.reading_paused or seen.get(conn) != conn.reads:
                     conn.silent_ticks = 0
                 else:
                     conn.silent_ticks += 1
