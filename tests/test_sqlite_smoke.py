@@ -8,6 +8,7 @@ from fastapi.testclient import TestClient
 
 import migrations
 from api.bootstrap import ensure_admin
+from api.db.changes import LocalBus
 from api.main import build_state, create_app
 from api.settings import HubSettings, Settings
 from tests.factories import ADMIN_TOKEN, endpoint_body
@@ -54,3 +55,34 @@ def test_admin_token_is_created_once_or_taken_from_settings(tmp_path: Path) -> N
         assert ok.status_code == 200
         replaced = client.get("/api/whoami-v2", headers={"Authorization": f"Bearer {first}"})
         assert replaced.status_code == 401, "the configured admin token replaces the generated one"
+
+
+def test_every_endpoint_write_is_announced_after_commit_on_sqlite(tmp_path: Path, hub_server: HubServer) -> None:
+    """`dais serve` has no Postgres triggers: its controller hears of changes through the in-process bus,
+    which must see the service's Core writes, and nothing from a request that failed."""
+    settings = Settings(home=tmp_path, admin_token=ADMIN_TOKEN, log_json=False, hub=HubSettings(url=hub_server.url))
+    migrations.upgrade(settings.effective_database_url)
+    state = build_state(settings)
+    ensure_admin(state.sessions, settings, state.clock())
+    heard: list[str] = []
+    bus = LocalBus()
+    bus.attach(state.sessions)
+    bus.subscribe(heard.append)
+    with TestClient(create_app(settings, state=state), headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as client:
+        created = client.post("/v2/endpoint/admin", json=endpoint_body())
+        assert created.status_code == 200
+        (endpoint_id,) = heard
+        assert client.post("/v2/endpoint/admin", json=endpoint_body()).status_code == 409
+        too_many = client.put("/v2/endpoint/admin/my-ep", json={"compute": {"scaling": {"maxReplica": 10_000}}})
+        assert too_many.status_code == 400
+        assert heard == [endpoint_id], "a refused write announces nothing"
+        for call in (
+            lambda: client.put("/v2/endpoint/admin/my-ep", json={"compute": {"scaling": {"maxReplica": 2}}}),
+            lambda: client.post("/v2/endpoint/admin/my-ep/scale-to-zero"),
+            lambda: client.post("/v2/endpoint/admin/my-ep/pause"),
+            lambda: client.post("/v2/endpoint/admin/my-ep/resume"),
+            lambda: client.delete("/v2/endpoint/admin/my-ep"),
+        ):
+            before = len(heard)
+            assert call().status_code == 200
+            assert heard[before:] == [endpoint_id]

@@ -6,7 +6,7 @@ notification can be lost while the listener is disconnected, so every reconnect 
 controller resyncs everything then).
 
 SQLite (``dais serve``, one process): ``LocalBus.attach`` publishes the ids of endpoints a session
-flushed once its transaction commits.
+flushed, or wrote with Core statements and named with ``note_written``, once its transaction commits.
 
 Wake requests (gateway → autoscaler) travel the same way on channel ``dais_wake``: ``request_wake``.
 """
@@ -20,7 +20,7 @@ from typing import Any
 
 import psycopg
 from sqlalchemy import event, text
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from api.db.models import Endpoint, EndpointScaling
 
@@ -28,6 +28,7 @@ CHANNEL = "dais_endpoints"
 WAKE_CHANNEL = "dais_wake"
 ROUTES_CHANNEL = "dais_routes"  # status writes (migration 0006): the gateway's routing table follows them
 _PENDING = "dais_changed_endpoints"
+_WRITTEN = "dais_written_endpoints"
 
 log = logging.getLogger("dais.changes")
 
@@ -54,6 +55,7 @@ class LocalBus:
         inserted or updated: by default specs and desired counts (what the controller follows; Postgres: the
         triggers of migrations 0002 and 0004), or e.g. specs and status for the gateway (migration 0006)."""
         key = f"{_PENDING}_{id(self)}"
+        follows_specs = Endpoint in rows
 
         @event.listens_for(factory, "after_flush")
         def _collect(session: Session, _context: Any) -> None:
@@ -64,12 +66,26 @@ class LocalBus:
 
         @event.listens_for(factory, "after_commit")
         def _publish(session: Session) -> None:
-            for endpoint_id in session.info.pop(key, ()):
+            changed: set[str] = session.info.pop(key, set())
+            if follows_specs:
+                changed |= session.info.get(_WRITTEN, set())
+            for endpoint_id in changed:
                 self.publish(endpoint_id)
 
         @event.listens_for(factory, "after_rollback")
         def _drop(session: Session) -> None:
             session.info.pop(key, None)
+
+        @event.listens_for(factory, "after_transaction_end")
+        def _forget(session: Session, transaction: SessionTransaction) -> None:
+            if transaction.parent is None:  # every bus's after_commit has run by now
+                session.info.pop(_WRITTEN, None)
+
+
+def note_written(session: Session, endpoint_id: str) -> None:
+    """Names an endpoint written by a Core statement, which the ORM's flush does not see, for the buses
+    above (Postgres' triggers see every write by themselves)."""
+    session.info.setdefault(_WRITTEN, set()).add(endpoint_id)
 
 
 def request_wake(sessions: sessionmaker[Session], endpoint_id: str, bus: LocalBus | None = None) -> None:

@@ -80,9 +80,8 @@ def create(
         updated_at=now,
         updated_by=ctx.actor,
     )
-    session.add(endpoint)
     try:
-        session.flush()  # the unique index decides; the failed transaction is rolled back by the caller
+        repository.add(session, endpoint)  # the unique index decides; the caller rolls the transaction back
     except IntegrityError:
         raise Conflict(
             f"endpoint {namespace}/{spec.name} already exists: pick another name or update that endpoint"
@@ -146,7 +145,7 @@ def update(
     endpoint.secrets = _sealed(box, material)
     endpoint.accelerators = accelerators
     endpoint.quota_key = compute.quota_key
-    _bump(endpoint, ctx=ctx, now=now)
+    _bump(session, endpoint, ctx=ctx, now=now)
     event: dict[str, Any] = {
         "ctx": ctx,
         "action": "endpoint.update",
@@ -164,7 +163,7 @@ def update(
 def delete(session: Session, *, namespace: str, name: str, ctx: AuditContext, now: datetime) -> None:
     endpoint = _locked(session, namespace, name, None)
     endpoint.deleted_at = now
-    _bump(endpoint, ctx=ctx, now=now)
+    _bump(session, endpoint, ctx=ctx, now=now)
     audit.record(
         session,
         ctx=ctx,
@@ -180,7 +179,7 @@ def pause(session: Session, *, namespace: str, name: str, ctx: AuditContext, now
     if not endpoint.paused:
         endpoint.paused = True
         endpoint.scaled_to_zero = False
-        _bump(endpoint, ctx=ctx, now=now)
+        _bump(session, endpoint, ctx=ctx, now=now)
         audit.record(
             session,
             ctx=ctx,
@@ -208,7 +207,7 @@ def resume(
     ]
     endpoint.paused = False
     endpoint.scaled_to_zero = False
-    _bump(endpoint, ctx=ctx, now=now)
+    _bump(session, endpoint, ctx=ctx, now=now)
     event: dict[str, Any] = {
         "ctx": ctx,
         "action": "endpoint.resume",
@@ -231,7 +230,7 @@ def scale_to_zero(session: Session, *, namespace: str, name: str, ctx: AuditCont
         raise BadRequest(f"endpoint {namespace}/{name} is paused: resume it first, then scale it to zero")
     if not endpoint.scaled_to_zero:
         endpoint.scaled_to_zero = True
-        _bump(endpoint, ctx=ctx, now=now)
+        _bump(session, endpoint, ctx=ctx, now=now)
         audit.record(
             session,
             ctx=ctx,
@@ -283,10 +282,12 @@ def _locked(session: Session, namespace: str, name: str, if_match: str | None) -
     return endpoint
 
 
-def _bump(endpoint: Endpoint, *, ctx: AuditContext, now: datetime) -> None:
+def _bump(session: Session, endpoint: Endpoint, *, ctx: AuditContext, now: datetime) -> None:
+    """A new generation of a changed endpoint, written."""
     endpoint.generation = endpoint.generation + 1
     endpoint.updated_at = now
     endpoint.updated_by = ctx.actor
+    repository.save(session, endpoint)
 
 
 def _shown(endpoint: Endpoint, status: EndpointStatus | None) -> EndpointState:
@@ -426,7 +427,6 @@ def _audit_within_quota(
     on the audit INSERT, which starts after the lock is held: its snapshot has every committed change, and
     the request saves a round trip.
     """
-    session.flush()
     _lock_namespace(session, namespace)
     total = audit.record(
         session,
