@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import multiprocessing
 import os
 import signal
-import socket
 import sys
 import threading
 from collections.abc import Sequence
@@ -71,49 +69,12 @@ def _serve_api(args: argparse.Namespace, *, upgrade: bool) -> int:
             flush=True,
         )
     if args.workers > 1:
-        return _run_workers(args.host, args.port, args.workers)
+        from dais import workers
+
+        return workers.run(args.host, args.port, args.workers, app_factory)
     app = create_app(settings, state=state, access_log=_access_log())
     uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False)
     return 0
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    """Each worker binds its own SO_REUSEPORT socket, so the kernel spreads connections evenly; with one
-    shared socket, a handful of keep-alive clients can all land on one worker."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    return sock
-
-
-def _worker(host: str, port: int) -> None:
-    import uvicorn
-
-    sock = _listen(host, port)
-    config = uvicorn.Config(app_factory, factory=True, log_config=None, access_log=False)
-    uvicorn.Server(config).run(sockets=[sock])
-
-
-def _run_workers(host: str, port: int, count: int) -> int:
-    """A minimal supervisor: N worker processes; stop them all on SIGTERM/SIGINT or when one dies."""
-    context = multiprocessing.get_context("spawn")
-    workers = [context.Process(target=_worker, args=(host, port)) for _ in range(count)]
-    for worker in workers:
-        worker.start()
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    while not stop.is_set() and all(w.is_alive() for w in workers):
-        stop.wait(0.5)
-    failed = not stop.is_set()
-    for worker in workers:
-        if worker.is_alive():
-            worker.terminate()  # uvicorn shuts down gracefully on SIGTERM
-    for worker in workers:
-        worker.join(timeout=30)
-    return 1 if failed else 0
 
 
 def _start_embedded(settings: Settings, sessions: sessionmaker[Session]) -> None:
