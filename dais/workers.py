@@ -85,7 +85,7 @@ def _deal(connection: socket.socket, channels: list[socket.socket], turn: int) -
         index = (turn + step) % len(channels)
         try:
             socket.send_fds(channels[index], [b"c"], [connection.fileno()])
-        except (BlockingIOError, BrokenPipeError, ConnectionError):
+        except (BlockingIOError, ConnectionError):
             continue  # that worker's queue is full, or it is gone (the supervisor's loop notices)
         return (index + 1) % len(channels)
     return turn
@@ -124,7 +124,12 @@ class _HandedServer(uvicorn.Server):
             sock.setblocking(False)
             task = loop.create_task(loop.connect_accepted_socket(self._protocol, sock))
             self._adopting.add(task)
-            task.add_done_callback(self._adopting.discard)
+            task.add_done_callback(self._adopted)
+
+    def _adopted(self, task: asyncio.Task[Any]) -> None:
+        self._adopting.discard(task)
+        if not task.cancelled() and task.exception() is not None:  # e.g. the client reset it meanwhile
+            log.debug("a passed connection could not be adopted: %r", task.exception())
 
     def _protocol(self) -> asyncio.Protocol:
         # What uvicorn's own startup builds for each accepted connection.

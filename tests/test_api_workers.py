@@ -40,11 +40,13 @@ def supervisor(tmp_path: Path) -> Iterator[Supervisor]:
     port = free_port()
     env = {**os.environ, "DAIS_HOME": str(tmp_path), "DAIS_ADMIN_TOKEN": ADMIN_TOKEN, "DAIS_LOG_JSON": "false"}
     command = [sys.executable, "-m", "dais", "api", "--upgrade", "--port", str(port), "--workers", "2"]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = tmp_path / "api.log"
+    with open(log, "wb") as output:
+        process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT, text=True)
     running = Supervisor(process, port)
     try:
         wait_for(lambda: _ready(running.url) or process.poll() is not None, timeout=60, what="dais api to answer")
-        assert process.poll() is None, process.communicate()[0]
+        assert process.poll() is None, log.read_text()
         wait_for(lambda: len(running.workers()) == 2, timeout=30, what="two workers")
         yield running
     finally:
