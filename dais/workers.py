@@ -23,7 +23,6 @@ from typing import Any
 
 import uvicorn
 
-PASSED_PER_READ = 64  # descriptors a worker takes per wake-up
 log = logging.getLogger("dais.api")
 
 
@@ -110,21 +109,23 @@ class _HandedServer(uvicorn.Server):
         asyncio.get_running_loop().add_reader(self.channel.fileno(), self._adopt)
 
     def _adopt(self) -> None:
+        """Takes every connection waiting on the channel: one message, one descriptor each."""
         loop = asyncio.get_running_loop()
-        try:
-            data, fds, _flags, _address = socket.recv_fds(self.channel, 16, PASSED_PER_READ)
-        except BlockingIOError:
-            return
-        if not data:  # the supervisor is gone: finish what is in flight, then exit
-            loop.remove_reader(self.channel.fileno())
-            self.should_exit = True
-            return
-        for fd in fds:
-            sock = socket.socket(fileno=fd)
-            sock.setblocking(False)
-            task = loop.create_task(loop.connect_accepted_socket(self._protocol, sock))
-            self._adopting.add(task)
-            task.add_done_callback(self._adopted)
+        while True:
+            try:
+                data, fds, _flags, _address = socket.recv_fds(self.channel, 1, 1)
+            except BlockingIOError:
+                return
+            if not data:  # the supervisor is gone: finish what is in flight, then exit
+                loop.remove_reader(self.channel.fileno())
+                self.should_exit = True
+                return
+            for fd in fds:
+                sock = socket.socket(fileno=fd)
+                sock.setblocking(False)
+                task = loop.create_task(loop.connect_accepted_socket(self._protocol, sock))
+                self._adopting.add(task)
+                task.add_done_callback(self._adopted)
 
     def _adopted(self, task: asyncio.Task[Any]) -> None:
         self._adopting.discard(task)

@@ -44,13 +44,16 @@ def supervisor(tmp_path: Path) -> Iterator[Supervisor]:
     with open(log, "wb") as output:
         process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT, text=True)
     running = Supervisor(process, port)
+    started: list[int] = []
     try:
         wait_for(lambda: _ready(running.url) or process.poll() is not None, timeout=60, what="dais api to answer")
         assert process.poll() is None, log.read_text()
         wait_for(lambda: len(running.workers()) == 2, timeout=30, what="two workers")
+        started = running.workers()
         yield running
     finally:
-        workers = running.workers()
+        # Those seen at start too: after a supervisor's death its workers are no longer its children.
+        workers = {*running.workers(), *started}
         process.kill()
         process.wait()
         for pid in workers:
