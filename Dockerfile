@@ -9,6 +9,8 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 RUN python -m venv /opt/dais
 COPY pyproject.toml constraints.txt README.md ./
+COPY core ./core
+COPY hub ./hub
 COPY api ./api
 COPY controller ./controller
 COPY autoscaler ./autoscaler

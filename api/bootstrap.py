@@ -10,12 +10,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.auth import tokens
-from api.db.crypto import load_or_create_key
-from api.db.models import Account, ApiToken
-from api.db.session import transaction
-from api.domain.enums import AccountKind
 from api.identity.service import issue_token
-from api.settings import Settings
+from core.db.crypto import load_or_create_key
+from core.db.models import Account, ApiToken
+from core.db.session import transaction
+from core.domain.enums import AccountKind
+from core.settings import Settings
 
 ADMIN = "admin"
 BOOTSTRAP_TOKEN_NAME = "bootstrap"  # noqa: S105 (a name, not a secret)

@@ -21,12 +21,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.audit.repository import AuditContext
 from api.auth.principal import Principal
 from api.auth.service import Authenticator
-from api.db.crypto import SecretBox
-from api.domain.timefmt import utc_now
 from api.endpoint.service import Catalogs
-from api.hub.service import HubResolver
 from api.middleware import current_request_id
-from api.settings import Settings
+from core.db.crypto import SecretBox
+from core.domain.timefmt import utc_now
+from core.settings import Settings
+from hub.resolver import HubResolver
 
 
 @dataclass

@@ -20,22 +20,22 @@ from starlette.responses import Response
 
 from api import bootstrap
 from api.auth.service import Authenticator
-from api.db.crypto import SecretBox
-from api.db.session import make_engine, make_sessionmaker
 from api.deps import AppState
-from api.domain.catalog import load_engine_catalog, load_hardware_catalog
-from api.domain.timefmt import utc_now
 from api.endpoint.routes import router as endpoint_router
 from api.endpoint.service import Catalogs
 from api.errors import DaisError
 from api.hardware.routes import router as hardware_router
-from api.hub.routes import router as hub_router
-from api.hub.service import HubResolver
 from api.identity.routes import router as identity_router
 from api.middleware import RequestContextMiddleware, current_request_id
+from api.recommendation.routes import router as hub_router
 from api.responses import FastJSONResponse
-from api.settings import Settings
 from api.validation import validation_error
+from core.db.crypto import SecretBox
+from core.db.session import make_engine, make_sessionmaker
+from core.domain.catalog import load_engine_catalog, load_hardware_catalog
+from core.domain.timefmt import utc_now
+from core.settings import Settings
+from hub.resolver import HubResolver
 
 log = logging.getLogger("dais.api")
 

@@ -6,15 +6,14 @@ from __future__ import annotations
 import logging
 import re
 import time
-from contextvars import ContextVar
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.domain.ids import new_id
 from api.metrics import LATENCY, REQUESTS
+from core.domain.ids import new_id
+from core.logs import request_id as _request_id
 
-_request_id: ContextVar[str] = ContextVar("dais_request_id", default="")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:=;/+-]{1,128}$")
 log = logging.getLogger("dais.api.access")
 

@@ -19,15 +19,15 @@ from datetime import UTC, datetime
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.db.changes import WAKE_CHANNEL, LocalBus, listen_postgres
-from api.domain.timefmt import utc_now
-from api.kube.client import Kube, api_client
-from api.kube.lease import LeaderElector
-from api.settings import AutoscalerSettings, Settings
 from autoscaler import metrics
 from autoscaler.policy import PolicyConfig
 from autoscaler.sources import HardwareUse, Prometheus, Signals
 from autoscaler.tick import NotLeader, Ticker
+from core.db.changes import WAKE_CHANNEL, LocalBus, listen_postgres
+from core.domain.timefmt import utc_now
+from core.kube.client import Kube, api_client
+from core.kube.lease import LeaderElector
+from core.settings import AutoscalerSettings, Settings
 
 log = logging.getLogger("dais.autoscaler")
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from api.domain.spec import DEFAULT_HARDWARE_USAGE, DEFAULT_PENDING_REQUESTS
+from core.domain.spec import DEFAULT_HARDWARE_USAGE, DEFAULT_PENDING_REQUESTS
 
 
 @dataclass(frozen=True, slots=True)

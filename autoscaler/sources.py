@@ -22,9 +22,9 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.db.models import EndpointActivity
-from api.settings import AutoscalerSettings
 from autoscaler.policy import Samples
+from core.db.models import EndpointActivity
+from core.settings import AutoscalerSettings
 
 log = logging.getLogger("dais.autoscaler.sources")
 

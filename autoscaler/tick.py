@@ -22,11 +22,11 @@ from typing import Any, Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.db.models import AuditEvent, Endpoint, EndpointScaling, EndpointStatus, ScalingDecision
-from api.db.session import transaction
 from autoscaler import metrics
 from autoscaler.policy import Decision, PolicyConfig, Samples, Scaling, State, decide
 from autoscaler.sources import Target
+from core.db.models import AuditEvent, Endpoint, EndpointScaling, EndpointStatus, ScalingDecision
+from core.db.session import transaction
 
 WAKE_REASON = "woken: a request arrived while scaled to zero"
 

@@ -39,16 +39,16 @@ from fastapi.testclient import TestClient  # noqa: E402
 from sqlalchemy import event  # noqa: E402
 
 import migrations  # noqa: E402
-from api.db.changes import CHANNEL, request_wake  # noqa: E402
-from api.db.crypto import new_key  # noqa: E402
-from api.db.session import make_engine, make_sessionmaker  # noqa: E402
 from api.main import build_state, create_app  # noqa: E402
-from api.settings import AutoscalerSettings, HubSettings, Settings  # noqa: E402
 from autoscaler.app import Autoscaler, policy_config  # noqa: E402
 from autoscaler.policy import PolicyConfig  # noqa: E402
 from autoscaler.simulate import Trace, scaling_for, simulate  # noqa: E402
 from autoscaler.sources import HardwareUse, Prometheus, Signals  # noqa: E402
 from autoscaler.tick import Ticker  # noqa: E402
+from core.db.changes import CHANNEL, request_wake  # noqa: E402
+from core.db.crypto import new_key  # noqa: E402
+from core.db.session import make_engine, make_sessionmaker  # noqa: E402
+from core.settings import AutoscalerSettings, HubSettings, Settings  # noqa: E402
 from tests.factories import ADMIN_TOKEN, add_standard_models, endpoint_body  # noqa: E402
 from tests.fixtures.hub import HubServer  # noqa: E402
 from tests.fixtures.kube import wait_for  # noqa: E402

@@ -46,8 +46,8 @@ from cryptography.fernet import Fernet  # noqa: E402
 from kubernetes import client as k8s  # noqa: E402
 
 import migrations  # noqa: E402
-from api.kube.client import Kube  # noqa: E402
 from controller.desired import ENDPOINT_ID, SELECTOR  # noqa: E402
+from core.kube.client import Kube  # noqa: E402
 from tests.factories import add_standard_models, endpoint_body  # noqa: E402
 from tests.fixtures.hub import HubServer  # noqa: E402
 from tests.fixtures.kube import KubeCluster, assets_dir, fake_node, wait_for  # noqa: E402
@@ -208,7 +208,7 @@ def main() -> int:
                 k8s.CoreV1Api(client).create_node(fake_node(f"bench-cpu-{i}", {"dais.dev/pool": "cpu"}))
 
         # The default catalog allows 32 CPU "accelerators" per namespace; the benchmark needs 1,200.
-        catalog = yaml.safe_load((REPO / "api/domain/hardware.yaml").read_text())
+        catalog = yaml.safe_load((REPO / "core/domain/hardware.yaml").read_text())
         for vendor in catalog["vendors"]:
             for region in vendor["regions"]:
                 for instance_type in region["instanceTypes"]:

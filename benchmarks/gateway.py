@@ -48,9 +48,9 @@ import httpx  # noqa: E402
 from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
 
 import migrations  # noqa: E402
-from api.db.models import Account, Endpoint, EndpointStatus  # noqa: E402
-from api.db.session import make_engine, make_sessionmaker  # noqa: E402
 from benchmarks.api import run_wrk, summarize  # noqa: E402
+from core.db.models import Account, Endpoint, EndpointStatus  # noqa: E402
+from core.db.session import make_engine, make_sessionmaker  # noqa: E402
 from tests.fixtures.engine import FakeEngine  # noqa: E402
 from tests.fixtures.postgres import create_database, free_port, postgres_server  # noqa: E402
 

@@ -19,20 +19,20 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.db.changes import LocalBus, listen_postgres
-from api.db.crypto import SecretBox
-from api.db.models import Endpoint
-from api.db.session import transaction
-from api.domain.catalog import load_engine_catalog, load_hardware_catalog
-from api.domain.timefmt import utc_now
-from api.kube.client import Kube, KubeError, api_client
-from api.kube.lease import LeaderElector
-from api.settings import Settings
 from controller import metrics
 from controller.cache import ClusterCache
 from controller.desired import BuildConfig
 from controller.queue import WorkQueue
 from controller.reconcile import NotLeader, Reconciler
+from core.db.changes import LocalBus, listen_postgres
+from core.db.crypto import SecretBox
+from core.db.models import Endpoint
+from core.db.session import transaction
+from core.domain.catalog import load_engine_catalog, load_hardware_catalog
+from core.domain.timefmt import utc_now
+from core.kube.client import Kube, KubeError, api_client
+from core.kube.lease import LeaderElector
+from core.settings import Settings
 
 log = logging.getLogger("dais.controller")
 

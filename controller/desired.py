@@ -18,9 +18,9 @@ from typing import Any
 
 import orjson
 
-from api.domain.catalog import Compute, EngineCatalog, EngineDefaults, EngineError, ResolvedEngine
-from api.domain.enums import Accelerator, ImageVariant
 from controller.errors import PermanentError
+from core.domain.catalog import Compute, EngineCatalog, EngineDefaults, EngineError, ResolvedEngine
+from core.domain.enums import Accelerator, ImageVariant
 
 ENDPOINT_ID = "dais.dev/endpoint-id"
 HASH = "dais.dev/applied-hash"

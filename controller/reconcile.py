@@ -22,17 +22,17 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload, sessionmaker
 
-from api.db.crypto import SecretBox
-from api.db.models import Account, Endpoint, EndpointScaling, EndpointStatus
-from api.db.session import transaction
-from api.domain.catalog import Compute, EngineCatalog, HardwareCatalog
-from api.kube.client import Kube, KubeError
 from controller import metrics
 from controller.cache import ClusterCache
 from controller.desired import HTTP_PORT, BuildConfig, EndpointView, build, desired_replicas, object_name
 from controller.errors import PermanentError
 from controller.plan import plan
 from controller.status import LOG_LINES, Observation, crash_looping, observe, serving_addresses, startup_seconds
+from core.db.crypto import SecretBox
+from core.db.models import Account, Endpoint, EndpointScaling, EndpointStatus
+from core.db.session import transaction
+from core.domain.catalog import Compute, EngineCatalog, HardwareCatalog
+from core.kube.client import Kube, KubeError
 
 log = logging.getLogger("dais.controller")
 

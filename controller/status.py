@@ -14,10 +14,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from api.domain.catalog import Compute
-from api.domain.enums import EndpointState
-from api.domain.state import MESSAGES
 from controller.desired import ENGINE_CONTAINER, FETCH_CONTAINER, TEMPLATE_HASH
+from core.domain.catalog import Compute
+from core.domain.enums import EndpointState
+from core.domain.state import MESSAGES
 
 PULL_ERRORS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"})
 CONFIG_ERRORS = frozenset({"CreateContainerConfigError", "CreateContainerError", "RunContainerError"})

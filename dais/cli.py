@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from api.settings import Settings
+from core.settings import Settings
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -25,8 +25,8 @@ if TYPE_CHECKING:
 
 def app_factory() -> Any:
     """For ``uvicorn --factory`` worker processes: settings come from the environment."""
-    from api.logs import configure_logging
     from api.main import create_app
+    from core.logs import configure_logging
 
     settings = Settings()
     configure_logging(json_lines=settings.log_json, level=settings.log_level)
@@ -42,8 +42,8 @@ def _serve_api(args: argparse.Namespace, *, upgrade: bool) -> int:
 
     import migrations
     from api.bootstrap import ConfigurationError, ensure_admin
-    from api.logs import configure_logging
     from api.main import build_state, create_app
+    from core.logs import configure_logging
 
     settings = Settings()
     configure_logging(json_lines=settings.log_json, level=settings.log_level)
@@ -81,10 +81,10 @@ def _start_embedded(settings: Settings, sessions: sessionmaker[Session]) -> None
     """``dais serve`` runs the gateway and the autoscaler in-process, and the controller when it has a cluster
     to talk to."""
     from api.bootstrap import secret_key
-    from api.db.changes import LocalBus
-    from api.db.models import Endpoint, EndpointStatus
-    from api.domain.catalog import load_engine_catalog
     from autoscaler.app import Autoscaler, has_cluster
+    from core.db.changes import LocalBus
+    from core.db.models import Endpoint, EndpointStatus
+    from core.domain.catalog import load_engine_catalog
     from gateway.app import Gateway
 
     wake_bus = routes_bus = None
@@ -137,10 +137,10 @@ def _start_embedded(settings: Settings, sessions: sessionmaker[Session]) -> None
 
 def _cmd_controller(_: argparse.Namespace) -> int:
     from api.bootstrap import ConfigurationError, secret_key
-    from api.db.session import make_engine, make_sessionmaker
-    from api.kube.health import serve_health
-    from api.logs import configure_logging
     from controller.app import Controller
+    from core.db.session import make_engine, make_sessionmaker
+    from core.health import serve_health
+    from core.logs import configure_logging
 
     settings = Settings()
     configure_logging(json_lines=settings.log_json, level=settings.log_level)
@@ -162,10 +162,10 @@ def _cmd_controller(_: argparse.Namespace) -> int:
 def _cmd_autoscaler(args: argparse.Namespace) -> int:
     if args.autoscaler_command == "simulate":
         return _cmd_simulate(args)
-    from api.db.session import make_engine, make_sessionmaker
-    from api.kube.health import serve_health
-    from api.logs import configure_logging
     from autoscaler.app import Autoscaler
+    from core.db.session import make_engine, make_sessionmaker
+    from core.health import serve_health
+    from core.logs import configure_logging
 
     settings = Settings()
     configure_logging(json_lines=settings.log_json, level=settings.log_level)
@@ -179,9 +179,9 @@ def _cmd_autoscaler(args: argparse.Namespace) -> int:
 
 
 def _cmd_gateway(_: argparse.Namespace) -> int:
-    from api.db.session import make_engine, make_sessionmaker
-    from api.domain.catalog import load_engine_catalog
-    from api.logs import configure_logging
+    from core.db.session import make_engine, make_sessionmaker
+    from core.domain.catalog import load_engine_catalog
+    from core.logs import configure_logging
     from gateway.app import Gateway
 
     settings = Settings()
@@ -259,7 +259,7 @@ def _discover_token(explicit: str | None) -> str | None:
 
 
 def _cmd_model_fetch(args: argparse.Namespace) -> int:
-    from api.hub.fetch import FetchError, fetch, report_failure
+    from hub.fetch import FetchError, fetch, report_failure
 
     settings = Settings()
     try:
@@ -281,9 +281,9 @@ def _cmd_model_fetch(args: argparse.Namespace) -> int:
 
 
 def _cmd_recommend(args: argparse.Namespace) -> int:
-    from api.domain.catalog import load_hardware_catalog
-    from api.hub.client import HubClient, HubError
-    from api.hub.recommend import recommend
+    from core.domain.catalog import load_hardware_catalog
+    from hub.client import HubClient, HubError
+    from hub.recommend import recommend
 
     settings = Settings()
     hub = settings.hub
@@ -344,7 +344,7 @@ def _cmd_db(args: argparse.Namespace) -> int:
 
 
 def _cmd_secret_key(_: argparse.Namespace) -> int:
-    from api.db.crypto import new_key
+    from core.db.crypto import new_key
 
     print(new_key())
     return 0

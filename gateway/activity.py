@@ -18,7 +18,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.db.models import Endpoint, EndpointActivity
+from core.db.models import Endpoint, EndpointActivity
 
 MEAN_PERIODS = 4  # × 5 s: the autoscaler's 20 s pending window
 

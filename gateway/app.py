@@ -22,9 +22,9 @@ import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.db.changes import CHANNEL, ROUTES_CHANNEL, LocalBus, listen_postgres, request_wake
-from api.domain.catalog import EngineCatalog
-from api.settings import GatewaySettings
+from core.db.changes import CHANNEL, ROUTES_CHANNEL, LocalBus, listen_postgres, request_wake
+from core.domain.catalog import EngineCatalog
+from core.settings import GatewaySettings
 from gateway import metrics
 from gateway.activity import Activity, release_gateway, write_rows
 from gateway.auth import TokenCache

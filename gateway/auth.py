@@ -18,8 +18,8 @@ from enum import Enum
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.db.tokens import digest, token_with_user
-from api.domain.enums import EndpointType
+from core.db.tokens import digest, token_with_user
+from core.domain.enums import EndpointType
 from gateway.routing import Route
 
 NEGATIVE_TTL_S = 1.0

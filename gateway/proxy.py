@@ -24,8 +24,8 @@ from urllib.parse import unquote
 
 import orjson
 
-from api.domain.enums import EndpointType
-from api.settings import GatewaySettings
+from core.domain.enums import EndpointType
+from core.settings import GatewaySettings
 from gateway import metrics
 from gateway.activity import Activity
 from gateway.auth import Caller, Denial, Miss, TokenCache, decide

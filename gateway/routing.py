@@ -17,9 +17,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.db.models import Endpoint, EndpointStatus
-from api.domain.catalog import EngineCatalog
-from api.domain.enums import EndpointType
+from core.db.models import Endpoint, EndpointStatus
+from core.domain.catalog import EngineCatalog
+from core.domain.enums import EndpointType
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ def pending(database_url: str) -> bool:
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
-    from api.db.session import make_engine
+    from core.db.session import make_engine
 
     heads = set(ScriptDirectory.from_config(alembic_config(database_url)).get_heads())
     engine = make_engine(database_url)

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from alembic import context
 
-from api.db.base import Base
-from api.db.models import Account  # noqa: F401  (registers every table on Base.metadata)
-from api.db.session import make_engine
+from core.db.base import Base
+from core.db.models import Account  # noqa: F401  (registers every table on Base.metadata)
+from core.db.session import make_engine
 
 config = context.config
 target_metadata = Base.metadata

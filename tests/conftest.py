@@ -21,11 +21,11 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 import migrations
-from api.db.base import Base
-from api.db.crypto import new_key
-from api.db.session import make_engine, make_sessionmaker
 from api.main import build_state, create_app
-from api.settings import HubSettings, Settings
+from core.db.base import Base
+from core.db.crypto import new_key
+from core.db.session import make_engine, make_sessionmaker
+from core.settings import HubSettings, Settings
 from tests.factories import ADMIN_TOKEN, add_standard_models, make_user
 from tests.fixtures.hub import HubServer, isolate_hf_client
 from tests.fixtures.kube import KubeCluster, assets_dir

@@ -8,9 +8,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from api.db.models import Account
 from api.identity import repository
 from api.identity.service import issue_token
+from core.db.models import Account
 from tests.fixtures.hub import HubServer, safetensors_bytes
 
 ADMIN_TOKEN = "dais_test_admin_token_0123456789abcdef"

@@ -11,8 +11,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
 import migrations
-from api.db.base import Base
-from api.db.session import make_engine
+from core.db.base import Base
+from core.db.session import make_engine
 from tests.fixtures.postgres import create_database
 
 TABLES = {

@@ -8,9 +8,9 @@ from fastapi.testclient import TestClient
 
 import migrations
 from api.bootstrap import ensure_admin
-from api.db.changes import LocalBus
 from api.main import build_state, create_app
-from api.settings import HubSettings, Settings
+from core.db.changes import LocalBus
+from core.settings import HubSettings, Settings
 from tests.factories import ADMIN_TOKEN, endpoint_body
 from tests.fixtures.hub import HubServer
 

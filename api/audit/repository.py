@@ -7,7 +7,7 @@ from typing import Any, cast
 from sqlalchemy import ScalarSelect, Table, insert, select
 from sqlalchemy.orm import Session
 
-from api.db.models import AuditEvent
+from core.db.models import AuditEvent
 
 
 @dataclass(frozen=True, slots=True)

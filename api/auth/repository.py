@@ -5,7 +5,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from api.db.models import Account, ApiToken, Membership
+from core.db.models import Account, ApiToken, Membership
 
 
 def org_names_of(session: Session, user_id: str) -> list[str]:

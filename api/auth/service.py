@@ -8,8 +8,8 @@ from sqlalchemy.orm import Session
 
 from api.auth import tokens
 from api.auth.principal import Principal
-from api.db.tokens import token_with_user
 from api.errors import Unauthorized
+from core.db.tokens import token_with_user
 
 
 class Authenticator:

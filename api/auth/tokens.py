@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 
-from api.db.tokens import digest
+from core.db.tokens import digest
 
 __all__ = ["TOKEN_PREFIX", "digest", "display_prefix", "new_token"]
 

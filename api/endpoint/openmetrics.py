@@ -18,7 +18,7 @@ from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST, genera
 from prometheus_client.registry import Collector
 
 from api.errors import ServiceUnavailable
-from api.settings import Settings
+from core.settings import Settings
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 FAMILIES = (

@@ -6,8 +6,8 @@ from typing import Any
 from sqlalchemy import Row, Select, Table, Text, bindparam, cast, func, insert, select, update
 from sqlalchemy.orm import Session, joinedload
 
-from api.db.changes import note_written
-from api.db.models import Account, Endpoint, EndpointScaling, EndpointStatus, ScalingDecision
+from core.db.changes import note_written
+from core.db.models import Account, Endpoint, EndpointScaling, EndpointStatus, ScalingDecision
 
 # Reads go through Core rows, not ORM entities: LIST renders 100 of them per request.
 _READ_COLUMNS = (

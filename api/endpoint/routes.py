@@ -7,14 +7,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query
 from starlette.responses import Response
 
-from api.db.models import Endpoint
 from api.deps import ContextDep
-from api.domain.spec import EndpointSpec, EndpointUpdate
-from api.domain.state import Observed
-from api.domain.timefmt import to_client_time
-from api.endpoint import openmetrics, repository, service
-from api.endpoint.schemas import EndpointLike, observed_of, render, render_row
+from api.endpoint import openmetrics, service
+from api.endpoint.render import EndpointLike, observed_of, render, render_row
 from api.responses import FastJSONResponse
+from core.db.models import Endpoint
+from core.domain.spec import EndpointSpec, EndpointUpdate
+from core.domain.state import Observed
+from core.domain.timefmt import to_client_time
 
 router = APIRouter(prefix="/v2", tags=["endpoints"], default_response_class=FastJSONResponse)
 EWS: dict[int | str, dict[str, Any]] = {200: {"description": "The endpoint, with its status (EndpointWithStatus)."}}
@@ -38,7 +38,7 @@ def list_endpoints(namespace: str, ctx: ContextDep) -> Response:
     """All endpoints of a namespace, as ``{"items": [...]}`` (empty, not 404, when there are none)."""
     with ctx.unit(read_only=True) as unit:
         unit.principal.require_namespace(namespace)
-        rows = repository.list_in(unit.session, namespace)
+        rows = service.list_in(unit.session, namespace=namespace)
     engines = ctx.state.catalogs.engines
     items = b",".join(render_row(row, engines=engines) for row in rows)
     return Response(b'{"items":[' + items + b"]}", media_type="application/json")

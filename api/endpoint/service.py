@@ -20,19 +20,19 @@ from sqlalchemy.orm import Session
 
 from api.audit import repository as audit
 from api.audit.repository import AuditContext
-from api.db.crypto import SecretBox
-from api.db.models import AuditEvent, Endpoint, EndpointScaling, EndpointStatus, ScalingDecision
-from api.domain.catalog import Compute, EngineCatalog, EngineError, HardwareCatalog
-from api.domain.enums import EndpointState, ImageVariant
-from api.domain.ids import new_id
-from api.domain.spec import REDACTED, EndpointSpec, merge_spec, spec_diff
-from api.domain.state import shown_state
 from api.endpoint import repository
-from api.endpoint.schemas import EndpointLike, observed_of
+from api.endpoint.render import EndpointLike, observed_of
 from api.errors import BadRequest, Conflict, NotFound, PreconditionFailed, ServiceUnavailable
-from api.hub.resolve import HubUnavailable, Refused, Resolution
-from api.hub.service import HubResolver
 from api.validation import validation_error
+from core.db.crypto import SecretBox
+from core.db.models import AuditEvent, Endpoint, EndpointScaling, EndpointStatus, ScalingDecision
+from core.domain.catalog import Compute, EngineCatalog, EngineError, HardwareCatalog
+from core.domain.enums import EndpointState, ImageVariant
+from core.domain.ids import new_id
+from core.domain.spec import REDACTED, EndpointSpec, merge_spec, spec_diff
+from core.domain.state import shown_state
+from hub.resolve import HubUnavailable, Refused, Resolution
+from hub.resolver import HubResolver
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +47,17 @@ def get(session: Session, *, namespace: str, name: str) -> Row[Any]:
     if found is None:
         raise NotFound(f"endpoint {namespace}/{name} not found")
     return found
+
+
+def list_in(session: Session, *, namespace: str) -> Sequence[Row[Any]]:
+    """Every live endpoint of a namespace, as rows ready to render."""
+    return repository.list_in(session, namespace)
+
+
+def hub_token(session: Session, *, namespace: str, box: SecretBox) -> str | None:
+    """The namespace's Hub token in clear, if one is set."""
+    sealed = repository.hub_token_of(session, namespace)
+    return box.open(sealed)["token"] if sealed else None
 
 
 def create(

@@ -3,7 +3,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.db.models import Account, Membership
+from core.db.models import Account, Membership
 
 
 def by_name(session: Session, name: str) -> Account | None:

@@ -14,14 +14,14 @@ from api.audit.repository import AuditContext
 from api.auth import repository as token_repo
 from api.auth import tokens
 from api.auth.principal import Principal
-from api.db.crypto import SecretBox
-from api.db.models import Account, ApiToken
-from api.domain.enums import AccountKind
-from api.domain.timefmt import to_client_time
 from api.endpoint import repository as endpoint_repo
 from api.errors import BadRequest, Conflict, Forbidden, NotFound
 from api.identity import repository
 from api.identity.schemas import OrgCreate, TokenCreate, UserCreate
+from core.db.crypto import SecretBox
+from core.db.models import Account, ApiToken
+from core.domain.enums import AccountKind
+from core.domain.timefmt import to_client_time
 
 
 def _add_account(session: Session, account: Account) -> None:

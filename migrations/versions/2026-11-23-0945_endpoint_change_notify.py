@@ -2,7 +2,7 @@
 
 Every insert or update of an endpoint row NOTIFYs channel ``dais_endpoints`` with its id, whoever
 writes it, delivered at commit. The controller LISTENs. SQLite has no NOTIFY: ``dais serve`` uses an
-in-process bus instead (api/db/changes.py).
+in-process bus instead (core/db/changes.py).
 
 Revision ID: 0002
 Revises: 0001

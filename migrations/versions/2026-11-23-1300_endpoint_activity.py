@@ -1,6 +1,6 @@
 """gateway activity per endpoint (last request, in flight, mean pending), read by the autoscaler
 
-Wake requests need no table: the gateway NOTIFYs channel ``dais_wake`` with the endpoint id (api/db/changes.py),
+Wake requests need no table: the gateway NOTIFYs channel ``dais_wake`` with the endpoint id (core/db/changes.py),
 and the autoscaler's tick also wakes any endpoint at zero whose activity shows a request in flight.
 
 Revision ID: 0005

@@ -9,8 +9,8 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.auth.service import Authenticator
-from api.db.models import ApiToken
 from api.errors import Unauthorized
+from core.db.models import ApiToken
 from tests.conftest import Clock
 from tests.factories import Ticks, make_user
 

@@ -31,7 +31,7 @@ from huggingface_hub import (
 from huggingface_hub.errors import BadRequestError, HfHubHTTPError
 from sqlalchemy import Engine, select, text
 
-from api.db.models import Endpoint, EndpointStatus
+from core.db.models import Endpoint, EndpointStatus
 from tests.conftest import LiveServer
 from tests.factories import ADMIN_TOKEN
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from api.logs import JsonFormatter
 from api.main import build_state, create_app
+from core.logs import JsonFormatter
 from tests.conftest import make_settings
 from tests.factories import endpoint_body
 

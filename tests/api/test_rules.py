@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.db.models import AuditEvent, Endpoint
+from core.db.models import AuditEvent, Endpoint
 from tests.factories import endpoint_body
 
 NS = "admin"
@@ -169,7 +169,7 @@ def test_endpoints_on_hardware_deprecated_later_stay_editable(
     from tests.factories import ADMIN_TOKEN
 
     assert client.post(f"/v2/endpoint/{NS}", json=body_with("old", itype="nvidia-t4")).status_code == 200
-    catalog = (Path(__file__).parents[2] / "api/domain/hardware.yaml").read_text()
+    catalog = (Path(__file__).parents[2] / "core/domain/hardware.yaml").read_text()
     deprecated = catalog.replace(
         "architecture: Nvidia T4\n", "architecture: Nvidia T4\n            status: deprecated\n"
     )

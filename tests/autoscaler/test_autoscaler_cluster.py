@@ -18,12 +18,12 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from api.db.models import Endpoint, EndpointActivity
-from api.kube.client import Kube
-from api.settings import AutoscalerSettings, ControllerSettings
 from autoscaler.app import Autoscaler
 from controller.app import Controller
 from controller.desired import ENDPOINT_ID
+from core.db.models import Endpoint, EndpointActivity
+from core.kube.client import Kube
+from core.settings import AutoscalerSettings, ControllerSettings
 from tests.conftest import LiveServer, make_settings
 from tests.factories import ADMIN_TOKEN, endpoint_body
 from tests.fixtures.kube import KubeCluster, die_with_parent, wait_for

@@ -10,11 +10,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.db.models import Endpoint, EndpointScaling, EndpointStatus, ScalingDecision
-from api.settings import AutoscalerSettings
 from autoscaler.app import policy_config
 from autoscaler.sources import HardwareUse, Prometheus, Signals
 from autoscaler.tick import Ticker
+from core.db.models import Endpoint, EndpointScaling, EndpointStatus, ScalingDecision
+from core.settings import AutoscalerSettings
 from tests.factories import endpoint_body
 from tests.fixtures.kube import wait_for
 from tests.fixtures.prometheus import LoadExporter

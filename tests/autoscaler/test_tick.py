@@ -9,10 +9,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.db.models import EndpointScaling, ScalingDecision
 from autoscaler.policy import PolicyConfig, Samples
 from autoscaler.sources import Target
 from autoscaler.tick import Ticker
+from core.db.models import EndpointScaling, ScalingDecision
 from tests.conftest import Clock
 from tests.factories import endpoint_body
 

@@ -14,12 +14,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.db.changes import request_wake
-from api.db.models import Endpoint, EndpointActivity, EndpointScaling
 from autoscaler.app import Autoscaler
 from autoscaler.policy import PolicyConfig
 from autoscaler.sources import Signals
 from autoscaler.tick import WAKE_REASON, Ticker
+from core.db.changes import request_wake
+from core.db.models import Endpoint, EndpointActivity, EndpointScaling
 from tests.conftest import Clock, LiveServer
 from tests.factories import ADMIN_TOKEN, endpoint_body
 from tests.fixtures.kube import wait_for

@@ -52,11 +52,11 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_the_build_stage_copies_every_package_and_data_file(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
-    for package in ("api", "controller", "autoscaler", "gateway", "dais", "migrations"):
+    for package in ("core", "hub", "api", "controller", "autoscaler", "gateway", "dais", "migrations"):
         assert f"{package}/__init__.py" in names, package
     assert {
-        "api/domain/hardware.yaml",
-        "api/domain/engines.yaml",
+        "core/domain/hardware.yaml",
+        "core/domain/engines.yaml",
         "migrations/env.py",
         "migrations/script.py.mako",
     } <= names

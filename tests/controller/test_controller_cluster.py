@@ -17,12 +17,12 @@ import pytest
 import yaml
 from sqlalchemy import select
 
-from api.db.models import Endpoint, EndpointStatus
-from api.kube.client import Kube
-from api.settings import ControllerSettings
 from controller import metrics
 from controller.app import Controller
 from controller.desired import ENDPOINT_ID, TEMPLATE_HASH
+from core.db.models import Endpoint, EndpointStatus
+from core.kube.client import Kube
+from core.settings import ControllerSettings
 from tests.conftest import LiveServer, make_settings
 from tests.factories import ADMIN_TOKEN, endpoint_body
 from tests.fixtures.kube import KubeCluster, wait_for
@@ -33,7 +33,7 @@ WAIT = 30.0
 
 def live_server_settings(home: Path) -> dict[str, Any]:
     """A catalog with one row asking for more GPUs than any node has (16 × A10G; nodes carry 8)."""
-    raw = yaml.safe_load((Path(__file__).parents[2] / "api/domain/hardware.yaml").read_text())
+    raw = yaml.safe_load((Path(__file__).parents[2] / "core/domain/hardware.yaml").read_text())
     region = raw["vendors"][0]["regions"][0]
     a10g = next(t for t in region["instanceTypes"] if t["name"] == "nvidia-a10g")
     a10g["sizes"]["x16"] = 16

@@ -17,9 +17,9 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from api.db.models import Endpoint
-from api.kube.client import Kube
 from controller.desired import ENDPOINT_ID, SELECTOR
+from core.db.models import Endpoint
+from core.kube.client import Kube
 from tests.conftest import SECRET_KEY, LiveServer
 from tests.factories import ADMIN_TOKEN, endpoint_body
 from tests.fixtures.hub import HubServer

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from api.domain.catalog import load_engine_catalog, load_hardware_catalog
 from controller.desired import (
     HASH,
     TEMPLATE_HASH,
@@ -18,6 +17,7 @@ from controller.desired import (
     desired_replicas,
 )
 from controller.errors import PermanentError
+from core.domain.catalog import load_engine_catalog, load_hardware_catalog
 
 HARDWARE = load_hardware_catalog(None, default_quota=16)
 ENGINES = load_engine_catalog(None)

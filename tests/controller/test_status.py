@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from api.domain.catalog import load_hardware_catalog
-from api.domain.enums import EndpointState
 from controller.desired import TEMPLATE_HASH
 from controller.status import crash_looping, observe, serving_addresses, startup_seconds
+from core.domain.catalog import load_hardware_catalog
+from core.domain.enums import EndpointState
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 HARDWARE = load_hardware_catalog(None, default_quota=16)

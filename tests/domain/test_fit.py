@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from api.domain.catalog import load_hardware_catalog
-from api.domain.fit import (
+from core.domain.catalog import load_hardware_catalog
+from core.domain.fit import (
     GIB,
     WeightEstimate,
     capacity_bytes,

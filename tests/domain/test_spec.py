@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from api.domain.spec import EndpointSpec, check_revision, merge_spec, spec_diff
 from api.validation import validation_error
+from core.domain.spec import EndpointSpec, check_revision, merge_spec, spec_diff
 from tests.factories import endpoint_body
 
 

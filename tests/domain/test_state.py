@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from api.domain.enums import EndpointState
-from api.domain.state import Observed, shown_state
+from core.domain.enums import EndpointState
+from core.domain.state import Observed, shown_state
 
 
 def observed(state: str, generation: int, url: str | None = None) -> Observed:

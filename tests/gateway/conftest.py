@@ -14,9 +14,9 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from api.db.models import Endpoint, EndpointStatus
-from api.domain.catalog import load_engine_catalog
-from api.settings import GatewaySettings
+from core.db.models import Endpoint, EndpointStatus
+from core.domain.catalog import load_engine_catalog
+from core.settings import GatewaySettings
 from gateway.app import Gateway
 from tests.conftest import LiveServer
 from tests.factories import ADMIN_TOKEN, endpoint_body

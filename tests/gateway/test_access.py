@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from api.domain.enums import EndpointType
+from core.domain.enums import EndpointType
 from gateway.auth import Caller, Denial, TokenCache, decide
 from gateway.routing import Route
 from tests.factories import Ticks

@@ -12,8 +12,8 @@ import psycopg
 import pytest
 from sqlalchemy import select
 
-from api.db.changes import WAKE_CHANNEL
-from api.db.models import EndpointActivity
+from core.db.changes import WAKE_CHANNEL
+from core.db.models import EndpointActivity
 from tests.conftest import LiveServer
 from tests.factories import endpoint_body
 from tests.fixtures.engine import FakeEngine

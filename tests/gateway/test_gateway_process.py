@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.db.models import EndpointActivity
+from core.db.models import EndpointActivity
 from tests.conftest import LiveServer
 from tests.fixtures.engine import FakeEngine
 from tests.fixtures.kube import die_with_parent, wait_for

@@ -12,7 +12,7 @@ import pytest
 from huggingface_hub import InferenceClient
 from openai import OpenAI
 
-from api.db.models import EndpointActivity
+from core.db.models import EndpointActivity
 from tests.conftest import LiveServer
 from tests.fixtures.engine import FakeEngine
 from tests.fixtures.engine import words_for as words

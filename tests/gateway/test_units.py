@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from api.domain.enums import EndpointType
+from core.domain.enums import EndpointType
 from gateway.activity import Activity
 from gateway.proxy import Proxy, Target, parse_target
 from gateway.routing import Route, RoutingTable

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from api.hub.fetch import MANIFEST, PARTIAL, FetchError, fetch, report_failure
+from hub.fetch import MANIFEST, PARTIAL, FetchError, fetch, report_failure
 from tests.fixtures.hub import HubServer, safetensors_bytes
 
 MIB = 2**20

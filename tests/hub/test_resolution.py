@@ -14,9 +14,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.bootstrap import ensure_admin
-from api.db.models import Endpoint
 from api.main import build_state, create_app
-from api.settings import Settings
+from core.db.models import Endpoint
+from core.settings import Settings
 from tests.conftest import Clock
 from tests.factories import ADMIN_TOKEN, endpoint_body
 from tests.fixtures.hub import HubServer, gguf_bytes, safetensors_bytes
@@ -311,9 +311,9 @@ def test_many_creates_of_one_model_ask_the_hub_once(client_with: Callable[..., T
 
 
 def test_a_namespace_token_is_read_once_per_ttl_and_forgotten_when_set() -> None:
-    from api.domain.catalog import load_hardware_catalog
-    from api.hub.client import HubClient
-    from api.hub.service import HubResolver
+    from core.domain.catalog import load_hardware_catalog
+    from hub.client import HubClient
+    from hub.resolver import HubResolver
 
     resolver = HubResolver(
         HubClient(endpoint=None, timeout=1, deadline=1, cache_seconds=0),

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Row, Select, bindparam, func, select
 from sqlalchemy.orm import Session, aliased
 
-from api.db.models import Account, ApiToken, Membership
+from core.db.models import Account, ApiToken, Membership
 
 
 def digest(token: str) -> str:

@@ -22,7 +22,7 @@ import psycopg
 from sqlalchemy import event, text
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
-from api.db.models import Endpoint, EndpointScaling
+from core.db.models import Endpoint, EndpointScaling
 
 CHANNEL = "dais_endpoints"
 WAKE_CHANNEL = "dais_wake"

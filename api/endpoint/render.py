@@ -9,10 +9,10 @@ from typing import Any, Protocol
 import orjson
 from sqlalchemy import Row
 
-from api.db.models import Endpoint, EndpointStatus
-from api.domain.catalog import EngineCatalog
-from api.domain.state import Observed, shown_state
-from api.domain.timefmt import to_client_time
+from core.db.models import Endpoint, EndpointStatus
+from core.domain.catalog import EngineCatalog
+from core.domain.state import Observed, shown_state
+from core.domain.timefmt import to_client_time
 
 
 def observed_of(status: EndpointStatus | Any | None) -> Observed | None:

@@ -6,11 +6,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from api.domain.catalog import Compute, HardwareCatalog
-from api.domain.spec import EndpointSpec
-from api.hub.client import HubClient
-from api.hub.resolve import Resolution, resolve
-from api.settings import HubSettings
+from core.domain.catalog import Compute, HardwareCatalog
+from core.domain.spec import EndpointSpec
+from core.settings import HubSettings
+from hub.client import HubClient
+from hub.resolve import Resolution, resolve
 
 TOKENS_KEPT = 10_000
 

@@ -12,8 +12,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from api.domain.catalog import Compute, HardwareCatalog
-from api.domain.enums import Accelerator
+from core.domain.catalog import Compute, HardwareCatalog
+from core.domain.enums import Accelerator
 
 GIB = 1024**3
 # Bytes per element of the safetensors dtypes (https://github.com/huggingface/safetensors).

@@ -5,11 +5,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from api.deps import ContextDep
-from api.endpoint import repository
+from api.endpoint import service
 from api.errors import BadRequest, NotFound, ServiceUnavailable
-from api.hub.client import HubError
-from api.hub.recommend import recommend
 from api.responses import FastJSONResponse
+from hub.client import HubError
+from hub.recommend import recommend
 
 router = APIRouter(prefix="/v2", tags=["hub"], default_response_class=FastJSONResponse)
 
@@ -27,8 +27,7 @@ def recommendation(
         token = None
         if namespace is not None:
             unit.principal.require_namespace(namespace)
-            sealed = repository.hub_token_of(unit.session, namespace)
-            token = ctx.state.box.open(sealed)["token"] if sealed else None
+            token = service.hub_token(unit.session, namespace=namespace, box=ctx.state.box)
     hub = ctx.state.hub
     try:
         return recommend(

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.domain.enums import Accelerator, ImageVariant
+from core.domain.enums import Accelerator, ImageVariant
 
 HardwareKey = tuple[str, str, str, str, str]  # vendor, region, accelerator, instanceType, instanceSize
 
@@ -213,7 +213,7 @@ def parse_engine_catalog(raw: Mapping[str, Any]) -> EngineCatalog:
 
 def _read_yaml(path: Path | None, default_name: str) -> Any:
     if path is None:
-        text = (resources.files("api.domain") / default_name).read_text(encoding="utf-8")
+        text = (resources.files("core.domain") / default_name).read_text(encoding="utf-8")
     else:
         text = path.read_text(encoding="utf-8")
     return yaml.safe_load(text) or {}

@@ -39,8 +39,8 @@ from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNot
 from huggingface_hub.file_download import http_get
 from huggingface_hub.utils import build_hf_headers, disable_progress_bars  # type: ignore[attr-defined]
 
-from api.domain.fit import GIB
-from api.hub.client import HubClient, HubError, ModelFacts
+from core.domain.fit import GIB
+from hub.client import HubClient, HubError, ModelFacts
 
 MANIFEST = ".dais-fetch.json"
 PARTIAL = ".dais-partial"

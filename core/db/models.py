@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from api.db.base import Base, JsonDoc, UtcDateTime
+from core.db.base import Base, JsonDoc, UtcDateTime
 
 ID = String(32)  # uuid4 hex
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from api.domain.catalog import Compute, HardwareCatalog
-from api.domain.fit import capacity_bytes, estimate_weights, fits, needed_bytes, pick_gguf
-from api.domain.spec import check_repository, check_revision
-from api.hub.client import HubClient
+from core.domain.catalog import Compute, HardwareCatalog
+from core.domain.fit import capacity_bytes, estimate_weights, fits, needed_bytes, pick_gguf
+from core.domain.spec import check_repository, check_revision
+from hub.client import HubClient
 
 
 def parse_reference(reference: str) -> tuple[str, str | None]:

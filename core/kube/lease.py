@@ -17,7 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from api.kube.client import Kube, KubeError
+from core.kube.client import Kube, KubeError
 
 log = logging.getLogger("dais.lease")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from api.domain.enums import EndpointState
+from core.domain.enums import EndpointState
 
 
 @dataclass(frozen=True, slots=True)

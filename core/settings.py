@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from api.domain.spec import DEFAULT_HARDWARE_USAGE, DEFAULT_PENDING_REQUESTS
+from core.domain.spec import DEFAULT_HARDWARE_USAGE, DEFAULT_PENDING_REQUESTS
 
 
 class HubSettings(BaseModel):

@@ -14,11 +14,11 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from api.domain.catalog import Compute, HardwareCatalog
-from api.domain.enums import ImageVariant
-from api.domain.fit import capacity_bytes, describe, estimate_weights, fits, fitting, gib, needed_bytes, pick_gguf
-from api.domain.spec import EndpointSpec
-from api.hub.client import HubClient, HubError, ModelFacts
+from core.domain.catalog import Compute, HardwareCatalog
+from core.domain.enums import ImageVariant
+from core.domain.fit import capacity_bytes, describe, estimate_weights, fits, fitting, gib, needed_bytes, pick_gguf
+from core.domain.spec import EndpointSpec
+from hub.client import HubClient, HubError, ModelFacts
 
 SHA = re.compile(r"^[0-9a-f]{40}$")
 GENERATION_TASKS = frozenset({"text-generation", "text2text-generation", "image-text-to-text"})

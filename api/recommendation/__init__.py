@@ -1,0 +1,1 @@
+"""``GET /v2/recommendation``: hardware rows that hold a Hub model."""
