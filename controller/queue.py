@@ -2,7 +2,7 @@
 
 Invariants: a key is queued at most once; a key is processed by at most one worker at a time (a key
 added while it is being processed is queued again once that worker is done, so no change is missed);
-failures back off per key, exponentially with jitter, and a success forgets the key's failures.
+failures back off per key (``core.retry``: exponential, with jitter), and a success forgets the key's failures.
 Delayed adds (``add_after``) wait on a heap, never in a sleeping thread.
 """
 
@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable
 
 from controller import metrics
+from core.retry import Backoff
 
 
 class WorkQueue:
@@ -28,10 +29,8 @@ class WorkQueue:
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
     ) -> None:
-        self._base = base_delay
-        self._max = max_delay
+        self._backoff = Backoff(base=base_delay, cap=max_delay, rng=rng or random.Random())
         self._clock = clock
-        self._rng = rng or random.Random()
         self._cond = threading.Condition()
         self._ready: deque[str] = deque()
         self._queued: set[str] = set()
@@ -59,8 +58,7 @@ class WorkQueue:
         with self._cond:
             failures = self._failures.get(key, 0)
             self._failures[key] = failures + 1
-        ceiling = min(self._max, self._base * 2.0**failures)
-        delay: float = ceiling / 2 + self._rng.random() * ceiling / 2
+        delay = self._backoff.delay(failures)
         self.add_after(key, delay)
         return delay
 

@@ -14,7 +14,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import httpx2
 from huggingface_hub import HfApi, get_hf_file_metadata, hf_hub_url
@@ -25,6 +25,8 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
+
+from core.retry import Backoff, GaveUp, retrying
 
 T = TypeVar("T")
 CACHE_ENTRIES = 1024
@@ -69,7 +71,7 @@ class HubClient:
         self._deadline = deadline
         self._sleep = sleep
         self._monotonic = monotonic
-        self._rng = rng or random.Random()
+        self._backoff = Backoff(base=0.5, cap=8.0, rng=rng or random.Random())
         self._cache_seconds = cache_seconds
         self._cache: OrderedDict[tuple[str, str | None, str | None], tuple[float, ModelFacts]] = OrderedDict()
         self._lock = threading.Lock()
@@ -133,31 +135,38 @@ class HubClient:
         )
 
     def _retrying(self, call: Callable[[], T], *, what: str, repository: str, revision: str | None) -> T:
-        give_up = self._monotonic() + self._deadline
-        attempt = 0
-        while True:
-            try:
-                return call()
-            except (GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError, DisabledRepoError) as exc:
+        try:
+            return retrying(
+                call,
+                backoff=self._backoff,
+                transient=_transient,
+                deadline_s=self._deadline,
+                sleep=self._sleep,
+                monotonic=self._monotonic,
+            )
+        except (GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError, DisabledRepoError) as exc:
+            raise _explain(exc, repository=repository, revision=revision) from None
+        except HfHubHTTPError as exc:
+            status = exc.response.status_code if exc.response is not None else 0
+            if status in (401, 403):
                 raise _explain(exc, repository=repository, revision=revision) from None
-            except HfHubHTTPError as exc:
-                status = exc.response.status_code if exc.response is not None else 0
-                if status in (401, 403):
-                    raise _explain(exc, repository=repository, revision=revision) from None
-                if status != 429 and status < 500:
-                    raise HubError(f"the Hub refused {what} ({status}): {exc}", kind="unavailable") from None
-                failure: Any = exc
-            except (httpx2.TransportError, OSError) as exc:
-                failure = exc
-            attempt += 1
-            delay = self._rng.uniform(0, min(8.0, 0.25 * 2**attempt))
-            if self._monotonic() + delay > give_up:
-                raise HubError(
-                    f"the Hub is unreachable ({type(failure).__name__}: {failure}) after {attempt} attempts: "
-                    "retry later, or pin model.revision to a commit sha to deploy without it",
-                    kind="unavailable",
-                ) from None
-            self._sleep(delay)
+            raise HubError(f"the Hub refused {what} ({status}): {exc}", kind="unavailable") from None
+        except GaveUp as exc:
+            raise HubError(
+                f"the Hub is unreachable ({type(exc.last).__name__}: {exc.last}) after {exc.attempts} attempts: "
+                "retry later, or pin model.revision to a commit sha to deploy without it",
+                kind="unavailable",
+            ) from None
+
+
+def _transient(exc: Exception) -> bool:
+    """Connection errors, timeouts, 429 and 5xx are worth another try; a refusal or a missing repo is not."""
+    if isinstance(exc, GatedRepoError | RepositoryNotFoundError | RevisionNotFoundError | DisabledRepoError):
+        return False
+    if isinstance(exc, HfHubHTTPError):
+        status = exc.response.status_code if exc.response is not None else 0
+        return status == 429 or status >= 500
+    return isinstance(exc, httpx2.TransportError | OSError)
 
 
 def _explain(exc: Exception, *, repository: str, revision: str | None) -> HubError:

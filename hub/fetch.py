@@ -21,7 +21,6 @@ import fnmatch
 import hashlib
 import json
 import os
-import random
 import shutil
 import sys
 import threading
@@ -40,12 +39,14 @@ from huggingface_hub.file_download import http_get
 from huggingface_hub.utils import build_hf_headers, disable_progress_bars  # type: ignore[attr-defined]
 
 from core.domain.fit import GIB
+from core.retry import Backoff, GaveUp, retrying
 from hub.client import HubClient, HubError, ModelFacts
 
 MANIFEST = ".dais-fetch.json"
 PARTIAL = ".dais-partial"
 PICKLED = (".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack")
 TERMINATION_LOG = Path("/dev/termination-log")
+DOWNLOAD_BACKOFF = Backoff(base=1.0, cap=10.0)  # waits 0.5-1 s, 1-2 s, 2-4 s, 4-8 s, then 5-10 s
 
 
 class FetchError(Exception):
@@ -243,7 +244,14 @@ class _HashingWriter:
 
 
 def _download_one(
-    name: str, *, facts: ModelFacts, dest: Path, token: str | None, endpoint: str | None, attempts: int
+    name: str,
+    *,
+    facts: ModelFacts,
+    dest: Path,
+    token: str | None,
+    endpoint: str | None,
+    attempts: int,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> None:
     """One file, through huggingface_hub's metadata and download functions, into a partial file kept across
     restarts (``dest/.dais-partial``): a replica killed half-way resumes where it stopped."""
@@ -252,50 +260,49 @@ def _download_one(
     partial = dest / PARTIAL / f"{name}.part"
     partial.parent.mkdir(parents=True, exist_ok=True)
     url = hf_hub_url(facts.repository, name, revision=facts.sha, endpoint=endpoint)
-    for attempt in range(1, attempts + 1):
-        try:
-            meta = get_hf_file_metadata(url, token=token or False)
-            headers = build_hf_headers(token=token or False)
-            if urlparse(meta.location).netloc != urlparse(url).netloc:
-                headers.pop("authorization", None)  # a signed CDN URL: the token stays with the Hub
-            have = partial.stat().st_size if partial.exists() else 0
-            if size is not None and have > size:
-                partial.unlink()
-                have = 0
-            digest = hashlib.sha256()
-            with partial.open("a+b") as handle:
-                if have:
-                    handle.seek(0)
-                    digest = hashlib.file_digest(handle, "sha256")
-                handle.seek(have)
-                writer = _HashingWriter(handle, digest)
-                http_get(meta.location, writer, resume_size=have, headers=headers, expected_size=size)  # type: ignore[arg-type]
-            break
-        except GatedRepoError:
+
+    def attempt() -> _HashingWriter:
+        meta = get_hf_file_metadata(url, token=token or False)
+        headers = build_hf_headers(token=token or False)
+        if urlparse(meta.location).netloc != urlparse(url).netloc:
+            headers.pop("authorization", None)  # a signed CDN URL: the token stays with the Hub
+        have = partial.stat().st_size if partial.exists() else 0
+        if size is not None and have > size:
+            partial.unlink()
+            have = 0
+        digest = hashlib.sha256()
+        with partial.open("a+b") as handle:
+            if have:
+                handle.seek(0)
+                digest = hashlib.file_digest(handle, "sha256")
+            handle.seek(have)
+            writer = _HashingWriter(handle, digest)
+            http_get(meta.location, writer, resume_size=have, headers=headers, expected_size=size)  # type: ignore[arg-type]
+        return writer
+
+    try:
+        writer = retrying(attempt, backoff=DOWNLOAD_BACKOFF, transient=_transient, attempts=attempts, sleep=sleep)
+    except GatedRepoError:
+        raise FetchError(
+            f"model {facts.repository} is gated: accept its licence on the Hub with the account whose token the "
+            "endpoint uses (the namespace's Hub token or the endpoint's HF_TOKEN secret), then restart"
+        ) from None
+    except (RepositoryNotFoundError, RevisionNotFoundError) as exc:
+        raise FetchError(f"{facts.repository}@{facts.sha}: {exc}") from None
+    except HfHubHTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else 0
+        if status in (401, 403):
             raise FetchError(
-                f"model {facts.repository} is gated: accept its licence on the Hub with the account whose token the "
-                "endpoint uses (the namespace's Hub token or the endpoint's HF_TOKEN secret), then restart"
+                f"the Hub refused {name} of {facts.repository} ({status}): use a token with read access "
+                "(the namespace's Hub token or the endpoint's HF_TOKEN secret)"
             ) from None
-        except (RepositoryNotFoundError, RevisionNotFoundError) as exc:
-            raise FetchError(f"{facts.repository}@{facts.sha}: {exc}") from None
-        except HfHubHTTPError as exc:
-            status = exc.response.status_code if exc.response is not None else 0
-            if status in (401, 403):
-                raise FetchError(
-                    f"the Hub refused {name} of {facts.repository} ({status}): use a token with read access "
-                    "(the namespace's Hub token or the endpoint's HF_TOKEN secret)"
-                ) from None
-            if (status != 429 and status < 500) or attempt == attempts:
-                raise FetchError(f"downloading {name} failed: {exc}") from None
-        except OSError as exc:
-            if exc.errno == errno.ENOSPC:
-                raise FetchError(_no_space(dest, size or 0)) from None
-            if attempt == attempts:
-                raise FetchError(f"downloading {name} failed after {attempts} attempts: {exc}") from None
-        except httpx2.TransportError as exc:
-            if attempt == attempts:
-                raise FetchError(f"downloading {name} failed after {attempts} attempts: {exc}") from None
-        time.sleep(random.uniform(0, min(10.0, 0.5 * 2**attempt)))
+        raise FetchError(f"downloading {name} failed: {exc}") from None
+    except OSError:  # not transient: only a full disk is refused at once
+        raise FetchError(_no_space(dest, size or 0)) from None
+    except GaveUp as exc:
+        if isinstance(exc.last, HfHubHTTPError):
+            raise FetchError(f"downloading {name} failed: {exc.last}") from None
+        raise FetchError(f"downloading {name} failed after {exc.attempts} attempts: {exc.last}") from None
     got = partial.stat().st_size
     if size is not None and got != size:
         partial.unlink(missing_ok=True)
@@ -309,6 +316,18 @@ def _download_one(
     target = safe_target(dest, name)
     target.parent.mkdir(parents=True, exist_ok=True)
     os.replace(partial, target)
+
+
+def _transient(exc: Exception) -> bool:
+    """Another try may help: a dropped connection, a timeout, 429 or 5xx, a local I/O error but a full disk."""
+    if isinstance(exc, GatedRepoError | RepositoryNotFoundError | RevisionNotFoundError):
+        return False
+    if isinstance(exc, HfHubHTTPError):
+        status = exc.response.status_code if exc.response is not None else 0
+        return status == 429 or status >= 500
+    if isinstance(exc, OSError):
+        return exc.errno != errno.ENOSPC
+    return isinstance(exc, httpx2.TransportError)
 
 
 def _check_space(dest: Path, need: int) -> None:

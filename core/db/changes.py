@@ -23,10 +23,12 @@ from sqlalchemy import event, text
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from core.db.models import Endpoint, EndpointScaling
+from core.retry import Backoff
 
 CHANNEL = "dais_endpoints"
 WAKE_CHANNEL = "dais_wake"
 ROUTES_CHANNEL = "dais_routes"  # status writes (migration 0006): the gateway's routing table follows them
+RECONNECT_BACKOFF = Backoff(base=1.0, cap=30.0)
 _PENDING = "dais_changed_endpoints"
 _WRITTEN = "dais_written_endpoints"
 
@@ -115,18 +117,19 @@ def listen_postgres(
     several); reconnects on errors, calling ``on_gap()`` on every (re)connect."""
     channels = (channel,) if isinstance(channel, str) else channel
     dsn = url.replace("postgresql+psycopg://", "postgresql://", 1)
-    delay = 0.5
+    failures = 0
     while not stop.is_set():
         try:
             with psycopg.connect(dsn, autocommit=True) as conn:
                 for name in channels:
                     conn.execute(f"LISTEN {name}")
                 on_gap()  # whatever changed before LISTEN took effect is caught by a resync
-                delay = 0.5
+                failures = 0
                 while not stop.is_set():
                     for notice in conn.notifies(timeout=poll_seconds):
                         on_change(notice.payload)
         except psycopg.Error as exc:
+            delay = RECONNECT_BACKOFF.delay(failures)
+            failures += 1
             log.warning("database notifications interrupted (%s); reconnecting in %.1fs", exc, delay)
             stop.wait(delay)
-            delay = min(delay * 2, 30.0)
