@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -21,12 +20,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from autoscaler import metrics
 from autoscaler.policy import PolicyConfig
-from autoscaler.sources import HardwareUse, Prometheus, Signals
-from autoscaler.tick import NotLeader, Ticker
+from autoscaler.sources import HardwareUse, Signals, pods_by_label
+from autoscaler.tick import Ticker
 from core.db.changes import WAKE_CHANNEL, LocalBus, listen_postgres
 from core.domain.timefmt import utc_now
 from core.kube.client import Kube, api_client
-from core.kube.lease import LeaderElector
+from core.leadership import Leadership, NotLeader, default_identity
+from core.prometheus import PrometheusClient
 from core.settings import AutoscalerSettings, Settings
 
 log = logging.getLogger("dais.autoscaler")
@@ -53,7 +53,7 @@ class Autoscaler:
     sessions: sessionmaker[Session]
     wake_bus: LocalBus | None = None  # SQLite (`dais serve`): wakes arrive in-process instead of by NOTIFY
     clock: Callable[[], datetime] = utc_now
-    identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    identity: str = field(default_factory=default_identity)
     healthy: threading.Event = field(default_factory=threading.Event)
     leading: threading.Event = field(default_factory=threading.Event)
     ticker: Ticker | None = None
@@ -61,38 +61,38 @@ class Autoscaler:
     def run(self, stop: threading.Event) -> bool:
         """Runs until ``stop`` (True) or until the lease is lost (False: the process should exit)."""
         config = self.settings.autoscaler
-        elector = None
-        if has_cluster(self.settings):
-            kube = Kube(api_client(self.settings.controller.kubeconfig, self.settings.controller.context))
-            elector = LeaderElector(
-                kube,
-                namespace=self.settings.controller.namespace,
-                name=config.lease_name,
-                identity=self.identity,
-                lease_seconds=config.lease_seconds,
-                renew_seconds=config.renew_seconds,
-                on_leading=lambda leading: metrics.LEADER.set(int(leading)),
-            )
+        cluster = self.settings.controller
+        kube = Kube(api_client(cluster.kubeconfig, cluster.context)) if has_cluster(self.settings) else None
+        leadership = Leadership(
+            kube,
+            namespace=cluster.namespace,
+            name=config.lease_name,
+            identity=self.identity,
+            lease_seconds=config.lease_seconds,
+            renew_seconds=config.renew_seconds,
+            on_leading=lambda leading: metrics.LEADER.set(int(leading)),
+        )
         self.healthy.set()
-        lost = threading.Event()
-        if elector is not None:
-            if not elector.acquire(stop):
-                return True
-            threading.Thread(target=elector.keep, args=(stop, lost), name="autoscaler-lease", daemon=True).start()
-        else:
-            metrics.LEADER.set(1)
+        if not leadership.acquire(stop):
+            return True
+        lost = leadership.lost
         prometheus = None
-        if config.prometheus_url:
-            prometheus = Prometheus(config.prometheus_url, timeout=config.query_timeout_seconds)
-        else:
+        if not config.prometheus_url:
             log.warning("no DAIS_AUTOSCALER__PROMETHEUS_URL: hardware use is missing, only request signals scale")
-        hardware = HardwareUse(prometheus, config, self.settings.controller.namespace) if prometheus else None
+        elif kube is None:
+            log.warning("no cluster: hardware use is missing (pods are found on the cluster), only requests scale")
+        else:
+            prometheus = PrometheusClient(config.prometheus_url, timeout=config.query_timeout_seconds)
+        hardware = None
+        if prometheus is not None and kube is not None:
+            namespace = cluster.namespace
+            hardware = HardwareUse(prometheus, config, namespace, pods=lambda: pods_by_label(kube, namespace))
         ticker = self.ticker = Ticker(
             sessions=self.sessions,
             source=Signals(hardware),
             config=policy_config(config),
             clock=self.clock,
-            is_leader=elector.is_leader if elector else lambda: True,
+            is_leader=leadership.is_leader,
         )
         halt = threading.Event()
         wakes: queue.SimpleQueue[tuple[str, float] | None] = queue.SimpleQueue()
@@ -135,8 +135,7 @@ class Autoscaler:
             scheduler.shutdown(wait=True)
             if prometheus is not None:
                 prometheus.close()
-            if elector is not None and not lost.is_set():
-                elector.release()
+            leadership.release()
         return not lost.is_set()
 
     @staticmethod

@@ -39,7 +39,7 @@ class PolicyConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class Scaling:
+class ScalingRules:
     """The parts of a spec the policy reads."""
 
     min_replica: int
@@ -50,7 +50,7 @@ class Scaling:
     paused: bool = False
 
     @classmethod
-    def from_spec(cls, spec: dict[str, Any], *, paused: bool) -> Scaling:
+    def from_spec(cls, spec: dict[str, Any], *, paused: bool) -> ScalingRules:
         scaling = spec["compute"]["scaling"]
         measure = scaling.get("measure") or {}
         return cls(
@@ -97,7 +97,7 @@ class Decision:
     state: State | None = None  # the state to remember
 
 
-def decide(spec: Scaling, samples: Samples, state: State, now: datetime, config: PolicyConfig) -> Decision:
+def decide(spec: ScalingRules, samples: Samples, state: State, now: datetime, config: PolicyConfig) -> Decision:
     inputs = _inputs(spec, samples, config)
     current = state.replicas
     if spec.paused:
@@ -162,14 +162,14 @@ def decide(spec: Scaling, samples: Samples, state: State, now: datetime, config:
     return _bounded(stabilized, raw, stabilized, reason, inputs, held, spec, floor)
 
 
-def _measure(spec: Scaling, samples: Samples, config: PolicyConfig) -> tuple[float | None, float, str]:
+def _measure(spec: ScalingRules, samples: Samples, config: PolicyConfig) -> tuple[float | None, float, str]:
     if spec.pending_requests is not None:
         return samples.pending_per_replica, spec.pending_requests, "pending requests per replica"
     threshold = spec.hardware_usage if spec.hardware_usage is not None else config.hardware_usage
     return samples.utilization, threshold, "hardware use %"
 
 
-def _idle_for(spec: Scaling, samples: Samples, state: State, now: datetime) -> float | None:
+def _idle_for(spec: ScalingRules, samples: Samples, state: State, now: datetime) -> float | None:
     """Seconds idle when the endpoint should go to zero now, else None."""
     if spec.min_replica != 0 or spec.scale_to_zero_timeout_min is None:
         return None
@@ -189,7 +189,7 @@ def _bounded(
     reason: str,
     inputs: dict[str, Any],
     state: State,
-    spec: Scaling,
+    spec: ScalingRules,
     floor: int,
 ) -> Decision:
     final = max(floor, min(spec.max_replica, replicas))
@@ -202,7 +202,7 @@ def _final(replicas: int, raw: int, stabilized: int, reason: str, inputs: dict[s
     return Decision(replicas=replicas, raw=raw, stabilized=stabilized, reason=reason, inputs=inputs, state=state)
 
 
-def _inputs(spec: Scaling, samples: Samples, config: PolicyConfig) -> dict[str, Any]:
+def _inputs(spec: ScalingRules, samples: Samples, config: PolicyConfig) -> dict[str, Any]:
     missing = [
         name
         for name, value in (

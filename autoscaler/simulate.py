@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from autoscaler.policy import PolicyConfig, Samples, Scaling, State, decide
+from autoscaler.policy import PolicyConfig, Samples, ScalingRules, State, decide
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 OSCILLATION_WINDOW_S = 300  # a change undone within this long is an oscillation
@@ -105,7 +105,7 @@ class Result:
 
 def simulate(
     trace: Trace,
-    spec: Scaling,
+    spec: ScalingRules,
     config: PolicyConfig,
     *,
     startup_s: float = 90.0,
@@ -186,10 +186,10 @@ def simulate(
     return result
 
 
-def scaling_for(trace: Trace, overrides: dict[str, float | None]) -> Scaling:
+def scaling_for(trace: Trace, overrides: dict[str, float | None]) -> ScalingRules:
     spec = {**trace.spec, **{k: v for k, v in overrides.items() if v is not None}}
     timeout = spec.get("scaleToZeroTimeout")
-    return Scaling(
+    return ScalingRules(
         min_replica=int(spec.get("minReplica", 1)),
         max_replica=int(spec.get("maxReplica", 8)),
         scale_to_zero_timeout_min=int(timeout) if timeout is not None else None,

@@ -2,37 +2,37 @@
 
 Each tick costs a constant number of queries however many endpoints there are: one PromQL query per signal
 (CPU from cAdvisor, GPU from the DCGM exporter) over the endpoints' namespace, and one SELECT of every
-activity row. Prometheus answers per pod; a pod belongs to the endpoint whose id prefix its name carries
-(``ep-{name}-{id[:12]}-{replicaset}-{suffix}``, controller/desired.py), so no kube-state-metrics join is
-needed. An endpoint without a series is missing data, recorded in its decision; a failed query makes the
-whole signal missing for that tick (missing data never scales down).
+activity row. Prometheus answers per pod; a pod belongs to the endpoint its ``dais.dev/endpoint-id`` label
+names, read with one labelled LIST of the namespace's pods per tick (``pods_by_label``), so neither a
+kube-state-metrics join nor the shape of a pod's name is relied on. An endpoint without a series is missing
+data, recorded in its decision; a failed query or pod list makes the whole signal missing for that tick
+(missing data never scales down).
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from string import Template
 
-import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from autoscaler.policy import Samples
 from core.db.models import EndpointActivity
+from core.kube.client import Kube, KubeError
+from core.kube.labels import ENDPOINT_ID
+from core.prometheus import PrometheusClient, PrometheusError
 from core.settings import AutoscalerSettings
 
 log = logging.getLogger("dais.autoscaler.sources")
 
-_POD_NAME = re.compile(r"^ep-.+-([0-9a-f]{12})-[a-z0-9]+-[a-z0-9]+$")
-
 
 @dataclass(frozen=True, slots=True)
-class Target:
+class ScaleTarget:
     """What the sources need to know to sample one endpoint."""
 
     id: str
@@ -41,41 +41,20 @@ class Target:
     gpu: bool = False
 
 
-class PrometheusError(Exception):
-    pass
-
-
-class Prometheus:
-    """Instant queries over the HTTP API (``/api/v1/query``)."""
-
-    def __init__(self, url: str, *, timeout: float, transport: httpx.BaseTransport | None = None) -> None:
-        self._client = httpx.Client(base_url=url.rstrip("/"), timeout=timeout, transport=transport)
-        self.queries = 0  # sent, for the benchmark and the tests
-
-    def vector(self, query: str) -> list[tuple[dict[str, str], float]]:
-        """An instant query at Prometheus's own now (so clock skew with this host cannot empty the window)."""
-        self.queries += 1
-        try:
-            response = self._client.get("/api/v1/query", params={"query": query})
-            body = response.json()
-        except (httpx.HTTPError, ValueError) as exc:
-            raise PrometheusError(f"Prometheus query failed: {exc}") from exc
-        if response.status_code != 200 or body.get("status") != "success":
-            raise PrometheusError(f"Prometheus {response.status_code}: {body.get('error') or response.text[:200]}")
-        data = body["data"]
-        if data["resultType"] != "vector":
-            raise PrometheusError(f"expected an instant vector, got {data['resultType']}: {query}")
-        return [(series["metric"], float(series["value"][1])) for series in data["result"]]
-
-    def close(self) -> None:
-        self._client.close()
-
-
 class HardwareUse:
     """Mean percent use over the window per endpoint, averaged across its pods: CPU or GPU by its hardware."""
 
-    def __init__(self, prometheus: Prometheus, settings: AutoscalerSettings, namespace: str) -> None:
+    def __init__(
+        self,
+        prometheus: PrometheusClient,
+        settings: AutoscalerSettings,
+        namespace: str,
+        *,
+        pods: Callable[[], Mapping[str, str]],
+    ) -> None:
+        """``pods()``: the namespace's pods now, name → endpoint id (``pods_by_label`` on a cluster)."""
         self._prometheus = prometheus
+        self._pods = pods
         self._settings = settings
         values = {"namespace": namespace, "window": f"{round(settings.utilization_window_seconds)}s"}
         self._queries = {
@@ -83,8 +62,13 @@ class HardwareUse:
             True: Template(settings.gpu_query).substitute(values),
         }
 
-    def percent(self, targets: Sequence[Target]) -> dict[str, float]:
-        by_prefix = {target.id[:12]: target for target in targets}
+    def percent(self, targets: Sequence[ScaleTarget]) -> dict[str, float]:
+        by_id = {target.id: target for target in targets}
+        try:
+            owners = self._pods()
+        except KubeError as exc:
+            log.warning("hardware use missing this tick: cannot list the endpoints' pods: %s", exc)
+            return {}
         found: dict[str, float] = {}
         for gpu, query in self._queries.items():
             if not any(target.gpu == gpu for target in targets):
@@ -96,12 +80,17 @@ class HardwareUse:
                 continue
             per_pod: dict[str, list[float]] = defaultdict(list)
             for labels, value in series:
-                match = _POD_NAME.match(labels.get(self._settings.pod_label, ""))
-                target = by_prefix.get(match.group(1)) if match else None
+                target = by_id.get(owners.get(labels.get(self._settings.pod_label, ""), ""))
                 if target is not None and target.gpu == gpu and value == value:  # NaN: no limit or no samples
                     per_pod[target.id].append(value)
             found.update({endpoint_id: sum(values) / len(values) for endpoint_id, values in per_pod.items()})
         return found
+
+
+def pods_by_label(kube: Kube, namespace: str) -> dict[str, str]:
+    """Every endpoint pod of ``namespace``, name → endpoint id, by their ``dais.dev/endpoint-id`` label."""
+    pods, _ = kube.list("Pod", namespace, selector=ENDPOINT_ID)
+    return {pod["metadata"]["name"]: pod["metadata"]["labels"][ENDPOINT_ID] for pod in pods}
 
 
 @dataclass
@@ -110,7 +99,7 @@ class Signals:
 
     hardware: HardwareUse | None
 
-    def samples(self, session: Session, targets: Sequence[Target], now: datetime) -> Mapping[str, Samples]:
+    def samples(self, session: Session, targets: Sequence[ScaleTarget], now: datetime) -> Mapping[str, Samples]:
         use = self.hardware.percent(targets) if self.hardware is not None else {}
         activity = gateway_activity(session.scalars(select(EndpointActivity)), now=now)
         sampled = {}

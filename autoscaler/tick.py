@@ -23,20 +23,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from autoscaler import metrics
-from autoscaler.policy import Decision, PolicyConfig, Samples, Scaling, State, decide
-from autoscaler.sources import Target
-from core.db.models import AuditEvent, Endpoint, EndpointScaling, EndpointStatus, ScalingDecision
+from autoscaler.policy import Decision, PolicyConfig, Samples, ScalingRules, State, decide
+from autoscaler.sources import ScaleTarget
+from core.db.models import Endpoint, EndpointScaling, EndpointStatus, ScalingDecision
 from core.db.session import transaction
+from core.db.writes import woken_from_zero
+from core.leadership import NotLeader
 
 WAKE_REASON = "woken: a request arrived while scaled to zero"
 
 
-class NotLeader(Exception):
-    """The lease was lost mid-tick: the transaction is rolled back."""
-
-
 class Source(Protocol):
-    def samples(self, session: Session, targets: Sequence[Target], now: datetime) -> Mapping[str, Samples]:
+    def samples(self, session: Session, targets: Sequence[ScaleTarget], now: datetime) -> Mapping[str, Samples]:
         """Samples per endpoint id, with a constant number of queries however many targets there are."""
         ...
 
@@ -60,7 +58,7 @@ class Ticker:
                 .where(Endpoint.deleted_at.is_(None), Endpoint.paused.is_(False))
             ).all()
             targets = [
-                Target(
+                ScaleTarget(
                     id=endpoint.id,
                     ready=status.ready_replica if status else 0,
                     starting=max((status.target_replica - status.ready_replica) if status else 0, 0),
@@ -76,13 +74,13 @@ class Ticker:
                     if samples.in_flight:
                         made.append((endpoint.id, self._wake(session, endpoint, scaling, now)))
                     continue
-                spec = Scaling.from_spec(endpoint.spec, paused=endpoint.paused)
+                spec = ScalingRules.from_spec(endpoint.spec, paused=endpoint.paused)
                 state = _state_of(scaling, spec, endpoint.created_at)
                 decision = decide(spec, samples, state, now, self.config)
                 self._record(session, endpoint.id, scaling, decision, previous=state.replicas, now=now)
                 made.append((endpoint.id, decision))
             if not self.is_leader():
-                raise NotLeader
+                raise NotLeader("lost the autoscaler lease; not committing this tick")
         return made
 
     def wake(self, endpoint_id: str) -> Decision | None:
@@ -100,11 +98,11 @@ class Ticker:
                 return None
             decision = self._wake(session, endpoint, scaling, self.clock())
             if not self.is_leader():
-                raise NotLeader
+                raise NotLeader("lost the autoscaler lease; not committing this wake")
         return decision
 
     def _wake(self, session: Session, endpoint: Endpoint, scaling: EndpointScaling | None, now: datetime) -> Decision:
-        spec = Scaling.from_spec(endpoint.spec, paused=False)
+        spec = ScalingRules.from_spec(endpoint.spec, paused=False)
         state = _state_of(scaling, spec, endpoint.created_at)
         replicas = min(max(spec.min_replica, 1), spec.max_replica)
         woke = State(replicas=replicas, since=state.since, last_up=now, last_down=now)
@@ -112,19 +110,7 @@ class Ticker:
         previous = 0 if endpoint.scaled_to_zero else state.replicas
         self._record(session, endpoint.id, scaling, decision, previous=previous, now=now)
         if endpoint.scaled_to_zero:
-            endpoint.scaled_to_zero = False
-            session.add(
-                AuditEvent(
-                    endpoint_id=endpoint.id,
-                    namespace=endpoint.namespace,
-                    actor="autoscaler",
-                    action="wake",
-                    diff=[{"path": "scaledToZero", "old": True, "new": False}],
-                    request_id="",
-                    source_address=None,
-                    created_at=now,
-                )
-            )
+            woken_from_zero(session, endpoint, actor="autoscaler", now=now)
         return decision
 
     @staticmethod
@@ -177,7 +163,7 @@ class Ticker:
             )
 
 
-def _state_of(scaling: EndpointScaling | None, spec: Scaling, created: datetime) -> State:
+def _state_of(scaling: EndpointScaling | None, spec: ScalingRules, created: datetime) -> State:
     if scaling is None:
         return State(replicas=max(spec.min_replica, 1), since=created)
     raw: dict[str, Any] = scaling.state

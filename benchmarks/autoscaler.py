@@ -43,11 +43,12 @@ from api.main import build_state, create_app  # noqa: E402
 from autoscaler.app import Autoscaler, policy_config  # noqa: E402
 from autoscaler.policy import PolicyConfig  # noqa: E402
 from autoscaler.simulate import Trace, scaling_for, simulate  # noqa: E402
-from autoscaler.sources import HardwareUse, Prometheus, Signals  # noqa: E402
+from autoscaler.sources import HardwareUse, Signals  # noqa: E402
 from autoscaler.tick import Ticker  # noqa: E402
 from core.db.changes import CHANNEL, request_wake  # noqa: E402
 from core.db.crypto import new_key  # noqa: E402
 from core.db.session import make_engine, make_sessionmaker  # noqa: E402
+from core.prometheus import PrometheusClient  # noqa: E402
 from core.settings import AutoscalerSettings, HubSettings, Settings  # noqa: E402
 from tests.factories import ADMIN_TOKEN, add_standard_models, endpoint_body  # noqa: E402
 from tests.fixtures.hub import HubServer  # noqa: E402
@@ -116,8 +117,9 @@ def seed(database: str, settings: Settings, endpoints: int) -> list[tuple[str, s
 
 
 def measure_ticks(
-    sessions: Any, engine: Any, prometheus_url: str, config: AutoscalerSettings, ticks: int
+    sessions: Any, engine: Any, prometheus_url: str, config: AutoscalerSettings, ticks: int, pods: dict[str, str]
 ) -> dict[str, Any]:
+    """``pods``: pod name → endpoint id, as the autoscaler lists them by label on a cluster (none here)."""
     statements = 0
 
     def count(*_: Any) -> None:
@@ -125,11 +127,11 @@ def measure_ticks(
         statements += 1
 
     event.listen(engine, "before_cursor_execute", count)
-    prometheus = Prometheus(prometheus_url, timeout=10)
+    prometheus = PrometheusClient(prometheus_url, timeout=10)
     now = [datetime.now(UTC)]
     ticker = Ticker(
         sessions=sessions,
-        source=Signals(HardwareUse(prometheus, config, NAMESPACE)),
+        source=Signals(HardwareUse(prometheus, config, NAMESPACE, pods=lambda: pods)),
         config=policy_config(config),
         clock=lambda: now[0],
     )
@@ -242,14 +244,16 @@ def main() -> int:
         )
         log(f"seeding {args.endpoints} endpoints")
         endpoints = seed(database, settings, args.endpoints)
+        pods: dict[str, str] = {}
         for index, (endpoint_id, name, gpu) in enumerate(endpoints):
             for replica in ("a1b2c", "d3e4f"):
                 pod = f"ep-{name}-{endpoint_id[:12]}-7d9f8c6b5-{replica}"
+                pods[pod] = endpoint_id
                 load = 40 + index % 60  # 40..99 %: some scale up, some down, some hold
                 exporter.set(pod, namespace=NAMESPACE, cpu_percent=load, gpu_percent=load if gpu else None)
         prometheus = stack.enter_context(prometheus_server([f"127.0.0.1:{exporter.port}"], scrape_interval="2s"))
         log("waiting for Prometheus to hold a full window of every series")
-        check = Prometheus(prometheus, timeout=10)
+        check = PrometheusClient(prometheus, timeout=10)
         series = f'container_cpu_usage_seconds_total{{namespace="{NAMESPACE}",container="engine"}}'
         full = f"count_over_time({series}[12s]) >= 5"
         wait_for(
@@ -264,7 +268,7 @@ def main() -> int:
         sessions = make_sessionmaker(engine)
         log(f"timing {args.ticks} ticks over {len(endpoints)} endpoints")
         figures: dict[str, Any] = {"endpoints": len(endpoints)}
-        figures.update(measure_ticks(sessions, engine, prometheus, config, args.ticks))
+        figures.update(measure_ticks(sessions, engine, prometheus, config, args.ticks, pods))
         figures["goal_tick_cpu_s"] = GOAL_TICK_CPU_S
         log(f"timing {args.wakes} wakes")
         figures.update(measure_wakes(settings, database, sessions, [e[0] for e in endpoints[: args.wakes]]))

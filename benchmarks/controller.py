@@ -46,9 +46,10 @@ from cryptography.fernet import Fernet  # noqa: E402
 from kubernetes import client as k8s  # noqa: E402
 
 import migrations  # noqa: E402
-from controller.desired import ENDPOINT_ID, SELECTOR  # noqa: E402
 from core.kube.client import Kube  # noqa: E402
+from core.kube.labels import ENDPOINT_ID, SELECTOR  # noqa: E402
 from tests.factories import add_standard_models, endpoint_body  # noqa: E402
+from tests.fixtures import scrape  # noqa: E402
 from tests.fixtures.hub import HubServer  # noqa: E402
 from tests.fixtures.kube import KubeCluster, assets_dir, fake_node, wait_for  # noqa: E402
 from tests.fixtures.postgres import create_database, free_port, postgres_server  # noqa: E402
@@ -126,12 +127,8 @@ class Metrics:
 
     def read(self) -> dict[str, float]:
         totals: dict[str, float] = {}
-        for line in httpx.get(self.url, timeout=5).text.splitlines():
-            if line.startswith("#") or not line.strip():
-                continue
-            sample, _, value = line.rpartition(" ")
-            name = sample.split("{", 1)[0]
-            totals[name] = totals.get(name, 0.0) + float(value)
+        for sample in scrape.samples(httpx.get(self.url, timeout=5).text):
+            totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
         return totals
 
 

@@ -51,6 +51,7 @@ import migrations  # noqa: E402
 from benchmarks.api import run_wrk, summarize  # noqa: E402
 from core.db.models import Account, Endpoint, EndpointStatus  # noqa: E402
 from core.db.session import make_engine, make_sessionmaker  # noqa: E402
+from tests.fixtures import scrape  # noqa: E402
 from tests.fixtures.engine import FakeEngine  # noqa: E402
 from tests.fixtures.postgres import create_database, free_port, postgres_server  # noqa: E402
 
@@ -255,10 +256,7 @@ def handoffs(
 
 
 def held(internal: str, name: str) -> float:
-    for line in httpx.get(f"{internal}/metrics").text.splitlines():
-        if line.startswith("dais_gateway_held{") and f'endpoint="bench/{name}"' in line:
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+    return scrape.value(httpx.get(f"{internal}/metrics").text, "dais_gateway_held", endpoint=f"bench/{name}") or 0.0
 
 
 def wait_until(condition: Any, *, what: str, timeout: float = 30) -> None:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -23,7 +21,7 @@ from controller import metrics
 from controller.cache import ClusterCache
 from controller.desired import BuildConfig
 from controller.queue import WorkQueue
-from controller.reconcile import NotLeader, Reconciler
+from controller.reconcile import Reconciler
 from core.db.changes import LocalBus, listen_postgres
 from core.db.crypto import SecretBox
 from core.db.models import Endpoint
@@ -31,7 +29,7 @@ from core.db.session import transaction
 from core.domain.catalog import load_engine_catalog, load_hardware_catalog
 from core.domain.timefmt import utc_now
 from core.kube.client import Kube, KubeError, api_client
-from core.kube.lease import LeaderElector
+from core.leadership import Leadership, NotLeader, default_identity
 from core.settings import Settings
 
 log = logging.getLogger("dais.controller")
@@ -46,7 +44,7 @@ class Controller:
     secret_key: str
     bus: LocalBus | None = None  # dais serve on SQLite; otherwise Postgres LISTEN
     clock: Callable[[], datetime] = utc_now
-    identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    identity: str = field(default_factory=default_identity)
     healthy: threading.Event = field(default_factory=threading.Event)
     leading: threading.Event = field(default_factory=threading.Event)  # set once caches synced and workers run
     queue: WorkQueue = field(default_factory=WorkQueue)
@@ -65,7 +63,7 @@ class Controller:
         config = self.settings.controller
         kube = Kube(api_client(config.kubeconfig, config.context), observe=metrics.observe_kube)
         self._ensure_namespace(kube)
-        elector = LeaderElector(
+        leadership = Leadership(
             kube,
             namespace=config.namespace,
             name=config.lease_name,
@@ -75,11 +73,10 @@ class Controller:
             on_leading=lambda leading: metrics.LEADER.set(int(leading)),
         )
         self.healthy.set()
-        if not elector.acquire(stop):
+        if not leadership.acquire(stop):
             return True
-        lost = threading.Event()
+        lost = leadership.lost
         halt = threading.Event()  # stops everything below, on stop or on a lost lease
-        threading.Thread(target=elector.keep, args=(stop, lost), name="lease", daemon=True).start()
 
         queue = self.queue = WorkQueue(max_delay=config.max_backoff_seconds)
         cache = ClusterCache(kube, config.namespace, queue.add)
@@ -107,7 +104,7 @@ class Controller:
             url_base=self.settings.endpoint_url_base,
             startup_deadline_seconds=config.startup_deadline_seconds,
             clock=self.clock,
-            is_leader=elector.is_leader,
+            is_leader=leadership.is_leader,
         )
 
         def resync() -> None:
@@ -150,8 +147,7 @@ class Controller:
             queue.close()
             for worker in workers:
                 worker.join(timeout=30)
-            if not lost.is_set():
-                elector.release()
+            leadership.release()
         return not lost.is_set()
 
     def _work(self, queue: WorkQueue, reconcile: Reconciler, lost: threading.Event) -> None:

@@ -16,8 +16,8 @@ from typing import Any
 
 import urllib3
 
-from controller.desired import ENDPOINT_ID, SELECTOR
 from core.kube.client import Kube, KubeError
+from core.kube.labels import ENDPOINT_ID, SELECTOR
 
 log = logging.getLogger("dais.controller.cache")
 

@@ -19,14 +19,12 @@ from typing import Any
 import orjson
 
 from controller.errors import PermanentError
-from core.domain.catalog import Compute, EngineCatalog, EngineDefaults, EngineError, ResolvedEngine
+from core.domain.catalog import EngineCatalog, EngineDefaults, EngineError, HardwareRow, ResolvedEngine
 from core.domain.enums import Accelerator, ImageVariant
+from core.kube.labels import ENDPOINT_ID, MANAGED_BY
 
-ENDPOINT_ID = "dais.dev/endpoint-id"
 HASH = "dais.dev/applied-hash"
 TEMPLATE_HASH = "dais.dev/template-hash"  # on pods: which version of the endpoint they run
-MANAGED_BY = "dais-controller"
-SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"
 REPOSITORY = "/repository"
 ENGINE_CONTAINER = "engine"
 FETCH_CONTAINER = "model-fetch"
@@ -93,7 +91,7 @@ def labels(endpoint: EndpointView, engine: ImageVariant) -> dict[str, str]:
 
 
 def build(
-    endpoint: EndpointView, *, compute: Compute, engines: EngineCatalog, config: BuildConfig
+    endpoint: EndpointView, *, compute: HardwareRow, engines: EngineCatalog, config: BuildConfig
 ) -> list[dict[str, Any]]:
     """The objects in apply order: secrets first (the pods read them), then the Service, then the Deployment.
 
@@ -237,7 +235,7 @@ def _engine_container(
     *,
     variant_config: dict[str, Any],
     resolved: ResolvedEngine,
-    compute: Compute,
+    compute: HardwareRow,
     port: int,
     health: str,
     config: BuildConfig,
@@ -330,7 +328,7 @@ def _fetch_container(
     }
 
 
-def _resources(compute: Compute) -> dict[str, Any]:
+def _resources(compute: HardwareRow) -> dict[str, Any]:
     """Requests equal limits (Guaranteed QoS): an inference replica owns its slice of the node."""
     memory = compute.memory_gb
     amounts: dict[str, str] = {"memory": f"{int(memory)}Gi" if memory == int(memory) else f"{round(memory * 1024)}Mi"}

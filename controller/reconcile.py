@@ -31,14 +31,11 @@ from controller.status import LOG_LINES, Observation, crash_looping, observe, se
 from core.db.crypto import SecretBox
 from core.db.models import Account, Endpoint, EndpointScaling, EndpointStatus
 from core.db.session import transaction
-from core.domain.catalog import Compute, EngineCatalog, HardwareCatalog
+from core.domain.catalog import EngineCatalog, HardwareCatalog, HardwareRow
 from core.kube.client import Kube, KubeError
+from core.leadership import NotLeader
 
 log = logging.getLogger("dais.controller")
-
-
-class NotLeader(Exception):
-    """This process lost its lease: it must not write anything more."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +125,7 @@ class Reconciler:
             )
             return Snapshot(view=view, paused=row.paused, deleted=row.deleted_at is not None, status=previous)
 
-    def _compute(self, spec: dict[str, Any]) -> Compute | None:
+    def _compute(self, spec: dict[str, Any]) -> HardwareRow | None:
         provider, compute = spec["provider"], spec["compute"]
         return self.hardware.find(
             (
@@ -187,7 +184,7 @@ class Reconciler:
 
     # -- report --------------------------------------------------------------------------------------------
 
-    def _observe(self, snapshot: Snapshot, compute: Compute | None, build_error: str | None) -> Observation:
+    def _observe(self, snapshot: Snapshot, compute: HardwareRow | None, build_error: str | None) -> Observation:
         view = snapshot.view
         deployments = self.cache.of_endpoint("Deployment", view.id)
         pods = self.cache.of_endpoint("Pod", view.id)

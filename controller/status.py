@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from controller.desired import ENGINE_CONTAINER, FETCH_CONTAINER, TEMPLATE_HASH
-from core.domain.catalog import Compute
+from core.domain.catalog import HardwareRow
 from core.domain.enums import EndpointState
 from core.domain.state import MESSAGES
 
@@ -41,7 +41,7 @@ def observe(
     *,
     paused: bool,
     replicas: int,
-    compute: Compute | None,
+    compute: HardwareRow | None,
     deployment: Mapping[str, Any] | None,
     pods: Sequence[Mapping[str, Any]],
     logs: Mapping[str, str],
@@ -181,7 +181,7 @@ def _ready_since(pod: Mapping[str, Any]) -> datetime | None:
     return None
 
 
-def _failure(pod: Mapping[str, Any], compute: Compute, logs: Mapping[str, str]) -> str | None:
+def _failure(pod: Mapping[str, Any], compute: HardwareRow, logs: Mapping[str, str]) -> str | None:
     for status in _container_statuses(pod):
         container = status.get("name", "")
         role = "model download" if container == FETCH_CONTAINER else "engine"

@@ -56,14 +56,14 @@ log = logging.getLogger("dais.gateway")
 
 
 @dataclass(frozen=True, slots=True)
-class Target:
+class RequestTarget:
     namespace: str
     name: str
     rest: str  # the path sent upstream, starting with "/", still percent-encoded
     query: str
 
 
-def parse_target(raw_path: str, host: str | None, domain: str | None) -> Target | str | None:
+def parse_target(raw_path: str, host: str | None, domain: str | None) -> RequestTarget | str | None:
     """The endpoint a request names and the path to send it; a string says why the path is refused; None:
     not an endpoint path."""
     path, _, query = raw_path.partition("?")
@@ -74,7 +74,7 @@ def parse_target(raw_path: str, host: str | None, domain: str | None) -> Target 
         hostname = host.rsplit(":", 1)[0].lower() if not host.endswith("]") else host.lower()
         suffix = "." + domain.lower()
         if hostname.endswith(suffix):
-            return Target("", hostname[: -len(suffix)], path or "/", query)  # split by the caller (see below)
+            return RequestTarget("", hostname[: -len(suffix)], path or "/", query)  # split by the caller (see below)
     parts = path.split("/", 3)
     if len(parts) < 3 or parts[0] != "":
         return None
@@ -82,7 +82,7 @@ def parse_target(raw_path: str, host: str | None, domain: str | None) -> Target 
     if not _SEGMENT.match(namespace) or not _SEGMENT.match(name):
         return None  # no endpoint has such a name (encoded characters included): 404
     rest = "/" + parts[3] if len(parts) == 4 else "/"
-    return Target(namespace, name, rest, query)
+    return RequestTarget(namespace, name, rest, query)
 
 
 class Proxy:
@@ -112,7 +112,7 @@ class Proxy:
 
     # -- routing ----------------------------------------------------------------------------------------------
 
-    def find(self, target: Target) -> Route | None:
+    def find(self, target: RequestTarget) -> Route | None:
         if target.namespace:
             return self.table.get(target.namespace, target.name)
         prefix = target.name  # host routing: "{name}-{namespace}", where both may contain dashes
@@ -170,7 +170,9 @@ class Proxy:
             return None
         return self._forward(route, target, request, client)
 
-    async def _check_then_forward(self, route: Route, target: Target, request: Request, client: Connection) -> None:
+    async def _check_then_forward(
+        self, route: Route, target: RequestTarget, request: Request, client: Connection
+    ) -> None:
         caller = await self.tokens.caller(request.header(b"authorization"))
         if not self._denied(route, caller, client) and not self._too_large(request, client):
             await self._forward(route, target, request, client)
@@ -230,7 +232,7 @@ class Proxy:
         message = f"endpoint {route.label} is scaling up (about {retry} s): {advice}"
         error(client, 503, message, retry_after=retry)
 
-    async def _forward(self, route: Route, target: Target, request: Request, client: Connection) -> None:
+    async def _forward(self, route: Route, target: RequestTarget, request: Request, client: Connection) -> None:
         """Holds the request through a cold start when asked to, then sends it to a replica and relays the
         answer. The request counts as pending until the answer's status is known. One coroutine from start to
         end: each level of awaiting costs on every request."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.domain.catalog import Compute, HardwareCatalog
+from core.domain.catalog import HardwareCatalog, HardwareRow
 from core.domain.fit import capacity_bytes, estimate_weights, fits, needed_bytes, pick_gguf
 from core.domain.spec import check_repository, check_revision
 from hub.client import HubClient
@@ -57,7 +57,7 @@ def recommend(
     }
 
 
-def _row(compute: Compute) -> dict[str, Any]:
+def _row(compute: HardwareRow) -> dict[str, Any]:
     return {
         "id": compute.id,
         "vendor": compute.vendor,

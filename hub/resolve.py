@@ -14,7 +14,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from core.domain.catalog import Compute, HardwareCatalog
+from core.domain.catalog import HardwareCatalog, HardwareRow
 from core.domain.enums import ImageVariant
 from core.domain.fit import capacity_bytes, describe, estimate_weights, fits, fitting, gib, needed_bytes, pick_gguf
 from core.domain.spec import EndpointSpec
@@ -59,7 +59,7 @@ class HubUnavailable(Exception):
 def resolve(
     spec: EndpointSpec,
     *,
-    compute: Compute,
+    compute: HardwareRow,
     hardware: HardwareCatalog,
     client: HubClient,
     token: str | None,
@@ -151,5 +151,5 @@ def _given_path(spec: EndpointSpec) -> str | None:
     return str(path) if path else None
 
 
-def _capacity(compute: Compute) -> str:
+def _capacity(compute: HardwareRow) -> str:
     return gib(capacity_bytes(compute))

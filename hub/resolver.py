@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from core.domain.catalog import Compute, HardwareCatalog
+from core.domain.catalog import HardwareCatalog, HardwareRow
 from core.domain.spec import EndpointSpec
 from core.settings import HubSettings
 from hub.client import HubClient
@@ -54,7 +54,7 @@ class HubResolver:
     def forget_token(self, namespace: str) -> None:
         self._tokens.pop(namespace, None)
 
-    def resolve(self, spec: EndpointSpec, *, compute: Compute, token: str | None) -> Resolution:
+    def resolve(self, spec: EndpointSpec, *, compute: HardwareRow, token: str | None) -> Resolution:
         return resolve(
             spec,
             compute=compute,

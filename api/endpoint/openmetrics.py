@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 
-import httpx
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
 from api.errors import ServiceUnavailable
+from core.prometheus import PrometheusClient, PrometheusError
 from core.settings import Settings
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -67,16 +67,15 @@ def from_prometheus(url: str, label: str, *, timeout: float) -> list[Metric]:
     names = "|".join(f"{f}(_total|_bucket|_count|_sum)?" for f in FAMILIES)
     query = f'{{__name__=~"{names}", endpoint="{label}"}}'
     try:
-        answer = httpx.get(f"{url.rstrip('/')}/api/v1/query", params={"query": query}, timeout=timeout)
-        answer.raise_for_status()
-        series = answer.json()["data"]["result"]
-    except (httpx.HTTPError, KeyError, ValueError) as exc:
+        with PrometheusClient(url, timeout=timeout) as prometheus:
+            series = prometheus.vector(query)
+    except PrometheusError as exc:
         raise ServiceUnavailable(f"Prometheus at {url} did not answer ({exc}): retry, or check the server") from None
     summed: dict[tuple[str, tuple[tuple[str, str], ...]], float] = defaultdict(float)
-    for item in series:
-        labels = {k: v for k, v in item["metric"].items() if k not in _PER_REPLICA}
+    for metric, value in series:
+        labels = {k: v for k, v in metric.items() if k not in _PER_REPLICA}
         name = labels.pop("__name__")
-        summed[(name, tuple(sorted(labels.items())))] += float(item["value"][1])
+        summed[(name, tuple(sorted(labels.items())))] += value
     return list(_families(summed))
 
 

@@ -26,7 +26,7 @@ from api.errors import BadRequest, Conflict, NotFound, PreconditionFailed, Servi
 from api.validation import validation_error
 from core.db.crypto import SecretBox
 from core.db.models import AuditEvent, Endpoint, EndpointScaling, EndpointStatus, ScalingDecision
-from core.domain.catalog import Compute, EngineCatalog, EngineError, HardwareCatalog
+from core.domain.catalog import EngineCatalog, EngineError, HardwareCatalog, HardwareRow
 from core.domain.enums import EndpointState, ImageVariant
 from core.domain.ids import new_id
 from core.domain.spec import REDACTED, EndpointSpec, merge_spec, spec_diff
@@ -311,7 +311,7 @@ def _shown(endpoint: Endpoint, status: EndpointStatus | None) -> EndpointState:
     ).state
 
 
-def _check_context(spec: EndpointSpec, catalogs: Catalogs, *, current: str | None = None) -> Compute:
+def _check_context(spec: EndpointSpec, catalogs: Catalogs, *, current: str | None = None) -> HardwareRow:
     """The hardware row and replica ceiling; ``current`` is the row the endpoint already uses, if any."""
     key = (
         spec.provider.vendor,
@@ -347,7 +347,7 @@ def _check_context(spec: EndpointSpec, catalogs: Catalogs, *, current: str | Non
     return compute
 
 
-def _check_engine(spec: EndpointSpec, compute: Compute, catalogs: Catalogs, resolution: Resolution) -> None:
+def _check_engine(spec: EndpointSpec, compute: HardwareRow, catalogs: Catalogs, resolution: Resolution) -> None:
     """The engine that will really run (after the Hub had its say) must exist for the hardware."""
     config = spec.model.image[spec.model.variant.value].model_dump(by_alias=True, exclude_none=True)
     if resolution.model_path:
@@ -360,7 +360,7 @@ def _check_engine(spec: EndpointSpec, compute: Compute, catalogs: Catalogs, reso
 
 
 def _resolve(
-    session: Session, spec: EndpointSpec, *, compute: Compute, namespace: str, hub: HubResolver, box: SecretBox
+    session: Session, spec: EndpointSpec, *, compute: HardwareRow, namespace: str, hub: HubResolver, box: SecretBox
 ) -> Resolution:
     """Asks the Hub, with the endpoint's own HF_TOKEN secret or else the namespace's Hub token."""
     token = spec.model.secrets.get("HF_TOKEN")
@@ -415,7 +415,7 @@ def _dig(data: dict[str, Any], path: tuple[str, ...]) -> Any:
     return data
 
 
-def _stored(spec: EndpointSpec, compute: Compute, resolution: Resolution) -> dict[str, Any]:
+def _stored(spec: EndpointSpec, compute: HardwareRow, resolution: Resolution) -> dict[str, Any]:
     stored = spec.to_stored()
     stored["compute"] = {"id": compute.id, **stored["compute"]}
     if stored["model"].get("task") is None and resolution.task:
@@ -423,12 +423,12 @@ def _stored(spec: EndpointSpec, compute: Compute, resolution: Resolution) -> dic
     return stored
 
 
-def _accelerators(compute: Compute, spec: EndpointSpec) -> int:
+def _accelerators(compute: HardwareRow, spec: EndpointSpec) -> int:
     return compute.num_accelerators * spec.compute.scaling.max_replica
 
 
 def _audit_within_quota(
-    session: Session, *, namespace: str, compute: Compute, spec: EndpointSpec, **event: Any
+    session: Session, *, namespace: str, compute: HardwareRow, spec: EndpointSpec, **event: Any
 ) -> None:
     """Records the audit event and checks the namespace's quota with this write included, as the last step
     before commit.
@@ -454,7 +454,7 @@ def _lock_namespace(session: Session, namespace: str) -> None:
         raise NotFound(f"namespace {namespace!r} does not exist: create the user or org first")
 
 
-def _check_quota(total: int, *, namespace: str, compute: Compute, spec: EndpointSpec) -> None:
+def _check_quota(total: int, *, namespace: str, compute: HardwareRow, spec: EndpointSpec) -> None:
     """``total``: the namespace's use of this accelerator type with this write included."""
     wanted = _accelerators(compute, spec)
     if total > compute.max_accelerators:

@@ -29,7 +29,7 @@ class KubernetesPlacement(BaseModel):
     tolerations: list[dict[str, Any]] = Field(default_factory=list)
 
 
-class Compute(BaseModel):
+class HardwareRow(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     id: str
@@ -62,14 +62,14 @@ class Compute(BaseModel):
 class HardwareCatalog:
     """Immutable lookup over compute rows, in catalog order."""
 
-    def __init__(self, computes: list[Compute]) -> None:
+    def __init__(self, computes: list[HardwareRow]) -> None:
         self.computes = computes
         self._by_key = {c.key: c for c in computes}
 
-    def find(self, key: HardwareKey) -> Compute | None:
+    def find(self, key: HardwareKey) -> HardwareRow | None:
         return self._by_key.get(key)
 
-    def near(self, vendor: str, region: str) -> list[Compute]:
+    def near(self, vendor: str, region: str) -> list[HardwareRow]:
         return [c for c in self.computes if c.vendor == vendor and c.region == region]
 
 
@@ -77,7 +77,7 @@ _SIZE_STATUSES = {"available", "low_availability", "not_available", "reserved", 
 
 
 def parse_hardware_catalog(raw: Mapping[str, Any], *, default_quota: int) -> HardwareCatalog:
-    computes: list[Compute] = []
+    computes: list[HardwareRow] = []
     for vendor in raw.get("vendors", []):
         for region in vendor.get("regions", []):
             cluster = region.get("cluster", "default")
@@ -90,7 +90,7 @@ def parse_hardware_catalog(raw: Mapping[str, Any], *, default_quota: int) -> Har
                     if status not in _SIZE_STATUSES:
                         raise ValueError(f"hardware catalog: unknown status {status!r} for {itype['name']}")
                     computes.append(
-                        Compute(
+                        HardwareRow(
                             id=f"{vendor['name']}-{region['name']}-{itype['name']}-{size}",
                             vendor=vendor["name"],
                             region=region["name"],
@@ -161,7 +161,7 @@ class EngineCatalog:
         return variant
 
     def resolve(
-        self, variant: ImageVariant, config: Mapping[str, Any], *, task: str | None, compute: Compute
+        self, variant: ImageVariant, config: Mapping[str, Any], *, task: str | None, compute: HardwareRow
     ) -> ResolvedEngine:
         """What will run for this spec on this hardware; ``EngineError`` says why it cannot run."""
         engine = self.engine_for(variant, task=task, accelerator=compute.accelerator)

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from core.domain.catalog import Compute, HardwareCatalog
+from core.domain.catalog import HardwareCatalog, HardwareRow
 from core.domain.enums import Accelerator
 
 GIB = 1024**3
@@ -86,7 +86,7 @@ def pick_gguf(files: Sequence[str]) -> str | None:
     return ggufs[0] if ggufs else None
 
 
-def capacity_bytes(compute: Compute) -> int:
+def capacity_bytes(compute: HardwareRow) -> int:
     """A row's ``gpuMemoryGb`` is the instance's total (per-GPU memory × GPUs), as the catalog lists sizes."""
     if compute.accelerator is Accelerator.CPU or not compute.gpu_memory_gb:
         return int(compute.memory_gb * GIB)
@@ -97,13 +97,13 @@ def needed_bytes(weights: WeightEstimate, headroom: float) -> int:
     return int(weights.bytes * (1 + headroom))
 
 
-def fits(compute: Compute, needed: int) -> bool:
+def fits(compute: HardwareRow, needed: int) -> bool:
     return capacity_bytes(compute) >= needed
 
 
 def fitting(
     catalog: HardwareCatalog, *, vendor: str, region: str, needed: int, accelerator: Accelerator | None = None
-) -> list[Compute]:
+) -> list[HardwareRow]:
     """Rows of one vendor and region that hold ``needed`` bytes, cheapest first (deprecated rows left out)."""
     rows = [
         c
@@ -115,7 +115,7 @@ def fitting(
     return sorted(rows, key=lambda c: (c.price_per_hour, c.num_accelerators, c.id))
 
 
-def describe(compute: Compute) -> str:
+def describe(compute: HardwareRow) -> str:
     return (
         f"{compute.accelerator.value}/{compute.instance_type}/{compute.instance_size} (${compute.price_per_hour:g}/h)"
     )

@@ -5,7 +5,6 @@ are shortened through settings; nothing sleeps."""
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -19,13 +18,15 @@ import pytest
 from sqlalchemy import select
 
 from autoscaler.app import Autoscaler
+from autoscaler.sources import pods_by_label
 from controller.app import Controller
-from controller.desired import ENDPOINT_ID
 from core.db.models import Endpoint, EndpointActivity
 from core.kube.client import Kube
+from core.kube.labels import ENDPOINT_ID
 from core.settings import AutoscalerSettings, ControllerSettings
 from tests.conftest import LiveServer, make_settings
 from tests.factories import ADMIN_TOKEN, endpoint_body
+from tests.fixtures import scrape
 from tests.fixtures.kube import KubeCluster, die_with_parent, wait_for
 from tests.fixtures.postgres import free_port
 
@@ -173,18 +174,17 @@ def test_dais_autoscaler_leads_serves_metrics_and_hands_the_lease_over_on_exit(
     )
     try:
 
-        def metric(name: str) -> float | None:
+        def metric(name: str, **labels: str) -> float | None:
             assert process.poll() is None, (tmp_path / "autoscaler.log").read_text()
             try:
                 text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
             except httpx.TransportError:
                 return None
-            found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
-            return float(found.group(1)) if found else None
+            return scrape.value(text, name, **labels)
 
         wait_for(lambda: metric("dais_autoscaler_leader") == 1, timeout=WAIT, what="the autoscaler to lead")
         wait_for(
-            lambda: (metric('dais_autoscaler_ticks_total{result="success"}') or 0) >= 2,
+            lambda: (metric("dais_autoscaler_ticks_total", result="success") or 0) >= 2,
             timeout=WAIT,
             what="two successful ticks",
         )
@@ -200,3 +200,33 @@ def test_dais_autoscaler_leads_serves_metrics_and_hands_the_lease_over_on_exit(
     released = loop.kube.get("Lease", loop.namespace, lease)
     assert released is not None
     assert released["spec"].get("holderIdentity") is None  # a standby may take over at once
+
+
+def test_hardware_use_finds_an_endpoints_pods_by_label_not_by_name(loop: Loop) -> None:
+    body = endpoint_body("labelled")
+    body["compute"].update(accelerator="cpu", instanceType="intel-spr", instanceSize="x1")
+    body["model"].update(image={"tei": {}}, task="feature-extraction")
+    assert loop.api.post(f"/v2/endpoint/{NS}", json=body).status_code == 200
+    with loop.server.sessions() as session:
+        endpoint_id = session.scalars(select(Endpoint.id).where(Endpoint.name == "labelled")).one()
+    loop.wait_replicas(endpoint_id, 1)
+    # A pod named like one of the endpoint's replicas, but without its label, is somebody else's.
+    impostor = f"ep-labelled-{endpoint_id[:12]}-7d9f8c6b5-zzzzz"
+    loop.kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": impostor, "namespace": loop.namespace},
+            "spec": {"containers": [{"name": "engine", "image": "busybox"}]},
+        }
+    )
+    try:
+        owners = pods_by_label(loop.kube, loop.namespace)
+    finally:
+        loop.kube.delete("Pod", loop.namespace, impostor)
+    mine = [pod for pod, owner in owners.items() if owner == endpoint_id]
+    assert len(mine) == 1
+    assert impostor not in owners
+    pod = loop.kube.get("Pod", loop.namespace, mine[0])
+    assert pod is not None
+    assert pod["metadata"]["labels"][ENDPOINT_ID] == endpoint_id

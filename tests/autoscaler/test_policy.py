@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from autoscaler.policy import Decision, PolicyConfig, Samples, Scaling, State, decide
+from autoscaler.policy import Decision, PolicyConfig, Samples, ScalingRules, State, decide
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 CONFIG = PolicyConfig()
-GPU = Scaling(min_replica=1, max_replica=8, hardware_usage=80)
+GPU = ScalingRules(min_replica=1, max_replica=8, hardware_usage=80)
 
 
 def at(seconds: float) -> datetime:
@@ -22,7 +22,7 @@ def state(replicas: int, **kw: object) -> State:
     return State(replicas=replicas, since=T0 - timedelta(hours=1), **kw)  # type: ignore[arg-type]
 
 
-def run(spec: Scaling, ticks: list[tuple[float, Samples]], start: State) -> list[Decision]:
+def run(spec: ScalingRules, ticks: list[tuple[float, Samples]], start: State) -> list[Decision]:
     """Feeds samples at the given seconds, carrying the state from decision to decision."""
     decisions, current = [], start
     for seconds, samples in ticks:
@@ -112,7 +112,7 @@ def test_never_below_min_replica() -> None:
 
 
 def test_pending_requests_above_the_threshold_scale_up() -> None:
-    spec = Scaling(min_replica=1, max_replica=10, pending_requests=1.5)
+    spec = ScalingRules(min_replica=1, max_replica=10, pending_requests=1.5)
     samples = Samples(ready=2, pending_per_replica=4.0, in_flight=8, last_request=T0)
     decision = decide(spec, samples, state(2), T0, CONFIG)
     assert decision.replicas == 6  # ceil(2 × 4 / 1.5)
@@ -120,7 +120,7 @@ def test_pending_requests_above_the_threshold_scale_up() -> None:
 
 
 def test_pending_requests_scale_down_by_the_same_rules() -> None:
-    spec = Scaling(min_replica=1, max_replica=10, pending_requests=1.5)
+    spec = ScalingRules(min_replica=1, max_replica=10, pending_requests=1.5)
     low = Samples(ready=6, pending_per_replica=0.5, in_flight=3, last_request=T0)
     decisions = run(spec, [(0, low), (300, low)], state(6))
     assert [d.replicas for d in decisions] == [6, 3]  # ceil(6 × 0.5 / (1.5 × 0.9)): 1.0 per replica, not 1.5
@@ -133,7 +133,7 @@ def test_scale_down_lands_a_tolerance_below_the_threshold() -> None:
     assert decisions[-1].raw == 6  # ceil(6 × 65 / 72)
 
 
-IDLE = Scaling(min_replica=0, max_replica=4, scale_to_zero_timeout_min=15, hardware_usage=80)
+IDLE = ScalingRules(min_replica=0, max_replica=4, scale_to_zero_timeout_min=15, hardware_usage=80)
 
 
 def quiet(last_request: datetime, in_flight: int = 0) -> Samples:
@@ -182,7 +182,7 @@ def test_a_woken_endpoint_is_not_sent_back_to_zero_by_an_old_last_request() -> N
 
 
 def test_min_zero_without_a_timeout_still_serves_one() -> None:
-    spec = Scaling(min_replica=0, max_replica=4, hardware_usage=80)
+    spec = ScalingRules(min_replica=0, max_replica=4, hardware_usage=80)
     assert decide(spec, busy(10, 1), state(1), T0, CONFIG).replicas == 1
 
 
@@ -201,6 +201,6 @@ def test_scaling_from_the_stored_spec() -> None:
             "scaling": {"minReplica": 0, "maxReplica": 3, "scaleToZeroTimeout": 30, "measure": {"pendingRequests": 2.0}}
         }
     }
-    assert Scaling.from_spec(spec, paused=False) == Scaling(
+    assert ScalingRules.from_spec(spec, paused=False) == ScalingRules(
         min_replica=0, max_replica=3, scale_to_zero_timeout_min=30, pending_requests=2.0
     )

@@ -11,9 +11,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from autoscaler.app import policy_config
-from autoscaler.sources import HardwareUse, Prometheus, Signals
+from autoscaler.sources import HardwareUse, Signals
 from autoscaler.tick import Ticker
 from core.db.models import Endpoint, EndpointScaling, EndpointStatus, ScalingDecision
+from core.prometheus import PrometheusClient
 from core.settings import AutoscalerSettings
 from tests.factories import endpoint_body
 from tests.fixtures.kube import wait_for
@@ -51,8 +52,9 @@ def pod(name: str, endpoint_id: str, suffix: str) -> str:
     return f"ep-{name}-{endpoint_id[:12]}-7d9f8c6b5-{suffix}"
 
 
-def ticker(db: sessionmaker[Session], prometheus: Prometheus) -> Ticker:
-    source = Signals(HardwareUse(prometheus, SETTINGS, NAMESPACE))
+def ticker(db: sessionmaker[Session], prometheus: PrometheusClient, pods: dict[str, str]) -> Ticker:
+    """``pods``: name → endpoint id, as ``pods_by_label`` reads them on a cluster."""
+    source = Signals(HardwareUse(prometheus, SETTINGS, NAMESPACE, pods=lambda: pods))
     return Ticker(sessions=db, source=source, config=policy_config(SETTINGS), clock=lambda: datetime.now(UTC))
 
 
@@ -82,8 +84,9 @@ def test_hardware_use_from_prometheus_drives_decisions(
         series = f'container_cpu_usage_seconds_total{{namespace="{NAMESPACE}",container="engine"}}'
         full = f"count_over_time({series}[10s]) >= 7"
         wait_for(lambda: scraped(prometheus, full, 3), timeout=30, what="Prometheus to hold 7 s of every pod's series")
-        client_prometheus = Prometheus(prometheus, timeout=5)
-        made = dict(ticker(db, client_prometheus).tick())
+        client_prometheus = PrometheusClient(prometheus, timeout=5)
+        owners = {name: cpu for name in cpu_pods} | {gpu_pod: gpu}
+        made = dict(ticker(db, client_prometheus, owners).tick())
     finally:
         for name in (*cpu_pods, gpu_pod, pod("busy-cpu", cpu, "zzzzz")):
             load_exporter.remove(name)
@@ -111,8 +114,8 @@ def test_an_unreachable_prometheus_is_missing_data_not_a_scale_down(
         session.add(
             EndpointScaling(endpoint_id=endpoint, replicas=3, state={}, reason="", updated_at=datetime.now(UTC))
         )
-    unreachable = Prometheus("http://127.0.0.1:9", timeout=1)  # the discard port: connection refused
-    made = dict(ticker(db, unreachable).tick())
+    unreachable = PrometheusClient("http://127.0.0.1:9", timeout=1)  # the discard port: connection refused
+    made = dict(ticker(db, unreachable, {}).tick())
     assert made[endpoint].inputs["missing"] == ["utilization"]
     assert made[endpoint].replicas == 3
     assert made[endpoint].reason == "holding at 3: no hardware use % data (missing metrics never scale down)"

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from autoscaler.policy import PolicyConfig, Samples
-from autoscaler.sources import Target
+from autoscaler.sources import ScaleTarget
 from autoscaler.tick import Ticker
 from core.db.models import EndpointScaling, ScalingDecision
 from tests.conftest import Clock
@@ -24,7 +24,7 @@ class GivenSamples:
         self.utilization = 50.0
         self.calls = 0
 
-    def samples(self, session: Session, targets: Sequence[Target], now: datetime) -> Mapping[str, Samples]:
+    def samples(self, session: Session, targets: Sequence[ScaleTarget], now: datetime) -> Mapping[str, Samples]:
         self.calls += 1
         return {
             t.id: Samples(ready=t.ready or 1, utilization=self.utilization, in_flight=1, last_request=now)

@@ -19,9 +19,10 @@ from sqlalchemy import select
 
 from controller import metrics
 from controller.app import Controller
-from controller.desired import ENDPOINT_ID, TEMPLATE_HASH
+from controller.desired import TEMPLATE_HASH
 from core.db.models import Endpoint, EndpointStatus
 from core.kube.client import Kube
+from core.kube.labels import ENDPOINT_ID
 from core.settings import ControllerSettings
 from tests.conftest import LiveServer, make_settings
 from tests.factories import ADMIN_TOKEN, endpoint_body

@@ -17,11 +17,12 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from controller.desired import ENDPOINT_ID, SELECTOR
 from core.db.models import Endpoint
 from core.kube.client import Kube
+from core.kube.labels import ENDPOINT_ID, SELECTOR
 from tests.conftest import SECRET_KEY, LiveServer
 from tests.factories import ADMIN_TOKEN, endpoint_body
+from tests.fixtures import scrape
 from tests.fixtures.hub import HubServer
 from tests.fixtures.kube import KubeCluster, die_with_parent, wait_for
 from tests.fixtures.postgres import free_port
@@ -49,14 +50,7 @@ class ControllerProcess:
         """The sum of a metric's samples whose labels include ``labels``."""
         response = self.get("/metrics")
         assert response is not None, self.tail()
-        total = 0.0
-        for line in response.text.splitlines():
-            sample, _, value = line.rpartition(" ")
-            metric, _, rest = sample.partition("{")
-            found = dict(re.findall(r'(\w+)="([^"]*)"', rest))
-            if metric == name and labels.items() <= found.items():
-                total += float(value)
-        return total
+        return scrape.value(response.text, name, **labels) or 0.0
 
     @property
     def identity(self) -> str:
@@ -282,8 +276,9 @@ def test_serve_runs_the_controller_and_autoscaler_on_sqlite(
         def forwarded() -> bool:
             httpx.get(f"{url}/health", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10)
             figures = httpx.get(f"http://127.0.0.1:{internal_port}/metrics").text
-            return f'endpoint="{NS}/local"' in "".join(
-                line for line in figures.splitlines() if line.startswith(("llm_requests_total", "llm_failures_total"))
+            return any(
+                s.name in ("llm_requests_total", "llm_failures_total") and s.labels.get("endpoint") == f"{NS}/local"
+                for s in scrape.samples(figures)
             )
 
         wait_for(forwarded, timeout=WAIT, what="the embedded gateway to forward to the endpoint")

@@ -20,6 +20,7 @@ from core.settings import GatewaySettings
 from gateway.app import Gateway
 from tests.conftest import LiveServer
 from tests.factories import ADMIN_TOKEN, endpoint_body
+from tests.fixtures import scrape
 from tests.fixtures.engine import FakeEngine
 from tests.fixtures.kube import wait_for
 
@@ -81,11 +82,7 @@ class Running:
     def figure(self, metric: str, endpoint: str) -> float:
         """A metric's value for one endpoint ("ns/name") from the internal /metrics, summed over other labels."""
         text = httpx.get(f"{self.internal_url}/metrics").text
-        return sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith(metric + "{") and f'endpoint="{endpoint}"' in line
-        )
+        return scrape.value(text, metric, endpoint=endpoint) or 0.0
 
     def serving(self, namespace: str, name: str, expected: bool = True) -> None:
         """Waits until the gateway's table shows the endpoint (not) serving."""

@@ -8,7 +8,7 @@ import pytest
 
 from core.domain.enums import EndpointType
 from gateway.activity import Activity
-from gateway.proxy import Proxy, Target, parse_target
+from gateway.proxy import Proxy, RequestTarget, parse_target
 from gateway.routing import Route, RoutingTable
 from gateway.usage import UsageReader
 from tests.factories import Ticks
@@ -35,16 +35,16 @@ def route(namespace: str, name: str, *upstreams: str) -> Route:
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
-        ("/ns/ep", Target("ns", "ep", "/", "")),
-        ("/ns/ep/", Target("ns", "ep", "/", "")),
-        ("/ns/ep/v1/chat/completions?a=%20b", Target("ns", "ep", "/v1/chat/completions", "a=%20b")),
-        ("/ns/ep/a%2Fb", Target("ns", "ep", "/a%2Fb", "")),
+        ("/ns/ep", RequestTarget("ns", "ep", "/", "")),
+        ("/ns/ep/", RequestTarget("ns", "ep", "/", "")),
+        ("/ns/ep/v1/chat/completions?a=%20b", RequestTarget("ns", "ep", "/v1/chat/completions", "a=%20b")),
+        ("/ns/ep/a%2Fb", RequestTarget("ns", "ep", "/a%2Fb", "")),
         ("/metrics", None),
         ("/NS/ep/x", None),
         ("/ns%2Fep/x", None),
     ],
 )
-def test_paths(raw: str, expected: Target | None) -> None:
+def test_paths(raw: str, expected: RequestTarget | None) -> None:
     assert parse_target(raw, None, None) == expected
 
 
@@ -65,7 +65,7 @@ def test_host_routing_tries_every_dash_split() -> None:
     table = RoutingTable()
     table.put(route("my-team", "my-model"))
     target = parse_target("/generate", "my-model-my-team.models.example.com:443", "models.example.com")
-    assert isinstance(target, Target)
+    assert isinstance(target, RequestTarget)
     found = _proxy(table).find(target)
     assert found is not None
     assert found.label == "my-team/my-model"

@@ -1,0 +1,83 @@
+"""One way for a component to lead: hold a Kubernetes Lease (``core.kube.lease``) with hot standbys waiting,
+or, without a cluster to hold one in (``dais serve`` on a laptop), simply act.
+
+Whoever writes on the leader's behalf checks ``is_leader()`` (or calls ``ensure``) right before each write and
+raises ``NotLeader`` once the lease is gone; the component's loop then stops and the process exits, so a
+standby takes over.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections.abc import Callable
+
+from core.kube.client import Kube
+from core.kube.lease import LeaderElector
+
+
+class NotLeader(Exception):
+    """This process no longer holds its lease: it must stop writing."""
+
+
+def default_identity() -> str:
+    """Unique among the replicas of a component: the host (the pod's name on Kubernetes) and the pid."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class Leadership:
+    def __init__(
+        self,
+        kube: Kube | None,
+        *,
+        namespace: str,
+        name: str,
+        identity: str,
+        lease_seconds: float,
+        renew_seconds: float,
+        on_leading: Callable[[bool], None] = lambda leading: None,
+    ) -> None:
+        """``kube`` None: no cluster, this process leads alone. ``on_leading`` is told of each change."""
+        self.name = name
+        self.lost = threading.Event()  # set once a held lease is lost: the process should exit
+        self._on_leading = on_leading
+        self._elector = (
+            None
+            if kube is None
+            else LeaderElector(
+                kube,
+                namespace=namespace,
+                name=name,
+                identity=identity,
+                lease_seconds=lease_seconds,
+                renew_seconds=renew_seconds,
+                on_leading=on_leading,
+            )
+        )
+
+    def acquire(self, stop: threading.Event) -> bool:
+        """Blocks until this process leads (True; the lease is then renewed on a thread of its own, and ``lost``
+        set if renewals fail) or until ``stop`` (False)."""
+        if self._elector is None:
+            self._on_leading(True)
+            return True
+        if not self._elector.acquire(stop):
+            return False
+        threading.Thread(
+            target=self._elector.keep, args=(stop, self.lost), name=f"lease-{self.name}", daemon=True
+        ).start()
+        return True
+
+    def is_leader(self) -> bool:
+        return self._elector is None or self._elector.is_leader()
+
+    def ensure(self, doing: str) -> None:
+        """Raises ``NotLeader`` unless this process leads now."""
+        if not self.is_leader():
+            raise NotLeader(f"lost the {self.name} lease; not {doing}")
+
+    def release(self) -> None:
+        """On a clean stop, hands a held lease over at once instead of making the standby wait it out."""
+        if self._elector is not None and not self.lost.is_set():
+            self._elector.release()
