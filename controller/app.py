@@ -66,10 +66,8 @@ class Controller:
         leadership = Leadership(
             kube,
             namespace=config.namespace,
-            name=config.lease_name,
+            lease=config,
             identity=self.identity,
-            lease_seconds=config.lease_seconds,
-            renew_seconds=config.renew_seconds,
             on_leading=lambda leading: metrics.LEADER.set(int(leading)),
         )
         self.healthy.set()

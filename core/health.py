@@ -7,10 +7,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from core.net import split_host_port
+
 
 def serve_health(listen: str, healthy: threading.Event) -> ThreadingHTTPServer:
     """``/healthz``: 200 once ``healthy`` is set (leader or standby alike), else 503."""
-    host, _, port = listen.rpartition(":")
+    host, port = split_host_port(listen)
+    if port is None:
+        raise ValueError(f"{listen!r}: name a port, as in 127.0.0.1:9091")
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -30,6 +34,6 @@ def serve_health(listen: str, healthy: threading.Event) -> ThreadingHTTPServer:
         def log_message(self, format: str, *args: object) -> None:
             return
 
-    server = ThreadingHTTPServer((host or "127.0.0.1", int(port)), Handler)
+    server = ThreadingHTTPServer((host or "127.0.0.1", port), Handler)
     threading.Thread(target=server.serve_forever, name="health", daemon=True).start()
     return server

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from core.kube.client import Kube
 from core.kube.lease import LeaderElector
+from core.settings import LeaseSettings
 
 
 class NotLeader(Exception):
@@ -32,14 +33,12 @@ class Leadership:
         kube: Kube | None,
         *,
         namespace: str,
-        name: str,
+        lease: LeaseSettings,
         identity: str,
-        lease_seconds: float,
-        renew_seconds: float,
         on_leading: Callable[[bool], None] = lambda leading: None,
     ) -> None:
         """``kube`` None: no cluster, this process leads alone. ``on_leading`` is told of each change."""
-        self.name = name
+        self.name = lease.lease_name
         self.lost = threading.Event()  # set once a held lease is lost: the process should exit
         self._on_leading = on_leading
         self._elector = (
@@ -48,10 +47,10 @@ class Leadership:
             else LeaderElector(
                 kube,
                 namespace=namespace,
-                name=name,
+                name=lease.lease_name,
                 identity=identity,
-                lease_seconds=lease_seconds,
-                renew_seconds=renew_seconds,
+                lease_seconds=lease.lease_seconds,
+                renew_seconds=lease.renew_seconds,
                 on_leading=on_leading,
             )
         )

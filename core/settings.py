@@ -11,6 +11,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from core.domain.spec import DEFAULT_HARDWARE_USAGE, DEFAULT_PENDING_REQUESTS
 
 
+class LeaseSettings(BaseModel):
+    """``__LEASE_NAME``, ``__LEASE_SECONDS``, ``__RENEW_SECONDS`` of a component that runs one leader."""
+
+    lease_name: str
+    lease_seconds: float = Field(default=15, gt=0, description="A standby takes over this long after the leader stops.")
+    renew_seconds: float = Field(default=5, gt=0, description="How often the leader renews its lease.")
+
+
 class HubSettings(BaseModel):
     """``DAIS_HUB__*``: the Hugging Face Hub (or a mirror) models come from."""
 
@@ -33,7 +41,7 @@ class HubSettings(BaseModel):
     )
 
 
-class ControllerSettings(BaseModel):
+class ControllerSettings(LeaseSettings):
     """``DAIS_CONTROLLER__*``: how endpoints become Kubernetes objects."""
 
     kubeconfig: Path | None = Field(
@@ -55,8 +63,6 @@ class ControllerSettings(BaseModel):
         default=1800, ge=10, description="An update not rolled out this long: updateFailed (old replicas keep serving)."
     )
     lease_name: str = "dais-controller"
-    lease_seconds: float = Field(default=15, gt=0, description="A standby takes over this long after the leader stops.")
-    renew_seconds: float = Field(default=5, gt=0, description="How often the leader renews its lease.")
     listen: str = Field(default="127.0.0.1:9091", description="host:port serving /metrics and /healthz.")
     max_backoff_seconds: float = Field(default=300, gt=0, description="Ceiling of the per-endpoint retry delay.")
 
@@ -69,7 +75,7 @@ CPU_UTILIZATION_QUERY = (
 GPU_UTILIZATION_QUERY = 'avg by (pod) (avg_over_time(DCGM_FI_DEV_GPU_UTIL{namespace="$namespace"}[$window]))'
 
 
-class AutoscalerSettings(BaseModel):
+class AutoscalerSettings(LeaseSettings):
     """``DAIS_AUTOSCALER__*``: the scaling rules' numbers and where the autoscaler reads load."""
 
     prometheus_url: str | None = Field(
@@ -102,8 +108,6 @@ class AutoscalerSettings(BaseModel):
     )
     decisions_kept: int = Field(default=20, ge=1, description="Decisions shown by GET .../scaling.")
     lease_name: str = "dais-autoscaler"
-    lease_seconds: float = Field(default=15, gt=0, description="A standby takes over this long after the leader stops.")
-    renew_seconds: float = Field(default=5, gt=0, description="How often the leader renews its lease.")
     listen: str = Field(default="127.0.0.1:9092", description="host:port serving /metrics and /healthz.")
 
 

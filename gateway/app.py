@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.db.changes import CHANNEL, ROUTES_CHANNEL, LocalBus, listen_postgres, request_wake
 from core.domain.catalog import EngineCatalog
+from core.net import split_host_port
 from core.settings import GatewaySettings
 from gateway import metrics
 from gateway.activity import Activity, release_gateway, write_rows
@@ -120,8 +121,8 @@ class Gateway:
                     own=self._own_routes(internal=internal),
                 )
                 http = HttpServer(proxy, max_body_bytes=self.settings.max_body_bytes)
-                host, _, port = address.rpartition(":")
-                server = await loop.create_server(http, host or "0.0.0.0", int(port), backlog=1024)
+                host, port = split_host_port(address, default_port=0)
+                server = await loop.create_server(http, host or "0.0.0.0", port, backlog=1024)
                 servers.append((server, http))
                 bound = server.sockets[0].getsockname()
                 self.ports[role] = int(bound[1])

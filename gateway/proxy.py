@@ -25,6 +25,7 @@ from urllib.parse import unquote
 import orjson
 
 from core.domain.enums import EndpointType
+from core.net import split_host_port
 from core.settings import GatewaySettings
 from gateway import metrics
 from gateway.activity import Activity
@@ -71,7 +72,10 @@ def parse_target(raw_path: str, host: str | None, domain: str | None) -> Request
     if "\\" in decoded or "\x00" in decoded or ("/." in decoded and any(s in ("..", ".") for s in decoded.split("/"))):
         return "the path may not contain '.' or '..' segments, backslashes or NUL"
     if domain and host:
-        hostname = host.rsplit(":", 1)[0].lower() if not host.endswith("]") else host.lower()
+        try:
+            hostname = split_host_port(host)[0].lower()
+        except ValueError:
+            hostname = host.lower()  # not host:port: it matches no endpoint's host, the path still routes
         suffix = "." + domain.lower()
         if hostname.endswith(suffix):
             return RequestTarget("", hostname[: -len(suffix)], path or "/", query)  # split by the caller (see below)

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Protocol, cast
 
 import httptools
 
+from core.net import split_host_port
+
 if TYPE_CHECKING:
     from gateway.server import Headers
 
@@ -372,11 +374,8 @@ class UpstreamPool:
     def _address(self, base: str) -> tuple[str, int]:
         found = self._addresses.get(base)
         if found is None:
-            hostport = base.split("://", 1)[-1].rstrip("/")
-            host, _, port = hostport.rpartition(":")
-            if not host or not port.isdigit():
-                host, port = hostport, "80"
-            found = self._addresses[base] = (host.strip("[]"), int(port))
+            host, port = split_host_port(base.split("://", 1)[-1].rstrip("/"), default_port=80)
+            found = self._addresses[base] = (host, port or 80)
         return found
 
     def _ensure_sweeper(self) -> None:
