@@ -7,7 +7,6 @@ Without a cluster to hold a Lease in (``dais serve`` on a laptop) the one proces
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 import time
@@ -43,10 +42,6 @@ def policy_config(settings: AutoscalerSettings) -> PolicyConfig:
     )
 
 
-def has_cluster(settings: Settings) -> bool:
-    return settings.controller.kubeconfig is not None or bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
-
-
 @dataclass
 class Autoscaler:
     settings: Settings
@@ -61,11 +56,11 @@ class Autoscaler:
     def run(self, stop: threading.Event) -> bool:
         """Runs until ``stop`` (True) or until the lease is lost (False: the process should exit)."""
         config = self.settings.autoscaler
-        cluster = self.settings.controller
-        kube = Kube(api_client(cluster.kubeconfig, cluster.context)) if has_cluster(self.settings) else None
+        cluster = self.settings.cluster
+        kube = Kube(api_client(cluster.kubeconfig, cluster.context)) if cluster is not None else None
         leadership = Leadership(
             kube,
-            namespace=cluster.namespace,
+            namespace=cluster.namespace if cluster is not None else "",
             lease=config,
             identity=self.identity,
             on_leading=lambda leading: metrics.LEADER.set(int(leading)),
@@ -74,15 +69,14 @@ class Autoscaler:
         if not leadership.acquire(stop):
             return True
         lost = leadership.lost
-        prometheus = None
-        if not config.prometheus_url:
-            log.warning("no DAIS_AUTOSCALER__PROMETHEUS_URL: hardware use is missing, only request signals scale")
-        elif kube is None:
+        prometheus = hardware = None
+        source = self.settings.prometheus
+        if not source.url:
+            log.warning("no DAIS_PROMETHEUS__URL: hardware use is missing, only request signals scale")
+        elif kube is None or cluster is None:
             log.warning("no cluster: hardware use is missing (pods are found on the cluster), only requests scale")
         else:
-            prometheus = PrometheusClient(config.prometheus_url, timeout=config.query_timeout_seconds)
-        hardware = None
-        if prometheus is not None and kube is not None:
+            prometheus = PrometheusClient(source.url, timeout=source.timeout_seconds)
             namespace = cluster.namespace
             hardware = HardwareUse(prometheus, config, namespace, pods=lambda: pods_by_label(kube, namespace))
         ticker = self.ticker = Ticker(

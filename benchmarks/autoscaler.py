@@ -222,7 +222,7 @@ def main() -> int:
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="dais-bench-autoscaler-"))
-    config = AutoscalerSettings(utilization_window_seconds=10, tick_seconds=3600, prometheus_url=None)
+    config = AutoscalerSettings(utilization_window_seconds=10, tick_seconds=3600)
     with ExitStack() as stack:
         log("starting PostgreSQL, the local Hub, the load exporter and Prometheus")
         server = stack.enter_context(postgres_server())

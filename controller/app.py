@@ -22,6 +22,7 @@ from controller.cache import ClusterCache
 from controller.desired import BuildConfig
 from controller.queue import WorkQueue
 from controller.reconcile import Reconciler
+from controller.retry import Requeue, retry_for
 from core.db.changes import LocalBus, listen_postgres
 from core.db.crypto import SecretBox
 from core.db.models import Endpoint
@@ -35,6 +36,7 @@ from core.settings import Settings
 log = logging.getLogger("dais.controller")
 
 SYNC_TIMEOUT_SECONDS = 60
+CONFLICTS_AT_ONCE = 3  # conflicts in a row retried at once; past that, backoff (someone keeps writing)
 
 
 @dataclass
@@ -163,18 +165,30 @@ class Controller:
             except NotLeader:
                 result = "not_leader"
                 lost.set()
-            except Exception as exc:  # any failure retries with backoff; the loop never dies
+            except Exception as exc:  # the error chooses the retry (controller/errors.py); the loop never dies
                 result = "error"
-                delay = queue.retry(key)
-                level = logging.WARNING if isinstance(exc, KubeError) and exc.retryable else logging.ERROR
-                log.log(
-                    level, "reconcile %s failed (retry in %.2fs): %s", key, delay, exc, exc_info=level >= logging.ERROR
-                )
+                self._requeue(queue, key, exc)
             finally:
                 queue.done(key)
                 elapsed = time.perf_counter() - started
                 metrics.RECONCILES.labels(result=result).inc()
                 metrics.RECONCILE_SECONDS.labels(result=result).observe(elapsed)
+
+    @staticmethod
+    def _requeue(queue: WorkQueue, key: str, exc: Exception) -> None:
+        retry = retry_for(exc)
+        if retry.how is Requeue.NOW and queue.failures(key) < CONFLICTS_AT_ONCE:
+            queue.retry(key, after=0)
+            log.info("reconcile %s: conflict (%s); again at once", key, exc)
+        elif retry.how is Requeue.AFTER:
+            queue.add_after(key, retry.delay)
+            log.warning("reconcile %s: %s; again in %.1fs", key, exc, retry.delay)
+        elif retry.how is Requeue.NEVER:
+            queue.forget(key)
+            log.error("reconcile %s failed: %s; not retried until the endpoint changes", key, exc)
+        else:
+            delay = queue.retry(key)
+            log.error("reconcile %s failed (retry in %.2fs): %s", key, delay, exc, exc_info=True)
 
     def _ensure_namespace(self, kube: Kube) -> None:
         namespace = self.settings.controller.namespace

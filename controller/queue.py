@@ -53,14 +53,20 @@ class WorkQueue:
             heapq.heappush(self._delayed, (self._clock() + delay, next(self._seq), key))
             self._cond.notify()
 
-    def retry(self, key: str) -> float:
-        """Re-adds ``key`` after its next backoff delay; returns the delay."""
+    def retry(self, key: str, *, after: float | None = None) -> float:
+        """Counts a failure of ``key`` and re-adds it after ``after`` seconds, or by default after its next
+        backoff delay; returns the delay."""
         with self._cond:
             failures = self._failures.get(key, 0)
             self._failures[key] = failures + 1
-        delay = self._backoff.delay(failures)
+        delay = self._backoff.delay(failures) if after is None else after
         self.add_after(key, delay)
         return delay
+
+    def failures(self, key: str) -> int:
+        """Failures of ``key`` since its last success."""
+        with self._cond:
+            return self._failures.get(key, 0)
 
     def forget(self, key: str) -> None:
         with self._cond:

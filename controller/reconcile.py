@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -61,25 +61,33 @@ class Reconciler:
     startup_deadline_seconds: float
     clock: Callable[[], datetime]
     is_leader: Callable[[], bool]
+    # endpoint id → (generation, why) of a spec that cannot work: not applied again until the spec changes
+    _refused: dict[str, tuple[int, str]] = field(default_factory=dict)
 
     def __call__(self, endpoint_id: str) -> float | None:
         """One pass; returns seconds after which to look again (a deadline), or None."""
         snapshot = self._read(endpoint_id)
         if snapshot is None or snapshot.deleted:
+            self._refused.pop(endpoint_id, None)
             self._remove(endpoint_id, finalize=snapshot is not None)
             return None
         view = snapshot.view
         compute = self._compute(view.spec)
         build_error = None
+        refused = self._refused.get(endpoint_id)
         try:
+            if refused is not None and refused[0] == view.generation:
+                raise PermanentError(refused[1])  # not retried until the spec changes
             if compute is None:
                 raise PermanentError(
                     f"hardware {view.spec['compute'].get('id')} is no longer in the hardware catalog: "
                     "update the endpoint to an instance listed by GET /v2/provider/{namespace}"
                 )
             self._apply(endpoint_id, build(view, compute=compute, engines=self.engines, config=self.config))
+            self._refused.pop(endpoint_id, None)
         except PermanentError as exc:
             build_error = str(exc)
+            self._refused[endpoint_id] = (view.generation, build_error)
         observation = self._observe(snapshot, compute, build_error)
         self._write_status(view, observation, snapshot.status)
         return observation.recheck_after

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -17,6 +18,18 @@ class LeaseSettings(BaseModel):
     lease_name: str
     lease_seconds: float = Field(default=15, gt=0, description="A standby takes over this long after the leader stops.")
     renew_seconds: float = Field(default=5, gt=0, description="How often the leader renews its lease.")
+
+
+class PrometheusSettings(BaseModel):
+    """``DAIS_PROMETHEUS__*``: the Prometheus the autoscaler reads hardware use from and the API reads each
+    endpoint's traffic figures from."""
+
+    url: str | None = Field(
+        default=None,
+        description="Prometheus HTTP API base URL; without it hardware use is missing and only request signals "
+        "scale, and open-metrics shows this process's own figures.",
+    )
+    timeout_seconds: float = Field(default=5, gt=0, description="One Prometheus query's timeout.")
 
 
 class HubSettings(BaseModel):
@@ -41,8 +54,8 @@ class HubSettings(BaseModel):
     )
 
 
-class ControllerSettings(LeaseSettings):
-    """``DAIS_CONTROLLER__*``: how endpoints become Kubernetes objects."""
+class ClusterSettings(BaseModel):
+    """The cluster endpoints run in (set as ``DAIS_CONTROLLER__*``; the autoscaler reads ``Settings.cluster``)."""
 
     kubeconfig: Path | None = Field(
         default=None,
@@ -50,6 +63,11 @@ class ControllerSettings(LeaseSettings):
     )
     context: str | None = Field(default=None, description="Kubeconfig context; default: the current one.")
     namespace: str = Field(default="dais-endpoints", description="Kubernetes namespace holding every endpoint.")
+
+
+class ControllerSettings(ClusterSettings, LeaseSettings):
+    """``DAIS_CONTROLLER__*``: how endpoints become Kubernetes objects."""
+
     image: str = Field(
         default="ghcr.io/dais-dev/dais:0.1.0",
         description="The Dais image, run as each replica's model-fetch init container.",
@@ -78,9 +96,6 @@ GPU_UTILIZATION_QUERY = 'avg by (pod) (avg_over_time(DCGM_FI_DEV_GPU_UTIL{namesp
 class AutoscalerSettings(LeaseSettings):
     """``DAIS_AUTOSCALER__*``: the scaling rules' numbers and where the autoscaler reads load."""
 
-    prometheus_url: str | None = Field(
-        default=None, description="Prometheus HTTP API base URL; without it hardware use is missing (never scales)."
-    )
     cpu_query: str = Field(
         default=CPU_UTILIZATION_QUERY,
         description="PromQL giving percent CPU use of its limit per pod (cAdvisor); $namespace and $window are "
@@ -91,7 +106,6 @@ class AutoscalerSettings(LeaseSettings):
         description="PromQL giving percent GPU use per pod (DCGM exporter); $namespace and $window are filled in.",
     )
     pod_label: str = Field(default="pod", description="The label naming the pod in both queries' results.")
-    query_timeout_seconds: float = Field(default=5, gt=0, description="One Prometheus query's timeout.")
     tick_seconds: float = Field(default=15, gt=0, description="How often every endpoint is evaluated.")
     utilization_window_seconds: float = Field(default=60, gt=0, description="Hardware use is averaged over this.")
     up_interval_seconds: float = Field(default=60, gt=0, description="Scale-up is evaluated this often.")
@@ -186,9 +200,11 @@ class Settings(BaseSettings):
     )
     controller: ControllerSettings = Field(default_factory=ControllerSettings)
     hub: HubSettings = Field(default_factory=HubSettings)
+    prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
     autoscaler: AutoscalerSettings = Field(default_factory=AutoscalerSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     log_json: bool = True
+    access_log: bool = Field(default=True, description="One log line per API request, with its id and duration.")
     log_level: str = "INFO"
 
     @field_validator("home")
@@ -204,6 +220,14 @@ class Settings(BaseSettings):
     def endpoint_url_base(self) -> str:
         """Endpoint urls are ``{this}/{namespace}/{name}``."""
         return (self.gateway_url or f"http://{self.gateway.listen}").rstrip("/")
+
+    @property
+    def cluster(self) -> ClusterSettings | None:
+        """The cluster endpoints run in: a kubeconfig, or the service account of the pod this runs in (the
+        variable every pod gets); None with neither (``dais serve`` on one machine)."""
+        if self.controller.kubeconfig is None and not os.environ.get("KUBERNETES_SERVICE_HOST"):
+            return None
+        return self.controller
 
     @property
     def is_sqlite(self) -> bool:

@@ -30,11 +30,7 @@ def app_factory() -> Any:
 
     settings = Settings()
     configure_logging(json_lines=settings.log_json, level=settings.log_level)
-    return create_app(settings, access_log=_access_log())
-
-
-def _access_log() -> bool:
-    return os.environ.get("DAIS_ACCESS_LOG", "true").lower() not in ("0", "false", "no")
+    return create_app(settings, access_log=settings.access_log)
 
 
 def _serve_api(args: argparse.Namespace, *, upgrade: bool) -> int:
@@ -72,7 +68,7 @@ def _serve_api(args: argparse.Namespace, *, upgrade: bool) -> int:
         from dais import workers
 
         return workers.run(args.host, args.port, args.workers, app_factory)
-    app = create_app(settings, state=state, access_log=_access_log())
+    app = create_app(settings, state=state, access_log=settings.access_log)
     uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False)
     return 0
 
@@ -81,7 +77,7 @@ def _start_embedded(settings: Settings, sessions: sessionmaker[Session]) -> None
     """``dais serve`` runs the gateway and the autoscaler in-process, and the controller when it has a cluster
     to talk to."""
     from api.bootstrap import secret_key
-    from autoscaler.app import Autoscaler, has_cluster
+    from autoscaler.app import Autoscaler
     from core.db.changes import LocalBus
     from core.db.models import Endpoint, EndpointStatus
     from core.domain.catalog import load_engine_catalog
@@ -122,7 +118,7 @@ def _start_embedded(settings: Settings, sessions: sessionmaker[Session]) -> None
             "set DAIS_GATEWAY__LISTEN and __INTERNAL_LISTEN to free ports",
             flush=True,
         )
-    if not has_cluster(settings):
+    if settings.cluster is None:
         print("  No DAIS_CONTROLLER__KUBECONFIG: endpoints stay pending (no controller runs).", flush=True)
         return
     from controller.app import Controller

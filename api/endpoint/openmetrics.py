@@ -1,7 +1,7 @@
 """``GET /v2/endpoint/{ns}/{name}/open-metrics``: one endpoint's gateway figures as OpenMetrics text.
 
 The figures live in the gateway (``llm_*`` and ``dais_gateway_*`` series labelled ``endpoint="ns/name"``).
-With a Prometheus configured (``DAIS_AUTOSCALER__PROMETHEUS_URL``, the one the autoscaler reads), they are
+With a Prometheus configured (``DAIS_PROMETHEUS__URL``, the one the autoscaler reads), they are
 queried there and summed over gateway replicas; without one, they are read from this process's own registry,
 which holds them when the gateway runs in the same process (``dais serve``).
 """
@@ -18,7 +18,7 @@ from prometheus_client.registry import Collector
 
 from api.errors import ServiceUnavailable
 from core.prometheus import PrometheusClient, PrometheusError
-from core.settings import Settings
+from core.settings import PrometheusSettings
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 FAMILIES = (
@@ -103,8 +103,7 @@ def _family_of(name: str) -> str:
     return name
 
 
-def figures(settings: Settings, label: str) -> bytes:
-    prometheus = settings.autoscaler.prometheus_url
-    if prometheus:
-        return render(from_prometheus(prometheus, label, timeout=settings.autoscaler.query_timeout_seconds))
+def figures(settings: PrometheusSettings, label: str) -> bytes:
+    if settings.url:
+        return render(from_prometheus(settings.url, label, timeout=settings.timeout_seconds))
     return render(from_registry(label))

@@ -206,7 +206,7 @@ def endpoint_open_metrics(namespace: str, name: str, ctx: ContextDep) -> Respons
     with ctx.unit(read_only=True) as unit:
         unit.principal.require_namespace(namespace)
         service.scaling(unit.session, namespace=namespace, name=name, limit=1)  # 404 for an unknown endpoint
-    body = openmetrics.figures(ctx.state.settings, f"{namespace}/{name}")
+    body = openmetrics.figures(ctx.state.settings.prometheus, f"{namespace}/{name}")
     return Response(body, media_type=openmetrics.CONTENT_TYPE)
 
 

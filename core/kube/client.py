@@ -44,14 +44,13 @@ KINDS = {
 
 
 class KubeError(Exception):
-    def __init__(self, status: int, message: str, reason: str = "") -> None:
+    def __init__(self, status: int, message: str, reason: str = "", *, retry_after: float | None = None) -> None:
+        """``retry_after``: the wait the API server asked for (``details.retryAfterSeconds`` of its Status, sent
+        with 429 TooManyRequests and 5xx ServerTimeout), when it named one."""
         super().__init__(f"Kubernetes API {status} {reason}: {message}")
         self.status = status
         self.reason = reason
-
-    @property
-    def retryable(self) -> bool:
-        return self.status in (409, 429) or self.status >= 500
+        self.retry_after = retry_after
 
 
 def api_client(kubeconfig: Path | None, context: str | None = None) -> k8s_client.ApiClient:
@@ -244,6 +243,12 @@ class Kube:
 def _error(status: int, data: bytes) -> KubeError:
     try:
         payload = orjson.loads(data)
-        return KubeError(status, str(payload.get("message", "")), str(payload.get("reason", "")))
-    except orjson.JSONDecodeError:
+        wait = (payload.get("details") or {}).get("retryAfterSeconds")
+        return KubeError(
+            status,
+            str(payload.get("message", "")),
+            str(payload.get("reason", "")),
+            retry_after=float(wait) if isinstance(wait, int | float) and wait > 0 else None,
+        )
+    except (orjson.JSONDecodeError, AttributeError):
         return KubeError(status, data[:300].decode(errors="replace"))

@@ -1,0 +1,44 @@
+"""Errors choose the retry (STYLE.md). ``retry_for`` maps what a reconcile raised to what the work queue does:
+
+| raised                                          | requeue                                             |
+|-------------------------------------------------|-----------------------------------------------------|
+| a Kubernetes 409 (someone wrote first)          | at once: re-read and converge on the newer object   |
+| a Kubernetes answer that names its own wait     | after that delay, without growing the backoff       |
+| (``retryAfterSeconds``: 429, 5xx ServerTimeout) |                                                     |
+| ``PermanentError``                              | never: the status shows it until the spec changes   |
+| anything else (5xx, timeouts, bugs)             | per-endpoint exponential backoff with jitter        |
+
+Reconcile turns a ``PermanentError`` about the endpoint into its ``failed`` status itself and remembers the
+generation that failed, so it is not retried until the spec changes; one that escapes is logged and dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from controller.errors import PermanentError
+from core.kube.client import KubeError
+
+
+class Requeue(StrEnum):
+    NOW = "now"
+    AFTER = "after"
+    BACKOFF = "backoff"
+    NEVER = "never"
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    how: Requeue
+    delay: float = 0.0  # seconds, for AFTER
+
+
+def retry_for(exc: BaseException) -> Retry:
+    if isinstance(exc, KubeError) and exc.status == 409:
+        return Retry(Requeue.NOW)
+    if isinstance(exc, KubeError) and exc.retry_after is not None:
+        return Retry(Requeue.AFTER, exc.retry_after)
+    if isinstance(exc, PermanentError):
+        return Retry(Requeue.NEVER)
+    return Retry(Requeue.BACKOFF)
