@@ -29,6 +29,7 @@ from api.identity.routes import router as identity_router
 from api.middleware import RequestContextMiddleware, current_request_id
 from api.recommendation.routes import router as hub_router
 from api.responses import FastJSONResponse
+from api.schemas import ERRORS
 from api.validation import validation_error
 from core.db.crypto import SecretBox
 from core.db.session import make_engine, make_sessionmaker
@@ -85,6 +86,7 @@ def create_app(settings: Settings, *, state: AppState | None = None, access_log:
         version="0.1.0",
         description="Self-hosted Inference Endpoints. Speaks the Hugging Face Inference Endpoints v2 dialect.",
         default_response_class=FastJSONResponse,
+        responses=ERRORS,
     )
     app.state.dais = state or build_state(settings)
     app.add_middleware(RequestContextMiddleware, access_log=access_log)

@@ -10,14 +10,16 @@ from starlette.responses import Response
 from api.deps import ContextDep
 from api.endpoint import openmetrics, service
 from api.endpoint.render import EndpointLike, observed_of, render, render_row
+from api.endpoint.schemas import AuditPage, EndpointList, EndpointWithStatus, ScalingView
 from api.responses import FastJSONResponse
+from api.schemas import Empty, documented
 from core.db.models import Endpoint
 from core.domain.spec import EndpointSpec, EndpointUpdate
 from core.domain.state import Observed
 from core.domain.timefmt import to_client_time
 
 router = APIRouter(prefix="/v2", tags=["endpoints"], default_response_class=FastJSONResponse)
-EWS: dict[int | str, dict[str, Any]] = {200: {"description": "The endpoint, with its status (EndpointWithStatus)."}}
+EWS = documented(EndpointWithStatus, "The endpoint, with its status.")
 
 
 def _json(body: bytes, endpoint: EndpointLike) -> Response:
@@ -33,7 +35,7 @@ def _after_write(ctx: ContextDep, endpoint: Endpoint) -> Response:
     return _one(ctx, endpoint, observed_of(endpoint.status))
 
 
-@router.get("/endpoint/{namespace}")
+@router.get("/endpoint/{namespace}", responses=documented(EndpointList, "Every endpoint of the namespace."))
 def list_endpoints(namespace: str, ctx: ContextDep) -> Response:
     """All endpoints of a namespace, as ``{"items": [...]}`` (empty, not 404, when there are none)."""
     with ctx.unit(read_only=True) as unit:
@@ -100,7 +102,7 @@ def update_endpoint(
     return _after_write(ctx, endpoint)
 
 
-@router.delete("/endpoint/{namespace}/{name}")
+@router.delete("/endpoint/{namespace}/{name}", response_model=None, responses=documented(Empty, "Deleted."))
 def delete_endpoint(namespace: str, name: str, ctx: ContextDep) -> dict[str, Any]:
     """Delete an endpoint. It disappears from the API at once; the controller removes its workloads."""
     with ctx.unit() as unit:
@@ -138,7 +140,11 @@ def scale_endpoint_to_zero(namespace: str, name: str, ctx: ContextDep) -> Respon
     return _after_write(ctx, endpoint)
 
 
-@router.get("/endpoint/{namespace}/{name}/scaling")
+@router.get(
+    "/endpoint/{namespace}/{name}/scaling",
+    response_model=None,
+    responses=documented(ScalingView, "The policy in force, the desired count and the latest decisions."),
+)
 def endpoint_scaling(
     namespace: str,
     name: str,
@@ -198,7 +204,12 @@ def endpoint_scaling(
 @router.get(
     "/endpoint/{namespace}/{name}/open-metrics",
     response_class=Response,
-    responses={200: {"content": {openmetrics.CONTENT_TYPE: {}}, "description": "OpenMetrics text."}},
+    responses={
+        200: {
+            "content": {openmetrics.CONTENT_TYPE: {"schema": {"type": "string"}}},
+            "description": "OpenMetrics text.",
+        }
+    },
 )
 def endpoint_open_metrics(namespace: str, name: str, ctx: ContextDep) -> Response:
     """The endpoint's traffic figures from the gateway, as OpenMetrics text: requests by status class, failures,
@@ -210,7 +221,11 @@ def endpoint_open_metrics(namespace: str, name: str, ctx: ContextDep) -> Respons
     return Response(body, media_type=openmetrics.CONTENT_TYPE)
 
 
-@router.get("/endpoint/{namespace}/{name}/events")
+@router.get(
+    "/endpoint/{namespace}/{name}/events",
+    response_model=None,
+    responses=documented(AuditPage, "A page of the endpoint's audit log, newest first."),
+)
 def endpoint_events(
     namespace: str,
     name: str,

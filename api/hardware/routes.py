@@ -6,12 +6,18 @@ from fastapi import APIRouter
 
 from api.deps import ContextDep
 from api.endpoint import service
+from api.hardware.schemas import Providers
 from api.responses import FastJSONResponse
+from api.schemas import documented
 
 router = APIRouter(prefix="/v2", tags=["hardware"], default_response_class=FastJSONResponse)
 
 
-@router.get("/provider/{namespace}")
+@router.get(
+    "/provider/{namespace}",
+    response_model=None,
+    responses=documented(Providers, "Vendors, regions and computes, with the quota in use."),
+)
 def list_hardware(namespace: str, ctx: ContextDep) -> dict[str, Any]:
     """The hardware catalog as vendors → regions → computes, with the namespace's quota use per row."""
     with ctx.unit(read_only=True) as unit:

@@ -6,20 +6,33 @@ from fastapi import APIRouter, Query
 
 from api.deps import ContextDep
 from api.identity import service
-from api.identity.schemas import HubTokenSet, OrgCreate, TokenCreate, UserCreate
+from api.identity.schemas import (
+    HubTokenSet,
+    HubTokenState,
+    OrgCreate,
+    OrgRead,
+    TokenCreate,
+    TokenCreated,
+    TokenList,
+    TokenRevoked,
+    UserCreate,
+    UserRead,
+    WhoAmI,
+)
 from api.responses import FastJSONResponse
+from api.schemas import documented
 
 router = APIRouter(prefix="/api", tags=["identity"], default_response_class=FastJSONResponse)
 
 
-@router.get("/whoami-v2")
+@router.get("/whoami-v2", response_model=None, responses=documented(WhoAmI, "The caller."))
 def whoami(ctx: ContextDep) -> dict[str, Any]:
     """Who the token belongs to, shaped as the Hub's whoami-v2 (the client reads the default namespace here)."""
     with ctx.unit(read_only=True, data_plane_token_ok=True) as unit:
         return service.whoami(unit.principal)
 
 
-@router.post("/users")
+@router.post("/users", response_model=None, responses=documented(UserRead, "The user."))
 def create_user(body: UserCreate, ctx: ContextDep) -> dict[str, Any]:
     """Create a user (admin only). Its name becomes a namespace."""
     with ctx.unit() as unit:
@@ -27,7 +40,7 @@ def create_user(body: UserCreate, ctx: ContextDep) -> dict[str, Any]:
         return service.create_user(unit.session, body=body, ctx=unit.audit, now=unit.now)
 
 
-@router.post("/orgs")
+@router.post("/orgs", response_model=None, responses=documented(OrgRead, "The org."))
 def create_org(body: OrgCreate, ctx: ContextDep) -> dict[str, Any]:
     """Create an org with its members (admin only). Members reach the org's namespace."""
     with ctx.unit() as unit:
@@ -35,21 +48,21 @@ def create_org(body: OrgCreate, ctx: ContextDep) -> dict[str, Any]:
         return service.create_org(unit.session, body=body, ctx=unit.audit, now=unit.now)
 
 
-@router.post("/tokens")
+@router.post("/tokens", response_model=None, responses=documented(TokenCreated, "The token, shown this once."))
 def create_token(body: TokenCreate, ctx: ContextDep) -> dict[str, Any]:
     """Create an API token for yourself (or, as admin, for anyone). The token is shown only in this response."""
     with ctx.unit() as unit:
         return service.create_token(unit.session, body=body, principal=unit.principal, ctx=unit.audit, now=unit.now)
 
 
-@router.get("/tokens")
+@router.get("/tokens", response_model=None, responses=documented(TokenList, "The tokens."))
 def list_tokens(ctx: ContextDep, user: Annotated[str | None, Query(max_length=64)] = None) -> dict[str, Any]:
     """Your tokens (admins: everyone's, or one user's with ?user=). Token values are never shown again."""
     with ctx.unit(read_only=True) as unit:
         return {"items": service.list_tokens(unit.session, principal=unit.principal, user=user)}
 
 
-@router.delete("/tokens/{token_id}")
+@router.delete("/tokens/{token_id}", response_model=None, responses=documented(TokenRevoked, "Revoked."))
 def revoke_token(token_id: str, ctx: ContextDep) -> dict[str, Any]:
     """Revoke a token at once."""
     with ctx.unit() as unit:
@@ -60,7 +73,7 @@ def revoke_token(token_id: str, ctx: ContextDep) -> dict[str, Any]:
     return revoked
 
 
-@router.put("/namespaces/{namespace}/hub-token")
+@router.put("/namespaces/{namespace}/hub-token", response_model=None, responses=documented(HubTokenState, "Stored."))
 def set_hub_token(namespace: str, body: HubTokenSet, ctx: ContextDep) -> dict[str, Any]:
     """Set the namespace's Hugging Face token, used for gated and private models of its endpoints (a member
     or an admin). Stored encrypted and never returned; an endpoint's own HF_TOKEN secret takes precedence."""
@@ -73,7 +86,9 @@ def set_hub_token(namespace: str, body: HubTokenSet, ctx: ContextDep) -> dict[st
     return state
 
 
-@router.get("/namespaces/{namespace}/hub-token")
+@router.get(
+    "/namespaces/{namespace}/hub-token", response_model=None, responses=documented(HubTokenState, "Whether one is set.")
+)
 def get_hub_token(namespace: str, ctx: ContextDep) -> dict[str, Any]:
     """Whether the namespace has a Hub token, and since when (never the token itself)."""
     with ctx.unit(read_only=True) as unit:
@@ -81,7 +96,9 @@ def get_hub_token(namespace: str, ctx: ContextDep) -> dict[str, Any]:
         return service.hub_token_state(unit.session, namespace=namespace)
 
 
-@router.delete("/namespaces/{namespace}/hub-token")
+@router.delete(
+    "/namespaces/{namespace}/hub-token", response_model=None, responses=documented(HubTokenState, "Forgotten.")
+)
 def delete_hub_token(namespace: str, ctx: ContextDep) -> dict[str, Any]:
     """Forget the namespace's Hub token."""
     with ctx.unit() as unit:

@@ -7,14 +7,20 @@ from fastapi import APIRouter, Query
 from api.deps import ContextDep
 from api.endpoint import service
 from api.errors import BadRequest, NotFound, ServiceUnavailable
+from api.recommendation.schemas import Recommendation
 from api.responses import FastJSONResponse
+from api.schemas import documented
 from hub.client import HubError
 from hub.recommend import recommend
 
 router = APIRouter(prefix="/v2", tags=["hub"], default_response_class=FastJSONResponse)
 
 
-@router.get("/recommendation")
+@router.get(
+    "/recommendation",
+    response_model=None,
+    responses=documented(Recommendation, "Rows that hold the model, cheapest first."),
+)
 def recommendation(
     ctx: ContextDep,
     repository_ref: Annotated[str, Query(alias="repository", max_length=400, description="org/model[@revision]")],

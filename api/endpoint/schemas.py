@@ -1,0 +1,94 @@
+"""What the endpoint routes answer, as models for OpenAPI. The handlers write the endpoint object's bytes
+themselves (``render.py``); these describe them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from api.schemas import Out
+from core.domain.enums import EndpointState
+from core.domain.spec import EndpointSpec
+
+
+class Actor(Out):
+    id: str
+    name: str
+
+
+class EndpointStatusRead(Out):
+    created_at: str = Field(description="RFC 3339, UTC.")
+    created_by: Actor
+    updated_at: str
+    updated_by: Actor
+    private: None = Field(description="Always null: private links are not offered.")
+    state: EndpointState
+    message: str = Field(description="What is happening, and when something is wrong, what to do.")
+    ready_replica: int
+    target_replica: int
+    generation: int = Field(description="Bumped by every change of the spec.")
+    observed_generation: int = Field(description="The generation the controller last acted on (0: none yet).")
+    requested_revision: str | None = Field(description="The branch, tag or sha asked for; null: the default branch.")
+    resolved_revision: str | None = Field(description="The commit sha the revision was pinned to.")
+    url: str | None = Field(default=None, description="Where to send requests, once the endpoint serves.")
+
+
+class EndpointWithStatus(EndpointSpec):
+    """The endpoint as stored (secret values shown as ``********``) with its status."""
+
+    account_id: str | None = None
+    health_route: str
+    status: EndpointStatusRead
+
+
+class EndpointList(Out):
+    items: list[EndpointWithStatus]
+
+
+class ScalingPolicy(Out):
+    min_replica: int
+    max_replica: int
+    scale_to_zero_timeout: int | None
+    measure: dict[str, float] = Field(description="hardwareUsage (percent) or pendingRequests (per replica).")
+    tick_seconds: float
+    utilization_window_seconds: float
+    up_interval_seconds: float
+    down_interval_seconds: float
+    stabilization_seconds: float
+    tolerance: float
+
+
+class ScalingDecisionRead(Out):
+    time: str
+    previous: int
+    raw: int
+    stabilized: int
+    final: int
+    reason: str
+    inputs: dict[str, Any]
+
+
+class ScalingView(Out):
+    policy: ScalingPolicy
+    paused: bool
+    scaled_to_zero: bool
+    desired_replicas: int | None
+    reason: str
+    updated_at: str | None
+    decisions: list[ScalingDecisionRead] = Field(description="Newest first.")
+
+
+class AuditEventRead(Out):
+    id: int
+    time: str
+    actor: str
+    action: str
+    diff: list[dict[str, Any]] = Field(description="Changed paths with old and new values (secrets redacted).")
+    request_id: str
+    source_address: str | None
+
+
+class AuditPage(Out):
+    items: list[AuditEventRead]
+    next: int | None = Field(description="Pass as `before` for the next page; null on the last.")
