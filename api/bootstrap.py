@@ -9,8 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.auth import tokens
 from api.identity.service import issue_token
+from core.db import tokens
 from core.db.crypto import load_or_create_key
 from core.db.models import Account, ApiToken
 from core.db.session import transaction

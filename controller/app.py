@@ -165,7 +165,7 @@ class Controller:
             except NotLeader:
                 result = "not_leader"
                 lost.set()
-            except Exception as exc:  # the error chooses the retry (controller/errors.py); the loop never dies
+            except Exception as exc:  # the error chooses the retry (controller/retry.py); the loop never dies
                 result = "error"
                 self._requeue(queue, key, exc)
             finally:

@@ -1,8 +1,8 @@
 """One way for a component to lead: hold a Kubernetes Lease (``core.kube.lease``) with hot standbys waiting,
 or, without a cluster to hold one in (``dais serve`` on a laptop), simply act.
 
-Whoever writes on the leader's behalf checks ``is_leader()`` (or calls ``ensure``) right before each write and
-raises ``NotLeader`` once the lease is gone; the component's loop then stops and the process exits, so a
+Whoever writes on the leader's behalf checks ``is_leader()`` right before each write and raises ``NotLeader``
+once the lease is gone; the component's loop then stops and the process exits, so a
 standby takes over.
 """
 
@@ -70,11 +70,6 @@ class Leadership:
 
     def is_leader(self) -> bool:
         return self._elector is None or self._elector.is_leader()
-
-    def ensure(self, doing: str) -> None:
-        """Raises ``NotLeader`` unless this process leads now."""
-        if not self.is_leader():
-            raise NotLeader(f"lost the {self.name} lease; not {doing}")
 
     def release(self) -> None:
         """On a clean stop, hands a held lease over at once instead of making the standby wait it out."""

@@ -6,9 +6,9 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from api.auth import tokens
 from api.auth.principal import Principal
 from api.errors import Unauthorized
+from core.db import tokens
 from core.db.tokens import token_with_user
 
 

@@ -12,12 +12,12 @@ from sqlalchemy.orm import Session
 from api.audit import repository as audit
 from api.audit.repository import AuditContext
 from api.auth import repository as token_repo
-from api.auth import tokens
 from api.auth.principal import Principal
 from api.endpoint import repository as endpoint_repo
 from api.errors import BadRequest, Conflict, Forbidden, NotFound
 from api.identity import repository
 from api.identity.schemas import OrgCreate, TokenCreate, UserCreate
+from core.db import tokens
 from core.db.crypto import SecretBox
 from core.db.models import Account, ApiToken
 from core.domain.enums import AccountKind

@@ -1,15 +1,28 @@
-"""Bearer-token lookup shared by the API and the gateway: a token is stored only as its SHA-256 digest
-(high-entropy secrets need no slow hash), and one query returns it with its user and the user's orgs."""
+"""API tokens: random, shown once, stored only as their SHA-256 digest (high-entropy secrets need no slow hash).
+The API mints them; the API and the gateway look them up, one query returning a token with its user and the
+user's orgs."""
 
 from __future__ import annotations
 
 import hashlib
+import secrets
 from typing import Any
 
 from sqlalchemy import Row, Select, bindparam, func, select
 from sqlalchemy.orm import Session, aliased
 
 from core.db.models import Account, ApiToken, Membership
+
+TOKEN_PREFIX = "dais_"  # noqa: S105 (a prefix, not a secret)
+
+
+def new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def display_prefix(token: str) -> str:
+    """What lists show to recognise a token by."""
+    return token[: len(TOKEN_PREFIX) + 4]
 
 
 def digest(token: str) -> str:
