@@ -229,8 +229,11 @@ def test_upgrade_runs_the_migration_again_and_keeps_generated_secrets(release: R
         ("controller", "delete", "pods", "endpoints", False),
         ("controller", "create", "roles.rbac.authorization.k8s.io", "endpoints", False),
         ("autoscaler", "update", "leases.coordination.k8s.io", "endpoints", True),
-        ("autoscaler", "get", "deployments.apps", "endpoints", False),
+        ("autoscaler", "list", "pods", "endpoints", True),  # whose hardware use a series is, by label
         ("autoscaler", "get", "secrets", "endpoints", False),
+        ("autoscaler", "delete", "pods", "endpoints", False),
+        ("autoscaler", "list", "pods", "release", False),
+        ("autoscaler", "get", "deployments.apps", "endpoints", False),
         ("gateway", "get", "secrets", "endpoints", False),
         ("gateway", "get", "secrets", "release", False),
         ("gateway", "list", "pods", "endpoints", False),
