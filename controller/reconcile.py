@@ -3,7 +3,9 @@
 Level-triggered and idempotent: the caller only says *which* endpoint; this re-reads the row, builds
 the desired objects (pure), applies only those whose content hash differs from the cached live
 object's, deletes owned objects no longer desired, and writes status only when it changed. A second
-pass over an unchanged endpoint makes no write at all.
+pass over an unchanged endpoint makes no write at all. A spec that cannot work (``PermanentError``: a row
+gone from the catalog, an object Kubernetes refuses) is shown as ``failed`` and remembered with its
+generation: later passes report it again without applying anything until the spec changes.
 
 Deletion survives a crash anywhere: the row stays (soft-deleted) until the cache shows none of the
 endpoint's objects left, and only then is it removed. An object labelled with an id that has no row
