@@ -39,6 +39,7 @@ def policy_config(settings: AutoscalerSettings) -> PolicyConfig:
         tolerance=settings.tolerance,
         hardware_usage=settings.hardware_usage,
         pending_requests=settings.pending_requests,
+        utilization_window_s=settings.utilization_window_seconds,
     )
 
 

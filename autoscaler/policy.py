@@ -10,6 +10,14 @@ Rules (reference/autoscaling.md §0 and §2; every number is a ``PolicyConfig`` 
   per replica over 20 s) above its threshold → ``ceil(ready × value / threshold)``, at least one more than
   now, at most ``maxReplica``. Replicas still starting count as capacity: the value is averaged over ready
   *and* starting replicas with the starting ones at 0, so one spike does not add replicas twice.
+- Only capacity that is really there is judged (hardware use): while the use window still holds samples from
+  before the newest replica turned Ready (``Samples.ready_for_s`` below the window, HPA's readiness rule), the
+  window mixes two capacities and overstates the use of the current one, so it does not scale up by itself.
+- Saturation (hardware use): a replica at 100 % cannot show how much more work waits. When use is above the
+  threshold, the requests in flight (the gateway's count, held ones included) say it: divided by what one
+  replica carries at the threshold, learned from clean unsaturated windows (``State.carry``), they give the
+  count needed, asked for in one decision. Use below the threshold never reads in-flight requests as demand,
+  so a replica that is slow but not busy adds nothing.
 - Scale down, evaluated every ``down_interval`` (120 s): the proportional recommendation against the threshold
   less the tolerance (10 %: at 80 %, down only to a count that runs at most 72 %, so a small rise does not undo
   it), applied only as the highest recommendation of the last ``stabilization``
@@ -36,6 +44,9 @@ class PolicyConfig:
     tolerance: float = 0.1
     hardware_usage: float = DEFAULT_HARDWARE_USAGE
     pending_requests: float = DEFAULT_PENDING_REQUESTS
+    utilization_window_s: float = 60.0  # the window hardware use is averaged over
+    saturated_at: float = 95.0  # hardware use % at which a window no longer shows how much work waits
+    carry_weight: float = 0.5  # weight of the newest clean window in the learned requests-per-replica
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +85,7 @@ class Samples:
     in_flight: int | None = None  # right now, across the endpoint
     last_request: datetime | None = None
     wake: bool = False  # the gateway asked for a replica
+    ready_for_s: float | None = None  # since the newest Ready replica turned Ready; None: long enough or unknown
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +97,8 @@ class State:
     last_up: datetime | None = None
     last_down: datetime | None = None
     recommendations: tuple[tuple[datetime, int], ...] = ()  # unstabilized, within the stabilization window
+    carry: float | None = None  # requests in flight one replica carries at 100 % use (learned; None: not yet)
+    steady: tuple[datetime, float] | None = None  # since when requests in flight have held near this level
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,15 +139,48 @@ def decide(spec: ScalingRules, samples: Samples, state: State, now: datetime, co
     if value is None:
         reason = f"holding at {current}: no {measure} data (missing metrics never scale down)"
         return _bounded(current, current, current, reason, inputs, held, spec, floor)
+    hardware = spec.pending_requests is None
+    window_s = config.utilization_window_s
+    # The use window began before the newest replica was Ready: it averages two capacities (a lone replica has
+    # no earlier capacity to mix with).
+    mixed = hardware and samples.ready > 1 and samples.ready_for_s is not None and samples.ready_for_s < window_s
+    in_flight = _in_flight(samples)
+    steady = _steady(state.steady, in_flight, now)
+    held = replace(held, steady=steady)
+    # The use window and the in-flight count describe the same work only once the load has held over the
+    # whole window: at a spike's onset the window still averages the calm before it while requests queue.
+    if hardware and not mixed and steady is not None and (now - steady[0]).total_seconds() >= window_s:
+        held = replace(held, carry=_learned(held.carry, value, samples, in_flight, config))
     capacity = samples.ready + samples.starting
     # Starting replicas count as capacity at 0 use: the spike that started them does not start more.
-    effective = value * samples.ready / capacity if capacity else value
-    raw = math.ceil(samples.ready * value / threshold) if samples.ready else current
-    if up_due and effective > threshold:
-        wanted = min(max(raw, current + 1), spec.max_replica)
+    seen = value * samples.ready / capacity if capacity else value
+    # A mixed window is judged by the least use the replicas Ready now can have had since the newest of them
+    # turned Ready (the samples before it were at most 100 %).
+    judged = _since_ready(value, samples.ready_for_s, window_s) if mixed else value
+    effective = judged * samples.ready / capacity if capacity else judged
+    raw = math.ceil(samples.ready * judged / threshold) if samples.ready else current
+    carry = held.carry
+    needed = _needed(carry, in_flight, threshold) if hardware and seen > threshold else None
+    demanded = needed is not None and needed > capacity
+    if up_due and (effective > threshold or demanded):
+        proportional = max(raw, current + 1) if effective > threshold else current
+        wanted = min(max(proportional, needed or 0), spec.max_replica)
         stamped = replace(held, last_up=now, recommendations=(*recommendations, (now, wanted)))
-        reason = f"{measure} {effective:.1f} above {threshold:g} on {capacity} replicas: up to {wanted}"
-        return _bounded(wanted, raw, wanted, reason, inputs, stamped, spec, floor)
+        if demanded and needed is not None and needed > proportional and carry and in_flight:
+            word = "saturated" if value >= config.saturated_at else f"above {threshold:g}"
+            reason = (
+                f"hardware use {value:.0f} % ({word}); {in_flight:.1f} requests in flight at "
+                f"~{carry * threshold / 100:.2f} per replica at {threshold:g} % → {wanted}"
+            )
+        else:
+            reason = f"{measure} {effective:.1f} above {threshold:g} on {capacity} replicas: up to {wanted}"
+        return _bounded(wanted, max(raw, needed or 0), wanted, reason, inputs, stamped, spec, floor)
+    if up_due and seen > threshold and mixed and samples.ready_for_s is not None:  # above only as averaged
+        reason = (
+            f"holding at {current}: {measure} {seen:.1f} is averaged over a window that began before the newest "
+            f"replica was Ready ({samples.ready_for_s:.0f} s ago); since then at least {judged:.1f}"
+        )
+        return _bounded(current, current, current, reason, inputs, held, spec, floor)
     if up_due:
         held = replace(held, last_up=now)
     if not down_due:
@@ -160,6 +207,53 @@ def decide(spec: ScalingRules, samples: Samples, state: State, now: datetime, co
     else:
         reason = f"holding at {current}: {measure} {value:.1f}; the highest recommendation in {window:g} s is {highest}"
     return _bounded(stabilized, raw, stabilized, reason, inputs, held, spec, floor)
+
+
+def _in_flight(samples: Samples) -> float | None:
+    """Requests in flight (held ones included): the mean over the pending window when known, else now."""
+    if samples.pending_per_replica is not None:
+        return samples.pending_per_replica * max(samples.ready, 1)
+    return float(samples.in_flight) if samples.in_flight is not None else None
+
+
+def _since_ready(value: float, ready_for_s: float | None, window_s: float) -> float:
+    """The least mean use since the newest replica turned Ready that gives ``value`` over the whole window."""
+    if ready_for_s is None or ready_for_s >= window_s:
+        return value
+    before = 1 - ready_for_s / window_s  # the share of the window from before, at 100 % at most
+    return max(0.0, (value - 100 * before) / (1 - before)) if before < 1 else 0.0
+
+
+STEADY_BAND = 0.2  # requests in flight within ±20 % of a level count as holding at it
+
+
+def _steady(
+    previous: tuple[datetime, float] | None, in_flight: float | None, now: datetime
+) -> tuple[datetime, float] | None:
+    if in_flight is None:
+        return None
+    if previous is not None and abs(in_flight - previous[1]) <= STEADY_BAND * max(previous[1], 1.0):
+        return previous
+    return (now, in_flight)
+
+
+def _learned(
+    carry: float | None, value: float, samples: Samples, in_flight: float | None, cfg: PolicyConfig
+) -> float | None:
+    """What one replica carries at 100 % use, from a window that shows it: all replicas Ready, busy enough to
+    measure and not saturated (a saturated window hides queued work, and would overstate it)."""
+    if samples.starting or not samples.ready or not in_flight or not 10 <= value < cfg.saturated_at:
+        return carry
+    observed = in_flight / (samples.ready * value / 100)
+    # Rounded: a settled estimate then stays the same number, and the stored state is not rewritten every tick.
+    return round(observed if carry is None else carry + cfg.carry_weight * (observed - carry), 3)
+
+
+def _needed(carry: float | None, in_flight: float | None, threshold: float) -> int | None:
+    """Replicas that carry ``in_flight`` requests at the threshold, when what one carries is known."""
+    if carry is None or not in_flight:
+        return None
+    return math.ceil(round(in_flight / (carry * threshold / 100), 6))
 
 
 def _measure(spec: ScalingRules, samples: Samples, config: PolicyConfig) -> tuple[float | None, float, str]:

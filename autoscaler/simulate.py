@@ -6,11 +6,16 @@ Each row holds until the next. Comment lines ``# key=value ...`` set the spec th
 (minReplica, maxReplica, scaleToZeroTimeout, hardwareUsage or pendingRequests); options override them.
 
 The model: a replica asked for becomes Ready ``startup_s`` later; one taken away stops at once (a starting
-one first). Each Ready replica's use is ``min(100, load / ready)`` percent; the policy sees its mean over the
-utilization window, as Prometheus would. A request for an endpoint at zero wakes it at once (the gateway's fast
-path). The oracle knows the future: it has exactly ``ceil(load / threshold)`` replicas Ready at every second
-(within minReplica and maxReplica, none while idle when minReplica is 0), and its replica-minutes are the floor
-no autoscaler can beat.
+one first). Each Ready replica's use is ``min(100, load / ready)`` percent (it saturates); the policy sees its
+mean over the utilization window, as Prometheus would, and how long ago the newest replica turned Ready, as the
+pods' Ready conditions say on a cluster. Requests in flight come from the trace, as the gateway reports them.
+A request for an endpoint at zero wakes it at once (the gateway's fast path). The oracle knows the future: it
+has exactly ``ceil(load / threshold)`` replicas Ready at every second (within minReplica and maxReplica, none
+while idle when minReplica is 0), and its replica-minutes are the floor no autoscaler can beat.
+
+``hpa_like`` is the baseline the benchmark replays beside Dais's policy: Kubernetes HPA's proportional rule
+with a 10 % tolerance both ways and a 300-s scale-down window, evaluated every tick (reference/autoscaling.md
+§2). HPA has no scale to zero: at zero, and for the idle rule, it defers to Dais's own rules.
 """
 
 from __future__ import annotations
@@ -18,12 +23,15 @@ from __future__ import annotations
 import csv
 import math
 from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from autoscaler.policy import PolicyConfig, Samples, ScalingRules, State, decide
+from autoscaler.policy import Decision, PolicyConfig, Samples, ScalingRules, State, decide
+
+Policy = Callable[[ScalingRules, Samples, State, datetime, PolicyConfig], Decision]
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 OSCILLATION_WINDOW_S = 300  # a change undone within this long is an oscillation
@@ -110,15 +118,16 @@ def simulate(
     *,
     startup_s: float = 90.0,
     tick_s: float = 15.0,
-    window_s: float = 60.0,
     pending_window_s: float = 20.0,
+    policy: Policy = decide,
 ) -> Result:
+    window_s = config.utilization_window_s
     result = Result()
     threshold = spec.pending_requests if spec.pending_requests is not None else spec.hardware_usage
     threshold = threshold if threshold is not None else config.hardware_usage
     initial = max(spec.min_replica, 1)
     desired = initial
-    ready_at: list[float] = [-1.0] * initial  # when each replica turns (or turned) Ready
+    ready_at: list[float] = [-3600.0] * initial  # when each replica turns (or turned) Ready
     state = State(replicas=initial, since=EPOCH)
     use: deque[tuple[int, float]] = deque()  # (t, per-replica use %) while some replica was Ready
     requests: deque[tuple[int, float]] = deque()
@@ -135,6 +144,7 @@ def simulate(
             last_request = now
         ready = sum(1 for at in ready_at if at <= t)
         starting = len(ready_at) - ready
+        newest_ready = max((at for at in ready_at if at <= t), default=None)
         if ready:
             use.append((t, min(100.0, load / ready)))
         requests.append((t, in_flight))
@@ -168,8 +178,9 @@ def simulate(
                 in_flight=math.ceil(in_flight),
                 last_request=last_request,
                 wake=wake,
+                ready_for_s=t - newest_ready if newest_ready is not None else None,
             )
-            decision = decide(spec, samples, state, now, config)
+            decision = policy(spec, samples, state, now, config)
             assert decision.state is not None
             state = decision.state
             if decision.replicas != desired:
@@ -184,6 +195,41 @@ def simulate(
                 desired = decision.replicas
         result.timeline.append((t, load, ready, desired))
     return result
+
+
+def hpa_like(spec: ScalingRules, samples: Samples, state: State, now: datetime, config: PolicyConfig) -> Decision:
+    """Kubernetes HPA's rule on the same signal: ``ceil(ready × value / threshold)`` unless within 10 % of the
+    threshold, starting replicas counting as 0 % on the way up, down only to the highest recommendation of the
+    last 300 s; every tick, no scale-up interval."""
+    current = state.replicas
+    if spec.paused or current == 0 or spec.min_replica == 0:
+        zero = decide(spec, samples, state, now, config)
+        if zero.replicas == 0 or current == 0:
+            return zero
+    if spec.pending_requests is not None:
+        value, threshold = samples.pending_per_replica, spec.pending_requests
+    else:
+        value = samples.utilization
+        threshold = spec.hardware_usage if spec.hardware_usage is not None else config.hardware_usage
+    window = tuple((t, r) for t, r in state.recommendations if (now - t).total_seconds() < config.stabilization_s)
+    if value is None or not samples.ready:
+        return Decision(current, current, current, "hpa: no data", {}, replace(state, recommendations=window))
+    ratio = value / threshold
+    wanted = current if abs(1 - ratio) <= config.tolerance else math.ceil(samples.ready * ratio)
+    if wanted > current and samples.starting:  # unready pods count as 0 % on scale-up
+        wanted = math.ceil(samples.ready * value / threshold)
+        wanted = current if wanted <= current else wanted
+    window = (*window, (now, wanted))
+    final = wanted if wanted > current else min(current, max(r for _, r in window))
+    final = max(max(spec.min_replica, 1), min(spec.max_replica, final))
+    return Decision(
+        final,
+        wanted,
+        final,
+        f"hpa: {value:.1f} against {threshold:g}",
+        {},
+        replace(state, replicas=final, recommendations=window),
+    )
 
 
 def scaling_for(trace: Trace, overrides: dict[str, float | None]) -> ScalingRules:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from string import Template
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -41,8 +42,15 @@ class ScaleTarget:
     gpu: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class EndpointPod:
+    endpoint_id: str
+    ready_at: datetime | None = None  # when its Ready condition last turned True; None while not Ready
+
+
 class HardwareUse:
-    """Mean percent use over the window per endpoint, averaged across its pods: CPU or GPU by its hardware."""
+    """Mean percent use over the window per endpoint, averaged across its pods: CPU or GPU by its hardware; and
+    how long ago the endpoint's newest Ready pod turned Ready (a window younger than that mixes capacities)."""
 
     def __init__(
         self,
@@ -50,9 +58,9 @@ class HardwareUse:
         settings: AutoscalerSettings,
         namespace: str,
         *,
-        pods: Callable[[], Mapping[str, str]],
+        pods: Callable[[], Mapping[str, EndpointPod]],
     ) -> None:
-        """``pods()``: the namespace's pods now, name → endpoint id (``pods_by_label`` on a cluster)."""
+        """``pods()``: the namespace's endpoint pods now, by name (``pods_by_label`` on a cluster)."""
         self._prometheus = prometheus
         self._pods = pods
         self._settings = settings
@@ -62,13 +70,19 @@ class HardwareUse:
             True: Template(settings.gpu_query).substitute(values),
         }
 
-    def percent(self, targets: Sequence[ScaleTarget]) -> dict[str, float]:
+    def percent(self, targets: Sequence[ScaleTarget], now: datetime) -> tuple[dict[str, float], dict[str, float]]:
+        """Per endpoint id: the mean use in percent, and seconds since its newest Ready pod turned Ready."""
         by_id = {target.id: target for target in targets}
         try:
             owners = self._pods()
         except KubeError as exc:
             log.warning("hardware use missing this tick: cannot list the endpoints' pods: %s", exc)
-            return {}
+            return {}, {}
+        newest: dict[str, datetime] = {}
+        for pod in owners.values():
+            if pod.ready_at is not None and (pod.endpoint_id not in newest or pod.ready_at > newest[pod.endpoint_id]):
+                newest[pod.endpoint_id] = pod.ready_at
+        ready_for = {endpoint_id: max(0.0, (now - at).total_seconds()) for endpoint_id, at in newest.items()}
         found: dict[str, float] = {}
         for gpu, query in self._queries.items():
             if not any(target.gpu == gpu for target in targets):
@@ -80,17 +94,28 @@ class HardwareUse:
                 continue
             per_pod: dict[str, list[float]] = defaultdict(list)
             for labels, value in series:
-                target = by_id.get(owners.get(labels.get(self._settings.pod_label, ""), ""))
+                owner = owners.get(labels.get(self._settings.pod_label, ""))
+                target = by_id.get(owner.endpoint_id) if owner is not None else None
                 if target is not None and target.gpu == gpu and value == value:  # NaN: no limit or no samples
                     per_pod[target.id].append(value)
             found.update({endpoint_id: sum(values) / len(values) for endpoint_id, values in per_pod.items()})
-        return found
+        return found, ready_for
 
 
-def pods_by_label(kube: Kube, namespace: str) -> dict[str, str]:
-    """Every endpoint pod of ``namespace``, name → endpoint id, by their ``dais.dev/endpoint-id`` label."""
+def pods_by_label(kube: Kube, namespace: str) -> dict[str, EndpointPod]:
+    """Every endpoint pod of ``namespace`` by name, found by its ``dais.dev/endpoint-id`` label."""
     pods, _ = kube.list("Pod", namespace, selector=ENDPOINT_ID)
-    return {pod["metadata"]["name"]: pod["metadata"]["labels"][ENDPOINT_ID] for pod in pods}
+    return {
+        pod["metadata"]["name"]: EndpointPod(pod["metadata"]["labels"][ENDPOINT_ID], _ready_at(pod)) for pod in pods
+    }
+
+
+def _ready_at(pod: dict[str, Any]) -> datetime | None:
+    for condition in (pod.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "Ready" and condition.get("status") == "True":
+            since = condition.get("lastTransitionTime")
+            return datetime.fromisoformat(since.replace("Z", "+00:00")) if since else None
+    return None
 
 
 @dataclass
@@ -100,7 +125,7 @@ class Signals:
     hardware: HardwareUse | None
 
     def samples(self, session: Session, targets: Sequence[ScaleTarget], now: datetime) -> Mapping[str, Samples]:
-        use = self.hardware.percent(targets) if self.hardware is not None else {}
+        use, ready_for = self.hardware.percent(targets, now) if self.hardware is not None else ({}, {})
         activity = gateway_activity(session.scalars(select(EndpointActivity)), now=now)
         sampled = {}
         for target in targets:
@@ -113,6 +138,7 @@ class Signals:
                 pending_per_replica=pending / target.ready if target.ready else pending,
                 in_flight=in_flight,
                 last_request=last_request,
+                ready_for_s=ready_for.get(target.id),
             )
         return sampled
 

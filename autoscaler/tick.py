@@ -173,6 +173,8 @@ def _state_of(scaling: EndpointScaling | None, spec: ScalingRules, created: date
         last_up=_when(raw.get("lastUp")),
         last_down=_when(raw.get("lastDown")),
         recommendations=tuple((_when(t) or created, int(r)) for t, r in raw.get("recommendations", [])),
+        carry=raw.get("carry"),
+        steady=(_when(raw["steady"][0]) or created, float(raw["steady"][1])) if raw.get("steady") else None,
     )
 
 
@@ -182,6 +184,8 @@ def _state_json(state: State) -> dict[str, Any]:
         "lastUp": state.last_up.isoformat() if state.last_up else None,
         "lastDown": state.last_down.isoformat() if state.last_down else None,
         "recommendations": [[t.isoformat(), r] for t, r in state.recommendations],
+        "carry": state.carry,
+        "steady": [state.steady[0].isoformat(), state.steady[1]] if state.steady else None,
     }
 
 

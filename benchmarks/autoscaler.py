@@ -12,7 +12,10 @@ a. tick: the autoscaler's own CPU seconds for one tick over every endpoint (read
 b. wake: from ``request_wake`` (the gateway's NOTIFY) to the desired count committed, seen as the NOTIFY the
    controller receives;
 c. traces (benchmarks/traces/*.csv through ``dais autoscaler simulate``'s code): from sustained load above the
-   threshold to the scale-up decision, replica-minutes against an oracle that knows the future, oscillations.
+   threshold to the scale-up decision, replica-minutes against an oracle that knows the future, oscillations and
+   seconds overloaded; the same for the anchor, an HPA-like baseline (``autoscaler.simulate.hpa_like``: the
+   proportional rule, 10 % tolerance both ways, a 300-s scale-down window) replayed on the same traces, and
+   per trace whether Dais is at least as good on each figure. ``--traces-only`` runs just this part.
 
 Stdout: one JSON object; progress on stderr. Everything started here is stopped on exit.
 """
@@ -42,8 +45,8 @@ import migrations  # noqa: E402
 from api.main import build_state, create_app  # noqa: E402
 from autoscaler.app import Autoscaler, policy_config  # noqa: E402
 from autoscaler.policy import PolicyConfig  # noqa: E402
-from autoscaler.simulate import Trace, scaling_for, simulate  # noqa: E402
-from autoscaler.sources import HardwareUse, Signals  # noqa: E402
+from autoscaler.simulate import Trace, hpa_like, scaling_for, simulate  # noqa: E402
+from autoscaler.sources import EndpointPod, HardwareUse, Signals  # noqa: E402
 from autoscaler.tick import Ticker  # noqa: E402
 from core.db.changes import CHANNEL, request_wake  # noqa: E402
 from core.db.crypto import new_key  # noqa: E402
@@ -117,7 +120,12 @@ def seed(database: str, settings: Settings, endpoints: int) -> list[tuple[str, s
 
 
 def measure_ticks(
-    sessions: Any, engine: Any, prometheus_url: str, config: AutoscalerSettings, ticks: int, pods: dict[str, str]
+    sessions: Any,
+    engine: Any,
+    prometheus_url: str,
+    config: AutoscalerSettings,
+    ticks: int,
+    pods: dict[str, EndpointPod],
 ) -> dict[str, Any]:
     """``pods``: pod name → endpoint id, as the autoscaler lists them by label on a cluster (none here)."""
     statements = 0
@@ -206,11 +214,23 @@ def measure_wakes(settings: Settings, database: str, sessions: Any, ids: list[st
     }
 
 
+FIGURES = ("overloaded_s", "cost_vs_oracle_ratio", "oscillations")
+
+
 def measure_traces() -> dict[str, Any]:
     found = {}
     for path in sorted((REPO / "benchmarks" / "traces").glob("*.csv")):
         trace = Trace.read(path)
-        found[path.stem] = simulate(trace, scaling_for(trace, {}), PolicyConfig()).summary()
+        dais = simulate(trace, scaling_for(trace, {}), PolicyConfig()).summary()
+        hpa = simulate(trace, scaling_for(trace, {}), PolicyConfig(), policy=hpa_like).summary()
+        found[path.stem] = {
+            **dais,
+            "hpa_like": {figure: hpa[figure] for figure in (*FIGURES, "decisions")},
+            "at_least_as_good_as_hpa_like": {figure: dais[figure] <= hpa[figure] for figure in FIGURES},
+            "overloaded_s_vs_hpa_like_ratio": round(dais["overloaded_s"] / hpa["overloaded_s"], 2)
+            if hpa["overloaded_s"]
+            else None,
+        }
     return found
 
 
@@ -219,7 +239,11 @@ def main() -> int:
     parser.add_argument("--endpoints", type=int, default=1000)
     parser.add_argument("--ticks", type=int, default=6)
     parser.add_argument("--wakes", type=int, default=50)
+    parser.add_argument("--traces-only", action="store_true", help="only replay the traces (no servers)")
     args = parser.parse_args()
+    if args.traces_only:
+        print(json.dumps({"traces": measure_traces()}, indent=2))
+        return 0
 
     home = Path(tempfile.mkdtemp(prefix="dais-bench-autoscaler-"))
     config = AutoscalerSettings(utilization_window_seconds=10, tick_seconds=3600)
@@ -244,11 +268,11 @@ def main() -> int:
         )
         log(f"seeding {args.endpoints} endpoints")
         endpoints = seed(database, settings, args.endpoints)
-        pods: dict[str, str] = {}
+        pods: dict[str, EndpointPod] = {}
         for index, (endpoint_id, name, gpu) in enumerate(endpoints):
             for replica in ("a1b2c", "d3e4f"):
                 pod = f"ep-{name}-{endpoint_id[:12]}-7d9f8c6b5-{replica}"
-                pods[pod] = endpoint_id
+                pods[pod] = EndpointPod(endpoint_id)
                 load = 40 + index % 60  # 40..99 %: some scale up, some down, some hold
                 exporter.set(pod, namespace=NAMESPACE, cpu_percent=load, gpu_percent=load if gpu else None)
         prometheus = stack.enter_context(prometheus_server([f"127.0.0.1:{exporter.port}"], scrape_interval="2s"))

@@ -231,7 +231,6 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         policy_config(settings),
         startup_s=args.startup_seconds,
         tick_s=settings.tick_seconds,
-        window_s=settings.utilization_window_seconds,
     )
     for change in result.changes:
         print(f"{change.t_s:>7}s  {change.previous} -> {change.replicas}  {change.reason}")

@@ -224,9 +224,10 @@ def test_hardware_use_finds_an_endpoints_pods_by_label_not_by_name(loop: Loop) -
         owners = pods_by_label(loop.kube, loop.namespace)
     finally:
         loop.kube.delete("Pod", loop.namespace, impostor)
-    mine = [pod for pod, owner in owners.items() if owner == endpoint_id]
+    mine = [pod for pod, owner in owners.items() if owner.endpoint_id == endpoint_id]
     assert len(mine) == 1
     assert impostor not in owners
+    assert owners[mine[0]].ready_at is not None  # Ready, and since when: a younger use window mixes capacities
     pod = loop.kube.get("Pod", loop.namespace, mine[0])
     assert pod is not None
     assert pod["metadata"]["labels"][ENDPOINT_ID] == endpoint_id

@@ -204,3 +204,126 @@ def test_scaling_from_the_stored_spec() -> None:
     assert ScalingRules.from_spec(spec, paused=False) == ScalingRules(
         min_replica=0, max_replica=3, scale_to_zero_timeout_min=30, pending_requests=2.0
     )
+
+
+# -- only capacity that is really there is judged (issue: overshoot after every scale-up) ------------------
+
+
+def settling(util: float, ready: int, ready_for_s: float) -> Samples:
+    return Samples(ready=ready, utilization=util, in_flight=2, last_request=T0, ready_for_s=ready_for_s)
+
+
+def test_a_window_mixing_the_capacity_before_the_newest_replica_does_not_scale_up() -> None:
+    # Half the window at 100 % on one replica, half at 75 % on two: 87.5 % averaged, 75 % since the second.
+    decision = decide(GPU, settling(87.5, ready=2, ready_for_s=30), state(2), T0, CONFIG)
+    assert decision.replicas == 2
+    assert decision.reason == (
+        "holding at 2: hardware use % 87.5 is averaged over a window that began before the newest replica was "
+        "Ready (30 s ago); since then at least 75.0"
+    )
+
+
+@pytest.mark.parametrize(("util", "expected"), [(90.0, 2), (90.2, 3)])
+def test_a_mixed_window_scales_up_only_when_the_use_since_ready_is_above_the_threshold(
+    util: float, expected: int
+) -> None:
+    # At least (util - 50) / 0.5 since the second replica turned Ready: exactly 80 at 90 %, 80.4 at 90.2 %.
+    assert decide(GPU, settling(util, ready=2, ready_for_s=30), state(2), T0, CONFIG).replicas == expected
+
+
+def test_a_whole_window_on_the_current_replicas_is_judged_as_it_is() -> None:
+    assert decide(GPU, settling(87.5, ready=2, ready_for_s=60), state(2), T0, CONFIG).replicas == 3
+
+
+def test_a_lone_replica_has_no_earlier_capacity_to_mix_with() -> None:
+    assert decide(GPU, settling(100, ready=1, ready_for_s=5), state(1), T0, CONFIG).replicas == 2
+
+
+def test_a_steady_load_of_one_and_a_half_replicas_settles_at_two() -> None:
+    # 1 replica saturated at 150 % of its work → 2; once Ready, the two run at 75 %: no third, no scale-down.
+    ticks = [(0.0, Samples(ready=1, utilization=100, pending_per_replica=1.5, in_flight=2, last_request=T0))]
+    ticks += [
+        (15.0 * i, Samples(ready=1, starting=1, utilization=100, pending_per_replica=1.5, in_flight=2, last_request=T0))
+        for i in range(1, 6)
+    ]
+    for i in range(6, 60):
+        since_ready = 15.0 * i - 90
+        util = 75 + 25 * max(0.0, 1 - since_ready / 60)  # the window slides off the saturated minute
+        ticks.append(
+            (
+                15.0 * i,
+                Samples(
+                    ready=2,
+                    utilization=util,
+                    pending_per_replica=0.75,
+                    in_flight=2,
+                    last_request=T0,
+                    ready_for_s=since_ready,
+                ),
+            )
+        )
+    decisions = run(GPU, ticks, state(1))
+    assert {d.replicas for d in decisions[1:]} == {2}
+    assert decisions[-1].state is not None
+    assert decisions[-1].state.carry == 1.0  # 1.5 requests on two replicas at 75 %: one carries 1.0 at 100 %
+
+
+# -- saturation: the demand is sized from requests in flight (issue: a spike climbed one replica per start-up)
+
+
+def loaded(util: float, ready: int, in_flight: float, starting: int = 0) -> Samples:
+    return Samples(
+        ready=ready,
+        starting=starting,
+        utilization=util,
+        pending_per_replica=in_flight / ready,
+        in_flight=round(in_flight),
+        last_request=T0,
+    )
+
+
+def learned(carry: float) -> State:
+    return state(1, carry=carry, steady=(at(-600), 0.6))
+
+
+def test_what_one_replica_carries_is_learned_from_a_steady_unsaturated_window() -> None:
+    calm = run(GPU, [(0, loaded(60, 1, 0.6)), (60, loaded(60, 1, 0.6))], state(1))
+    assert [d.state.carry for d in calm if d.state] == [None, 1.0]  # only once the load held for a window
+
+
+def test_a_saturated_spike_asks_for_the_needed_count_in_one_decision() -> None:
+    decision = decide(GPU, loaded(100, 1, 5.0), learned(1.0), T0, CONFIG)
+    assert decision.replicas == 7
+    assert decision.reason == (
+        "hardware use 100 % (saturated); 5.0 requests in flight at ~0.80 per replica at 80 % → 7"
+    )
+
+
+@pytest.mark.parametrize(("in_flight", "expected"), [(4.0, 5), (4.01, 6)])
+def test_the_needed_count_at_its_boundary(in_flight: float, expected: int) -> None:
+    # 4.0 requests at 0.8 per replica need exactly 5; any more needs a 6th.
+    assert decide(GPU, loaded(100, 1, in_flight), learned(1.0), T0, CONFIG).replicas == expected
+
+
+def test_the_onset_of_a_spike_does_not_teach_a_wrong_carry() -> None:
+    # Requests jump at once while the use window still averages the calm minute before: no learning then.
+    onset = [(0, loaded(60, 1, 0.6)), (60, loaded(60, 1, 0.6)), (75, loaded(70, 1, 4.1)), (90, loaded(80.4, 1, 5.0))]
+    decisions = run(GPU, onset, state(1))
+    assert [d.state.carry for d in decisions if d.state] == [None, 1.0, 1.0, 1.0]
+
+
+def test_a_replica_that_is_slow_but_not_busy_is_not_mistaken_for_demand() -> None:
+    decision = decide(GPU, loaded(30, 1, 12.0), learned(1.0), T0, CONFIG)
+    assert decision.replicas == 1
+
+
+def test_replicas_already_starting_cover_the_demand_they_were_started_for() -> None:
+    # 7 asked for: 1 Ready at 100 %, 6 starting; the same 5 requests need no more.
+    decision = decide(GPU, loaded(100, 1, 5.0, starting=6), replace(learned(1.0), replicas=7), T0, CONFIG)
+    assert decision.replicas == 7
+
+
+def test_the_pending_requests_measure_keeps_its_meaning() -> None:
+    spec = ScalingRules(min_replica=1, max_replica=10, pending_requests=1.5)
+    decision = decide(spec, loaded(100, 2, 8.0), replace(learned(1.0), replicas=2), T0, CONFIG)
+    assert decision.replicas == 6  # ceil(2 × 4 / 1.5), as without saturation

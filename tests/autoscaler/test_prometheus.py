@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from autoscaler.app import policy_config
-from autoscaler.sources import HardwareUse, Signals
+from autoscaler.sources import EndpointPod, HardwareUse, Signals
 from autoscaler.tick import Ticker
 from core.db.models import Endpoint, EndpointScaling, EndpointStatus, ScalingDecision
 from core.prometheus import PrometheusClient
@@ -52,7 +52,7 @@ def pod(name: str, endpoint_id: str, suffix: str) -> str:
     return f"ep-{name}-{endpoint_id[:12]}-7d9f8c6b5-{suffix}"
 
 
-def ticker(db: sessionmaker[Session], prometheus: PrometheusClient, pods: dict[str, str]) -> Ticker:
+def ticker(db: sessionmaker[Session], prometheus: PrometheusClient, pods: dict[str, EndpointPod]) -> Ticker:
     """``pods``: name → endpoint id, as ``pods_by_label`` reads them on a cluster."""
     source = Signals(HardwareUse(prometheus, SETTINGS, NAMESPACE, pods=lambda: pods))
     return Ticker(sessions=db, source=source, config=policy_config(SETTINGS), clock=lambda: datetime.now(UTC))
@@ -85,7 +85,7 @@ def test_hardware_use_from_prometheus_drives_decisions(
         full = f"count_over_time({series}[10s]) >= 7"
         wait_for(lambda: scraped(prometheus, full, 3), timeout=30, what="Prometheus to hold 7 s of every pod's series")
         client_prometheus = PrometheusClient(prometheus, timeout=5)
-        owners = {name: cpu for name in cpu_pods} | {gpu_pod: gpu}
+        owners = {name: EndpointPod(cpu) for name in cpu_pods} | {gpu_pod: EndpointPod(gpu)}
         made = dict(ticker(db, client_prometheus, owners).tick())
     finally:
         for name in (*cpu_pods, gpu_pod, pod("busy-cpu", cpu, "zzzzz")):

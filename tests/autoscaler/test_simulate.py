@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from autoscaler.policy import PolicyConfig
-from autoscaler.simulate import Trace, scaling_for, simulate
+from autoscaler.simulate import Trace, hpa_like, scaling_for, simulate
 
 TRACES = Path(__file__).resolve().parents[2] / "benchmarks" / "traces"
 CONFIG = PolicyConfig()
@@ -30,6 +30,29 @@ def test_the_diurnal_day_never_oscillates_and_costs_near_the_oracle() -> None:
     summary = replay("diurnal")
     assert summary["oscillations"] == 0
     assert 1.0 <= summary["cost_vs_oracle_ratio"] <= 1.15  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(("name", "settled"), [("steady-150", 2), ("steady-250", 4), ("steady-370", 5)])
+def test_a_steady_load_settles_at_the_count_it_needs_and_stays(name: str, settled: int) -> None:
+    trace = Trace.read(TRACES / f"{name}.csv")
+    result = simulate(trace, scaling_for(trace, {}), CONFIG)
+    assert result.changes[-1].replicas == settled  # ceil(load / 80 %)
+    assert all(change.replicas > change.previous for change in result.changes)  # never a scale-down
+    assert result.oscillations == 0
+
+
+def test_a_spike_is_overloaded_no_longer_than_a_start_up_an_evaluation_and_a_tick() -> None:
+    summary = replay("spike")
+    assert summary["overloaded_s"] <= 90 + CONFIG.up_interval_s + 15  # type: ignore[operator]
+    assert summary["oscillations"] == 0
+
+
+def test_the_hpa_like_baseline_climbs_the_spike_more_slowly() -> None:
+    trace = Trace.read(TRACES / "spike.csv")
+    dais = simulate(trace, scaling_for(trace, {}), CONFIG)
+    hpa = simulate(trace, scaling_for(trace, {}), CONFIG, policy=hpa_like)
+    assert dais.overloaded_s < hpa.overloaded_s
+    assert max(change.replicas - change.previous for change in hpa.changes) < 6  # HPA cannot see past 100 %
 
 
 @pytest.mark.parametrize("name", ["spike", "diurnal", "idle-burst"])
@@ -72,7 +95,8 @@ def test_the_cli_prints_decisions_and_a_summary_and_draws_the_plot(tmp_path: Pat
     )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
-    assert "1 -> 2  hardware use %" in lines[0]
+    # The spike is climbed in one decision: one replica at 100 % cannot show the work waiting, requests can.
+    assert "1 -> 7  hardware use 100 % (saturated); 5.0 requests in flight at ~0.8" in lines[0]
     assert json.loads(lines[-1])["oscillations"] == 0
     assert out.read_bytes().startswith(b"\x89PNG")
 
