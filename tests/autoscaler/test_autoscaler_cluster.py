@@ -5,6 +5,7 @@ are shortened through settings; nothing sleeps."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -20,19 +21,21 @@ from sqlalchemy import select
 from autoscaler.app import Autoscaler
 from autoscaler.sources import pods_by_label
 from controller.app import Controller
-from core.db.models import Endpoint, EndpointActivity
+from core.db.models import Endpoint, EndpointActivity, EndpointScaling
 from core.kube.client import Kube
 from core.kube.labels import ENDPOINT_ID
-from core.settings import AutoscalerSettings, ControllerSettings
+from core.settings import AutoscalerSettings, ControllerSettings, PrometheusSettings
 from tests.conftest import LiveServer, make_settings
 from tests.factories import ADMIN_TOKEN, endpoint_body
 from tests.fixtures import scrape
 from tests.fixtures.kube import KubeCluster, die_with_parent, wait_for
 from tests.fixtures.postgres import free_port
+from tests.fixtures.prometheus import LoadExporter
 
 NS = "admin"
 WAIT = 60.0
 STABILIZATION_S = 4.0
+WINDOW_S = 5  # hardware use is averaged over this (Prometheus scrapes every second)
 
 
 class Loop:
@@ -73,7 +76,9 @@ class Loop:
 
 
 @pytest.fixture(scope="module")
-def loop(live_server: LiveServer, kube_cluster: KubeCluster, request: pytest.FixtureRequest) -> Iterator[Loop]:
+def loop(
+    live_server: LiveServer, kube_cluster: KubeCluster, prometheus: str, request: pytest.FixtureRequest
+) -> Iterator[Loop]:
     worker = str(getattr(request.config, "workerinput", {}).get("workerid", "main"))
     namespace = f"dais-scale-{worker}"
     settings = make_settings(
@@ -87,7 +92,9 @@ def loop(live_server: LiveServer, kube_cluster: KubeCluster, request: pytest.Fix
             renew_seconds=1,
             image="dais:test",
         ),
+        prometheus=PrometheusSettings(url=prometheus, timeout_seconds=5),
         autoscaler=AutoscalerSettings(
+            utilization_window_seconds=WINDOW_S,
             tick_seconds=0.5,
             up_interval_seconds=1,
             down_interval_seconds=1,
@@ -231,3 +238,49 @@ def test_hardware_use_finds_an_endpoints_pods_by_label_not_by_name(loop: Loop) -
     pod = loop.kube.get("Pod", loop.namespace, mine[0])
     assert pod is not None
     assert pod["metadata"]["labels"][ENDPOINT_ID] == endpoint_id
+
+
+def test_a_saturated_endpoint_asks_for_the_count_its_requests_need_in_one_decision(
+    loop: Loop, load_exporter: LoadExporter
+) -> None:
+    body = endpoint_body("saturated")
+    body["compute"].update(accelerator="cpu", instanceType="intel-spr", instanceSize="x1")
+    body["compute"]["scaling"] = {"minReplica": 1, "maxReplica": 8, "measure": {"hardwareUsage": 80}}
+    body["model"].update(image={"tei": {}}, task="feature-extraction")
+    assert loop.api.post(f"/v2/endpoint/{NS}", json=body).status_code == 200
+    with loop.server.sessions() as session:
+        endpoint_id = session.scalars(select(Endpoint.id).where(Endpoint.name == "saturated")).one()
+    loop.wait_replicas(endpoint_id, 1)
+    (pod,) = [
+        name for name, owner in pods_by_label(loop.kube, loop.namespace).items() if owner.endpoint_id == endpoint_id
+    ]
+
+    def carry() -> float | None:
+        with loop.server.sessions() as session:
+            scaling = session.get(EndpointScaling, endpoint_id)
+            return scaling.state.get("carry") if scaling is not None else None
+
+    try:
+        # A calm stretch: 60 % busy with 0.6 requests in flight teaches what one replica carries (1.0 at 100 %).
+        load_exporter.set(pod, namespace=loop.namespace, cpu_percent=60)
+        loop.load(endpoint_id, pending=0.6)
+        learned = wait_for(carry, timeout=WAIT, what="the autoscaler to learn what one replica carries")
+        assert 0.9 <= learned <= 1.1
+        # Requests pile up first (a replica that is not busy is no demand), then the replica saturates.
+        loop.load(endpoint_id, pending=4.6)
+        load_exporter.set(pod, namespace=loop.namespace, cpu_percent=100)
+
+        def desired() -> int | None:
+            view = loop.api.get(f"/v2/endpoint/{NS}/saturated/scaling").json()
+            return view["desiredReplicas"] if view["desiredReplicas"] != 1 else None
+
+        assert wait_for(desired, timeout=WAIT, what="a scale-up decision") == 6  # ceil(4.6 / 0.8)
+    finally:
+        load_exporter.remove(pod)
+    view: dict[str, Any] = loop.api.get(f"/v2/endpoint/{NS}/saturated/scaling").json()
+    changes = [d for d in reversed(view["decisions"]) if d["previous"] != d["final"]]
+    assert [(d["previous"], d["final"]) for d in changes] == [(1, 6)]
+    assert re.fullmatch(
+        r"hardware use \d+ % \((saturated|above 80)\); 4\.6 requests in flight at ~0\.\d\d per replica at 80 % → 6",
+        changes[0]["reason"],
+    ), changes[0]["reason"]
