@@ -12,7 +12,8 @@ Rules (reference/autoscaling.md §0 and §2; every number is a ``PolicyConfig`` 
   *and* starting replicas with the starting ones at 0, so one spike does not add replicas twice.
 - Only capacity that is really there is judged (hardware use): while the use window still holds samples from
   before the newest replica turned Ready (``Samples.ready_for_s`` below the window, HPA's readiness rule), the
-  window mixes two capacities and overstates the use of the current one, so it does not scale up by itself.
+  window mixes two capacities and overstates the use of the current one. It counts only for the least use it
+  proves since then, the samples before having been at most 100 %.
 - Saturation (hardware use): a replica at 100 % cannot show how much more work waits. When use is above the
   threshold, the requests in flight (the gateway's count, held ones included) say it: divided by what one
   replica carries at the threshold, learned from clean unsaturated windows (``State.carry``), they give the
