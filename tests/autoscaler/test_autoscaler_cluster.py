@@ -59,6 +59,19 @@ class Loop:
             what=f"the Deployment to run {count} ready replica(s)",
         )
 
+    def create(self, name: str, scaling: dict[str, Any] | None = None) -> str:
+        """A CPU endpoint admin/{name} on TEI; returns its id once its Deployment runs one Ready replica."""
+        body = endpoint_body(name)
+        body["compute"].update(accelerator="cpu", instanceType="intel-spr", instanceSize="x1")
+        if scaling is not None:
+            body["compute"]["scaling"] = scaling
+        body["model"].update(image={"tei": {}}, task="feature-extraction")
+        assert self.api.post(f"/v2/endpoint/{NS}", json=body).status_code == 200
+        with self.server.sessions() as session:
+            endpoint_id: str = session.scalars(select(Endpoint.id).where(Endpoint.name == name)).one()
+        self.wait_replicas(endpoint_id, 1)
+        return endpoint_id
+
     def load(self, endpoint_id: str, pending: float) -> None:
         """What the gateway writes: requests in flight now and their mean over the last 20 s."""
         now = datetime.now(UTC)
@@ -131,14 +144,7 @@ def loop(
 
 
 def test_sustained_load_scales_a_deployment_up_and_back_after_the_window(loop: Loop) -> None:
-    body = endpoint_body("under-load")
-    body["compute"].update(accelerator="cpu", instanceType="intel-spr", instanceSize="x1")
-    body["compute"]["scaling"] = {"minReplica": 1, "maxReplica": 4, "measure": {"pendingRequests": 1.5}}
-    body["model"].update(image={"tei": {}}, task="feature-extraction")
-    assert loop.api.post(f"/v2/endpoint/{NS}", json=body).status_code == 200
-    with loop.server.sessions() as session:
-        endpoint_id = session.scalars(select(Endpoint.id).where(Endpoint.name == "under-load")).one()
-    loop.wait_replicas(endpoint_id, 1)
+    endpoint_id = loop.create("under-load", {"minReplica": 1, "maxReplica": 4, "measure": {"pendingRequests": 1.5}})
 
     loop.load(endpoint_id, pending=6.0)  # 6 per replica against 1.5: ceil(1 × 6 / 1.5) = 4
     loop.wait_replicas(endpoint_id, 4)
@@ -210,13 +216,7 @@ def test_dais_autoscaler_leads_serves_metrics_and_hands_the_lease_over_on_exit(
 
 
 def test_hardware_use_finds_an_endpoints_pods_by_label_not_by_name(loop: Loop) -> None:
-    body = endpoint_body("labelled")
-    body["compute"].update(accelerator="cpu", instanceType="intel-spr", instanceSize="x1")
-    body["model"].update(image={"tei": {}}, task="feature-extraction")
-    assert loop.api.post(f"/v2/endpoint/{NS}", json=body).status_code == 200
-    with loop.server.sessions() as session:
-        endpoint_id = session.scalars(select(Endpoint.id).where(Endpoint.name == "labelled")).one()
-    loop.wait_replicas(endpoint_id, 1)
+    endpoint_id = loop.create("labelled")
     # A pod named like one of the endpoint's replicas, but without its label, is somebody else's.
     impostor = f"ep-labelled-{endpoint_id[:12]}-7d9f8c6b5-zzzzz"
     loop.kube.create(
@@ -243,14 +243,7 @@ def test_hardware_use_finds_an_endpoints_pods_by_label_not_by_name(loop: Loop) -
 def test_a_saturated_endpoint_asks_for_the_count_its_requests_need_in_one_decision(
     loop: Loop, load_exporter: LoadExporter
 ) -> None:
-    body = endpoint_body("saturated")
-    body["compute"].update(accelerator="cpu", instanceType="intel-spr", instanceSize="x1")
-    body["compute"]["scaling"] = {"minReplica": 1, "maxReplica": 8, "measure": {"hardwareUsage": 80}}
-    body["model"].update(image={"tei": {}}, task="feature-extraction")
-    assert loop.api.post(f"/v2/endpoint/{NS}", json=body).status_code == 200
-    with loop.server.sessions() as session:
-        endpoint_id = session.scalars(select(Endpoint.id).where(Endpoint.name == "saturated")).one()
-    loop.wait_replicas(endpoint_id, 1)
+    endpoint_id = loop.create("saturated", {"minReplica": 1, "maxReplica": 8, "measure": {"hardwareUsage": 80}})
     (pod,) = [
         name for name, owner in pods_by_label(loop.kube, loop.namespace).items() if owner.endpoint_id == endpoint_id
     ]
