@@ -202,10 +202,10 @@ def hpa_like(spec: ScalingRules, samples: Samples, state: State, now: datetime, 
     threshold, starting replicas counting as 0 % on the way up, down only to the highest recommendation of the
     last 300 s; every tick, no scale-up interval."""
     current = state.replicas
-    if spec.paused or current == 0 or spec.min_replica == 0:
-        zero = decide(spec, samples, state, now, config)
-        if zero.replicas == 0 or current == 0:
-            return zero
+    if spec.paused or current == 0:  # pause, and waking from zero: Dais's rules (HPA has neither)
+        return decide(spec, samples, state, now, config)
+    if spec.min_replica == 0 and (idle := decide(spec, samples, state, now, config)).replicas == 0:
+        return idle  # the idle timeout: Dais's rule too
     if spec.pending_requests is not None:
         value, threshold = samples.pending_per_replica, spec.pending_requests
     else:
@@ -216,9 +216,11 @@ def hpa_like(spec: ScalingRules, samples: Samples, state: State, now: datetime, 
         return Decision(current, current, current, "hpa: no data", {}, replace(state, recommendations=window))
     ratio = value / threshold
     wanted = current if abs(1 - ratio) <= config.tolerance else math.ceil(samples.ready * ratio)
-    if wanted > current and samples.starting:  # unready pods count as 0 % on scale-up
-        wanted = math.ceil(samples.ready * value / threshold)
-        wanted = current if wanted <= current else wanted
+    # Unready pods count as 0 % on the way up: if that brings the ratio back within the tolerance, hold.
+    if wanted > current and samples.starting:
+        rebalanced = value * samples.ready / ((samples.ready + samples.starting) * threshold)
+        if rebalanced <= 1 + config.tolerance:
+            wanted = current
     window = (*window, (now, wanted))
     final = wanted if wanted > current else min(current, max(r for _, r in window))
     final = max(max(spec.min_replica, 1), min(spec.max_replica, final))
