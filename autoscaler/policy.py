@@ -15,10 +15,14 @@ Rules (reference/autoscaling.md §0 and §2; every number is a ``PolicyConfig`` 
   window mixes two capacities and overstates the use of the current one. It counts only for the least use it
   proves since then, the samples before having been at most 100 %.
 - Saturation (hardware use): a replica at 100 % cannot show how much more work waits. When use is above the
-  threshold, the requests in flight (the gateway's count, held ones included) say it: divided by what one
-  replica carries at the threshold, learned from clean unsaturated windows (``State.carry``), they give the
-  count needed, asked for in one decision. Use below the threshold never reads in-flight requests as demand,
-  so a replica that is slow but not busy adds nothing.
+  threshold, the gateway's figures say it, and the count needed is asked for in one decision, the larger of:
+  - the requests in flight (held ones included) divided by what one replica carries at the threshold, learned
+    from clean unsaturated windows (``State.carry``);
+  - the use the replicas would have if they completed every request that arrived: use × arrivals / completions
+    over the window (the work offered, not only the work done), against the threshold. It needs no learning,
+    so it holds from the first saturated minute, but only over a window in which the replicas Ready now were
+    all Ready (else completions undercount their capacity).
+  Use below the threshold never reads requests as demand, so a replica that is slow but not busy adds nothing.
 - Scale down, evaluated every ``down_interval`` (120 s): the proportional recommendation against the threshold
   less the tolerance (10 %: at 80 %, down only to a count that runs at most 72 %, so a small rise does not undo
   it), applied only as the highest recommendation of the last ``stabilization``
@@ -87,6 +91,8 @@ class Samples:
     last_request: datetime | None = None
     wake: bool = False  # the gateway asked for a replica
     ready_for_s: float | None = None  # since the newest Ready replica turned Ready; None: long enough or unknown
+    arrival_rps: float | None = None  # requests arriving at the gateway per second, mean over the use window
+    completion_rps: float | None = None  # requests the replicas completed per second, same window (shed ones not)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,19 +166,18 @@ def decide(spec: ScalingRules, samples: Samples, state: State, now: datetime, co
     judged = _since_ready(value, samples.ready_for_s, window_s) if mixed else value
     effective = judged * samples.ready / capacity if capacity else judged
     raw = math.ceil(samples.ready * judged / threshold) if samples.ready else current
-    carry = held.carry
-    needed = _needed(carry, in_flight, threshold) if hardware and seen > threshold else None
+    demand = (
+        _demand(held.carry, in_flight, value, samples, threshold, window_s) if hardware and value > threshold else None
+    )
+    needed = demand[0] if demand is not None else None
     demanded = needed is not None and needed > capacity
     if up_due and (effective > threshold or demanded):
         proportional = max(raw, current + 1) if effective > threshold else current
         wanted = min(max(proportional, needed or 0), spec.max_replica)
         stamped = replace(held, last_up=now, recommendations=(*recommendations, (now, wanted)))
-        if demanded and needed is not None and needed > proportional and carry and in_flight:
+        if demanded and demand is not None and demand[0] > proportional:
             word = "saturated" if value >= config.saturated_at else f"above {threshold:g}"
-            reason = (
-                f"hardware use {value:.0f} % ({word}); {in_flight:.1f} requests in flight at "
-                f"~{carry * threshold / 100:.2f} per replica at {threshold:g} % → {wanted}"
-            )
+            reason = f"hardware use {value:.0f} % ({word}); {demand[1]} → {wanted}"
         else:
             reason = f"{measure} {effective:.1f} above {threshold:g} on {capacity} replicas: up to {wanted}"
         return _bounded(wanted, max(raw, needed or 0), wanted, reason, inputs, stamped, spec, floor)
@@ -250,11 +255,26 @@ def _learned(
     return round(observed if carry is None else carry + cfg.carry_weight * (observed - carry), 3)
 
 
-def _needed(carry: float | None, in_flight: float | None, threshold: float) -> int | None:
-    """Replicas that carry ``in_flight`` requests at the threshold, when what one carries is known."""
-    if carry is None or not in_flight:
-        return None
-    return math.ceil(round(in_flight / (carry * threshold / 100), 6))
+def _demand(
+    carry: float | None, in_flight: float | None, value: float, samples: Samples, threshold: float, window_s: float
+) -> tuple[int, str] | None:
+    """The replicas the offered work needs at the threshold, and why: the larger of what the requests in flight
+    say (when what one replica carries is known) and what the arrivals against the completions say (over a window
+    the Ready replicas all served)."""
+    found: list[tuple[int, str]] = []
+    if carry is not None and in_flight:
+        needed = math.ceil(round(in_flight / (carry * threshold / 100), 6))
+        per = carry * threshold / 100
+        found.append((needed, f"{in_flight:.1f} requests in flight at ~{per:.2f} per replica at {threshold:g} %"))
+    arrivals, completions = samples.arrival_rps, samples.completion_rps
+    whole = samples.ready_for_s is None or samples.ready_for_s >= window_s
+    if whole and samples.ready and arrivals and completions and arrivals > completions:
+        offered = value * arrivals / completions  # the use if every arriving request had been completed
+        needed = math.ceil(round(samples.ready * offered / threshold, 6))
+        found.append(
+            (needed, f"{arrivals:.2f} requests/s arriving, {completions:.2f}/s completed by {samples.ready} replica(s)")
+        )
+    return max(found, key=lambda item: item[0]) if found else None
 
 
 def _measure(spec: ScalingRules, samples: Samples, config: PolicyConfig) -> tuple[float | None, float, str]:

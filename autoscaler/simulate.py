@@ -9,6 +9,9 @@ The model: a replica asked for becomes Ready ``startup_s`` later; one taken away
 one first). Each Ready replica's use is ``min(100, load / ready)`` percent (it saturates); the policy sees its
 mean over the utilization window, as Prometheus would, and how long ago the newest replica turned Ready, as the
 pods' Ready conditions say on a cluster. Requests in flight come from the trace, as the gateway reports them.
+Requests arrive at ``SERVICE_RPS`` per replica's worth of load and the Ready replicas complete at most
+``SERVICE_RPS`` each (the rest waits or is shed); the policy sees both rates' means over the use window, as the
+gateway counts them. The rate's value cancels out: only arrivals against completions matter.
 A request for an endpoint at zero wakes it at once (the gateway's fast path). The oracle knows the future: it
 has exactly ``ceil(load / threshold)`` replicas Ready at every second (within minReplica and maxReplica, none
 while idle when minReplica is 0), and its replica-minutes are the floor no autoscaler can beat.
@@ -35,6 +38,7 @@ Policy = Callable[[ScalingRules, Samples, State, datetime, PolicyConfig], Decisi
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 OSCILLATION_WINDOW_S = 300  # a change undone within this long is an oscillation
+SERVICE_RPS = 2.0  # requests per second one replica completes at 100 % use
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +90,7 @@ class Result:
     replica_s: float = 0.0  # replicas running (Ready or starting) integrated over time
     oracle_replica_s: float = 0.0
     overloaded_s: int = 0  # seconds with more work than the Ready replicas could do
+    hot_s: int = 0  # seconds with the Ready replicas above the threshold (the spec's promise broken, if not overloaded)
     reaction_s: list[float] = field(default_factory=list)  # sustained load above threshold → scale-up decision
 
     @property
@@ -106,6 +111,7 @@ class Result:
             "cost_vs_oracle_ratio": round(self.replica_s / self.oracle_replica_s, 2) if self.oracle_replica_s else None,
             "oscillations": self.oscillations,
             "overloaded_s": self.overloaded_s,
+            "above_threshold_s": self.hot_s,
             "scale_up_reaction_max_s": max(self.reaction_s) if self.reaction_s else None,
             "scale_up_reactions": len(self.reaction_s),
         }
@@ -131,6 +137,7 @@ def simulate(
     state = State(replicas=initial, since=EPOCH)
     use: deque[tuple[int, float]] = deque()  # (t, per-replica use %) while some replica was Ready
     requests: deque[tuple[int, float]] = deque()
+    rates: deque[tuple[int, float, float]] = deque()  # (t, arriving, completed) requests per second
     last_request: datetime | None = None
     above_since: int | None = None
     index = 0
@@ -148,8 +155,11 @@ def simulate(
         if ready:
             use.append((t, min(100.0, load / ready)))
         requests.append((t, in_flight))
+        rates.append((t, load / 100 * SERVICE_RPS, min(load, ready * 100.0) / 100 * SERVICE_RPS))
         while use and use[0][0] <= t - window_s:
             use.popleft()
+        while rates and rates[0][0] <= t - window_s:
+            rates.popleft()
         while requests and requests[0][0] <= t - pending_window_s:
             requests.popleft()
         result.overloaded_s += load > ready * 100
@@ -161,6 +171,7 @@ def simulate(
 
         # Sustained load above the threshold on what is Ready now, and room to grow: the reaction clock runs.
         per_replica = (load / max(ready, 1)) if spec.pending_requests is None else in_flight / max(ready, 1)
+        result.hot_s += per_replica > threshold and (load > 0 or in_flight > 0)
         if per_replica > threshold and desired < spec.max_replica and ready == desired:
             above_since = t if above_since is None else above_since
         else:
@@ -179,6 +190,8 @@ def simulate(
                 last_request=last_request,
                 wake=wake,
                 ready_for_s=t - newest_ready if newest_ready is not None else None,
+                arrival_rps=sum(a for _, a, _ in rates) / len(rates),
+                completion_rps=sum(c for _, _, c in rates) / len(rates),
             )
             decision = policy(spec, samples, state, now, config)
             assert decision.state is not None

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from string import Template
 from typing import Any
@@ -130,15 +130,17 @@ class Signals:
         sampled = {}
         for target in targets:
             # No row: no gateway saw a request for it, so none is in flight.
-            last_request, in_flight, pending = activity.get(target.id, (None, 0, 0.0))
+            traffic = activity.get(target.id) or Traffic()
             sampled[target.id] = Samples(
                 ready=target.ready,
                 starting=target.starting,
                 utilization=use.get(target.id),
-                pending_per_replica=pending / target.ready if target.ready else pending,
-                in_flight=in_flight,
-                last_request=last_request,
+                pending_per_replica=traffic.pending / target.ready if target.ready else traffic.pending,
+                in_flight=traffic.in_flight,
+                last_request=traffic.last_request,
                 ready_for_s=ready_for.get(target.id),
+                arrival_rps=traffic.arrival_rps,
+                completion_rps=traffic.completion_rps,
             )
         return sampled
 
@@ -148,17 +150,32 @@ class Signals:
 ACTIVITY_STALE_SECONDS = 60.0
 
 
-def gateway_activity(
-    rows: Iterable[EndpointActivity], *, now: datetime
-) -> dict[str, tuple[datetime | None, int, float]]:
-    """Per endpoint, over all gateway replicas: latest request, requests in flight, mean pending."""
-    summed: dict[str, tuple[datetime | None, int, float]] = {}
+@dataclass(frozen=True, slots=True)
+class Traffic:
+    """One endpoint's gateway figures, summed over the gateway replicas."""
+
+    last_request: datetime | None = None
+    in_flight: int = 0
+    pending: float = 0.0  # mean requests in flight over the pending window
+    arrival_rps: float = 0.0
+    completion_rps: float = 0.0
+
+
+def gateway_activity(rows: Iterable[EndpointActivity], *, now: datetime) -> dict[str, Traffic]:
+    """Per endpoint, over all gateway replicas: the latest request, and the sums of the fresh rows' figures."""
+    summed: dict[str, Traffic] = {}
     for row in rows:
-        last, in_flight, pending = summed.get(row.endpoint_id, (None, 0, 0.0))
+        seen = summed.get(row.endpoint_id) or Traffic()
+        last = seen.last_request
         if row.last_request_at is not None and (last is None or row.last_request_at > last):
             last = row.last_request_at
         if (now - row.updated_at).total_seconds() <= ACTIVITY_STALE_SECONDS:
-            in_flight += row.in_flight
-            pending += row.pending_mean
-        summed[row.endpoint_id] = (last, in_flight, pending)
+            seen = Traffic(
+                last,
+                seen.in_flight + row.in_flight,
+                seen.pending + row.pending_mean,
+                seen.arrival_rps + row.arrival_rps,
+                seen.completion_rps + row.completion_rps,
+            )
+        summed[row.endpoint_id] = replace(seen, last_request=last)
     return summed

@@ -1,5 +1,8 @@
 """Per-endpoint traffic signals for the autoscaler: requests in flight (pending = no response status yet, held
-cold-start requests included), their time-weighted mean over the last 20 s, and the last request time.
+cold-start requests included), their time-weighted mean over the last 20 s, the last request time, and the
+requests arriving and completed per second over the last minute (the use window's default; a completion is an
+exchange relayed to its end, not shed with 429 or 503: under saturation the two rates part, and their ratio is
+the work offered beyond the work done).
 
 Counting happens on the event loop and costs two dict lookups a request. Every ``period_s`` the counts are
 closed into a snapshot, and only rows that changed are written (one transaction, in a worker thread), so an
@@ -21,6 +24,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.db.models import Endpoint, EndpointActivity
 
 MEAN_PERIODS = 4  # × 5 s: the autoscaler's 20 s pending window
+RATE_PERIODS = 12  # × 5 s: the autoscaler's 60 s use window
+REFRESH_SECONDS = 20.0  # a busy row unchanged this long is written again: the autoscaler takes a row silent for
+# 60 s (autoscaler.sources.ACTIVITY_STALE_SECONDS) for a gone replica's, and would drop its requests in flight
 
 log = logging.getLogger("dais.gateway.activity")
 
@@ -31,8 +37,12 @@ class _Count:
     in_flight: int = 0
     area: float = 0.0  # in-flight × seconds in the open period
     periods: deque[float] = field(default_factory=lambda: deque(maxlen=MEAN_PERIODS))
+    arrivals: int = 0  # in the open period
+    completions: int = 0
+    rates: deque[tuple[float, int, int]] = field(default_factory=lambda: deque(maxlen=RATE_PERIODS))
     last_request: datetime | None = None
-    written: tuple[datetime | None, int, float] | None = None
+    written: tuple[datetime | None, int, float, float, float] | None = None
+    written_at: float = 0.0
 
     def advance(self, now: float) -> None:
         self.area += self.in_flight * (now - self.since)
@@ -45,6 +55,8 @@ class Row:
     last_request_at: datetime | None
     in_flight: int
     pending_mean: float
+    arrival_rps: float = 0.0
+    completion_rps: float = 0.0
 
 
 class Activity:
@@ -66,6 +78,7 @@ class Activity:
             count = self._counts[endpoint_id] = _Count(since=now)
         count.advance(now)
         count.in_flight += 1
+        count.arrivals += 1
         count.last_request = self.clock()
 
     def finished(self, endpoint_id: str) -> None:
@@ -73,8 +86,16 @@ class Activity:
         count.advance(self.monotonic())
         count.in_flight -= 1
 
+    def completed(self, endpoint_id: str) -> None:
+        """An exchange relayed to its end (a stream may end long after its status made it no longer pending)."""
+        count = self._counts.get(endpoint_id)
+        if count is None:
+            count = self._counts[endpoint_id] = _Count(since=self.monotonic())
+        count.completions += 1
+
     def close_period(self) -> list[Row]:
-        """Closes the open period; returns the rows whose figures changed since they were last written."""
+        """Closes the open period; returns the rows whose figures changed since they were last written, and busy
+        rows unwritten for ``REFRESH_SECONDS``."""
         now = self.monotonic()
         length = max(now - self._period_started, 1e-6)
         self._period_started = now
@@ -82,12 +103,21 @@ class Activity:
         for endpoint_id, count in list(self._counts.items()):
             count.advance(now)
             count.periods.append(count.area / length)
-            count.area = 0.0
-            figures = (count.last_request, count.in_flight, round(sum(count.periods) / len(count.periods), 3))
-            if figures != count.written:
+            count.rates.append((length, count.arrivals, count.completions))
+            count.area, count.arrivals, count.completions = 0.0, 0, 0
+            seconds = sum(span for span, _, _ in count.rates)
+            figures = (
+                count.last_request,
+                count.in_flight,
+                round(sum(count.periods) / len(count.periods), 3),
+                round(sum(arrived for _, arrived, _ in count.rates) / seconds, 3),
+                round(sum(done for _, _, done in count.rates) / seconds, 3),
+            )
+            busy = count.in_flight > 0 or any(figures[2:])
+            if figures != count.written or (busy and now - count.written_at >= REFRESH_SECONDS):
                 changed.append(Row(endpoint_id, *figures))
-                count.written = figures
-            elif count.in_flight == 0 and not any(count.periods):
+                count.written, count.written_at = figures, now
+            elif not busy:
                 del self._counts[endpoint_id]  # idle and written: forget it until its next request
         return changed
 
@@ -119,6 +149,8 @@ def write_rows(sessions: sessionmaker[Session], rows: list[Row], *, gateway: str
                         last_request_at=row.last_request_at,
                         in_flight=row.in_flight,
                         pending_mean=row.pending_mean,
+                        arrival_rps=row.arrival_rps,
+                        completion_rps=row.completion_rps,
                         updated_at=now,
                     )
                 )
@@ -131,5 +163,5 @@ def release_gateway(sessions: sessionmaker[Session], *, gateway: str, now: datet
         session.execute(
             update(EndpointActivity)
             .where(EndpointActivity.gateway == gateway)
-            .values(in_flight=0, pending_mean=0.0, updated_at=now)
+            .values(in_flight=0, pending_mean=0.0, arrival_rps=0.0, completion_rps=0.0, updated_at=now)
         )

@@ -296,6 +296,8 @@ class Proxy:
                 self.pool.release(live)  # else: answered before the whole body was sent, it closes below
                 conn = None
             self._counted(figures, answer.status, started, tap)
+            if answer.status not in SHED:
+                self.activity.completed(route.endpoint_id)
         except UpstreamError as exc:
             figures.failures += 1
             if pump is not None and pump.done() and not pump.cancelled() and pump.result() == "too_large":
@@ -456,6 +458,8 @@ class _Pending:
             self.series.pending -= 1
             self.endpoint_id = None
 
+
+SHED = frozenset({429, 503})  # a replica turning work away: not a completion, for the autoscaler's rates
 
 _ID_PREFIX = os.urandom(6).hex()
 _ID_COUNTER = itertools.count()

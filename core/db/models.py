@@ -177,6 +177,10 @@ class EndpointActivity(Base):
     last_request_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     in_flight: Mapped[int] = mapped_column(Integer, doc="requests without a response status yet, held ones included")
     pending_mean: Mapped[float] = mapped_column(Float, doc="mean in-flight requests over the last 20 s")
+    arrival_rps: Mapped[float] = mapped_column(Float, default=0.0, doc="requests arriving per second, last minute")
+    completion_rps: Mapped[float] = mapped_column(
+        Float, default=0.0, doc="requests the replicas completed per second, last minute (shed ones, 429 and 503, not)"
+    )
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 

@@ -327,3 +327,53 @@ def test_the_pending_requests_measure_keeps_its_meaning() -> None:
     spec = ScalingRules(min_replica=1, max_replica=10, pending_requests=1.5)
     decision = decide(spec, loaded(100, 2, 8.0), replace(learned(1.0), replicas=2), T0, CONFIG)
     assert decision.replicas == 6  # ceil(2 × 4 / 1.5), as without saturation
+
+
+# -- saturation before anything is learned: the work offered, from arrivals against completions
+
+
+def arriving(util: float, ready: int, arrivals: float, completions: float, **kw: object) -> Samples:
+    return replace(loaded(util, ready, 3.0), arrival_rps=arrivals, completion_rps=completions, **kw)  # type: ignore[arg-type]
+
+
+def test_a_cold_saturated_endpoint_asks_for_the_offered_work_in_one_decision() -> None:
+    # Nothing learned yet: 6 requests/s arrive, the one replica completes 2/s at 100 %: 300 % offered → 4.
+    decision = decide(GPU, arriving(100, 1, 6.0, 2.0), state(1), T0, CONFIG)
+    assert decision.replicas == 4
+    assert decision.reason == (
+        "hardware use 100 % (saturated); 6.00 requests/s arriving, 2.00/s completed by 1 replica(s) → 4"
+    )
+
+
+@pytest.mark.parametrize(("arrivals", "expected"), [(6.4, 4), (6.41, 5)])
+def test_the_offered_count_at_its_boundary(arrivals: float, expected: int) -> None:
+    # 2 replicas at 100 % complete 4/s: 6.4/s arriving is 320 % offered, exactly 4 at 80 %; any more needs a 5th.
+    decision = decide(GPU, arriving(100, 2, arrivals, 4.0), state(2), T0, CONFIG)
+    assert decision.replicas == expected
+
+
+def test_completions_over_a_window_the_replicas_were_not_all_ready_for_are_not_read_as_capacity() -> None:
+    # The replica turned Ready 30 s ago: the window's completions cover half of it and understate what it does.
+    young = decide(GPU, arriving(100, 1, 6.0, 1.0, ready_for_s=30.0), state(1), T0, CONFIG)
+    assert young.replicas == 2  # the proportional rule alone
+    whole = decide(GPU, arriving(100, 1, 6.0, 2.0, ready_for_s=60.0), state(1), T0, CONFIG)
+    assert whole.replicas == 4
+
+
+def test_arrivals_outpacing_completions_below_the_threshold_are_not_demand() -> None:
+    # Slow replicas (long requests) at 50 %: requests pile up but the hardware is not busy.
+    assert decide(GPU, arriving(50, 2, 6.0, 2.0), state(2), T0, CONFIG).replicas == 2
+
+
+def test_the_larger_of_the_in_flight_and_the_offered_counts_is_asked_for() -> None:
+    # Learned carry says 5.0 requests in flight need 7; the rates say 300 % offered needs only 4.
+    by_flight = decide(
+        GPU, replace(arriving(100, 1, 6.0, 2.0), in_flight=5, pending_per_replica=5.0), learned(1.0), T0, CONFIG
+    )
+    assert by_flight.replicas == 7
+    assert "requests in flight" in by_flight.reason
+    by_rate = decide(
+        GPU, replace(arriving(100, 1, 12.0, 2.0), in_flight=5, pending_per_replica=5.0), learned(1.0), T0, CONFIG
+    )
+    assert by_rate.replicas == 8  # 600 % offered → ceil(7.5), as many as maxReplica allows
+    assert "requests/s arriving" in by_rate.reason

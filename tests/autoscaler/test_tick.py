@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from autoscaler.policy import PolicyConfig, Samples
-from autoscaler.sources import ScaleTarget
+from autoscaler.sources import ScaleTarget, Traffic, gateway_activity
 from autoscaler.tick import Ticker
-from core.db.models import EndpointScaling, ScalingDecision
+from core.db.models import EndpointActivity, EndpointScaling, ScalingDecision
 from tests.conftest import Clock
 from tests.factories import endpoint_body
 
@@ -58,3 +58,21 @@ def test_a_tick_writes_the_count_and_a_decision_only_when_it_changes(
     assert decisions[-1].reason == "hardware use % 100.0 above 80 on 1 replicas: up to 2"
     assert decisions[-1].inputs["utilization"] == 100.0
     assert source.calls == 3
+
+
+def test_gateway_figures_are_summed_over_fresh_rows_and_a_gone_gateways_keep_only_the_last_request() -> None:
+    now = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+
+    def row(gateway: str, age_s: float, **figures: float) -> EndpointActivity:
+        at = now - timedelta(seconds=age_s)
+        return EndpointActivity(
+            endpoint_id="e", gateway=gateway, last_request_at=at, updated_at=at, **{"in_flight": 0, **figures}
+        )
+
+    rows = [
+        row("a", 5, in_flight=2, pending_mean=1.5, arrival_rps=4.0, completion_rps=2.0),
+        row("b", 1, in_flight=1, pending_mean=0.5, arrival_rps=2.0, completion_rps=1.0),
+        row("gone", 90, in_flight=7, pending_mean=7.0, arrival_rps=9.0, completion_rps=9.0),
+    ]
+    traffic = gateway_activity(rows, now=now)["e"]
+    assert traffic == Traffic(now - timedelta(seconds=1), 3, 2.0, 6.0, 3.0)

@@ -247,6 +247,36 @@ def test_an_engine_that_dies_mid_stream_leaves_the_answer_visibly_cut(routed: st
                 pass
 
 
+def test_the_gateway_counts_arrivals_and_completions_but_not_requests_a_replica_sheds(
+    live_server: LiveServer, routed: str
+) -> None:
+    counting, thread = start_gateway(live_server, activity_seconds=1)  # a 12-s rate window
+    try:
+        route = wait_for(lambda: counting.table.get("admin", "chat"), timeout=10, what="route")
+        base = f"http://127.0.0.1:{counting.ports['public']}/admin/chat"
+        with httpx.Client() as client:
+            assert [client.get(f"{base}/echo/").status_code for _ in range(6)] == [200] * 6
+            assert [client.get(f"{base}/busy").status_code for _ in range(3)] == [429] * 3
+
+        def rates() -> tuple[float, float] | None:
+            with live_server.sessions() as session:
+                row = session.get(EndpointActivity, (route.endpoint_id, counting.name))
+                if row is None or not row.completion_rps:
+                    return None
+                # 9 arrived, 6 completed: shed ones are not work done
+                return (
+                    (row.arrival_rps, row.completion_rps)
+                    if abs(row.arrival_rps / row.completion_rps - 1.5) < 0.01
+                    else None
+                )
+
+        arrivals, completions = wait_for(rates, timeout=10, what="9 arrivals and 6 completions in one window")
+        assert arrivals > completions > 0
+    finally:
+        counting.stop()
+        thread.join(timeout=15)
+
+
 def test_a_stopping_gateway_writes_its_last_requests_and_nothing_in_flight(
     live_server: LiveServer, routed: str
 ) -> None:

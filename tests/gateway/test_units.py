@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime
 
 import pytest
 
 from core.domain.enums import EndpointType
-from gateway.activity import Activity
+from gateway.activity import REFRESH_SECONDS, Activity
 from gateway.proxy import Proxy, RequestTarget, parse_target
 from gateway.routing import Route, RoutingTable
 from gateway.usage import UsageReader
@@ -101,6 +102,19 @@ def test_activity_is_a_time_weighted_mean_over_four_periods_and_written_only_on_
         ticks.now += 5
         activity.close_period()
     assert activity.close_period() == []  # idle and already written as zero: nothing to write, and forgotten
+
+
+def test_a_busy_row_is_written_again_before_the_autoscaler_takes_it_for_a_gone_gateways() -> None:
+    ticks = Ticks(0.0)
+    activity = Activity(clock=lambda: datetime(2026, 11, 23, tzinfo=UTC), monotonic=ticks)
+    activity.started("e")  # a long request: in flight for minutes, its figures settle and stop changing
+    written = []
+    for _ in range(40):
+        ticks.now += 5
+        written += [ticks.now for _ in activity.close_period()]
+    settled = [t for t in written if t > 65]  # the pending mean and the minute's arrival rate have settled
+    assert len(settled) > 2
+    assert {b - a for a, b in itertools.pairwise(settled)} == {REFRESH_SECONDS}  # within the 60 s, not every period
 
 
 def test_tokens_from_openai_json_tgi_details_and_the_last_sse_events() -> None:
