@@ -338,6 +338,34 @@ def _cmd_db(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_engine(args: argparse.Namespace) -> int:
+    from core.logs import configure_logging
+    from engine.main import EngineOptions, serve
+
+    settings = Settings()
+    configure_logging(json_lines=settings.log_json, level=settings.log_level)
+    options = EngineOptions(
+        model=Path(args.model),
+        model_id=args.model_id,
+        task=args.task,
+        host=args.host,
+        port=args.port,
+        max_concurrency=args.max_concurrency,
+        max_queue=args.max_queue,
+        threads=args.threads,
+        context_tokens=args.context,
+        device=args.device,
+    )
+    return serve(options)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _cmd_secret_key(_: argparse.Namespace) -> int:
     from core.db.crypto import new_key
 
@@ -436,6 +464,23 @@ def build_parser() -> argparse.ArgumentParser:
     db_commands.add_parser("downgrade").add_argument("revision")
     db.set_defaults(func=_cmd_db)
 
+    engine = commands.add_parser("engine", help="serve one model directory (Dais's own engine)")
+    engine.add_argument("--model", required=True, help="the model directory (or one .gguf file)")
+    engine.add_argument("--model-id", help="the name the model is served as (default: the directory's name)")
+    engine.add_argument("--task", default=os.environ.get("TASK", "text-generation"), help="e.g. sentence-embeddings")
+    engine.add_argument("--host", default="127.0.0.1")
+    engine.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
+    engine.add_argument(
+        "--max-concurrency",
+        type=_positive,
+        default=_positive(os.environ.get("MAX_CONCURRENCY", "1")),
+        help="requests generated at once (env MAX_CONCURRENCY; default 1)",
+    )
+    engine.add_argument("--max-queue", type=int, default=32, help="requests waiting past those (then 503)")
+    engine.add_argument("--threads", type=_positive, help="CPU threads (default: cores - 1)")
+    engine.add_argument("--context", type=_positive, default=4096, help="context tokens per request slot")
+    engine.add_argument("--device", choices=["cuda", "metal", "cpu"], help="default: CUDA, then Metal, then CPU")
+    engine.set_defaults(func=_cmd_engine)
     commands.add_parser("secret-key", help="print a new DAIS_SECRET_KEY").set_defaults(func=_cmd_secret_key)
     commands.add_parser(
         "controller", help="reconcile endpoints into Kubernetes (leader-elected; /metrics and /healthz)"

@@ -12,7 +12,8 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("core", "hub", "api", "controller", "autoscaler", "gateway", "dais", "migrations")
+# The project's own packages: the import contracts' root packages, one list for both.
+PACKAGES = tuple(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["root_packages"])
 
 
 def _normalized(name: str) -> str:
