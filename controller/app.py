@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from controller import metrics
 from controller.cache import ClusterCache
 from controller.desired import BuildConfig
+from controller.kubernetes import KubernetesRuntime
 from controller.queue import WorkQueue
 from controller.reconcile import Reconciler
 from controller.retry import Requeue, retry_for
@@ -84,15 +85,14 @@ class Controller:
         if not cache.wait_synced(SYNC_TIMEOUT_SECONDS):
             halt.set()
             raise RuntimeError(f"the Kubernetes caches did not sync within {SYNC_TIMEOUT_SECONDS}s")
-        reconciler = Reconciler(
-            sessions=self.sessions,
+        def fence() -> None:
+            if not leadership.is_leader():
+                raise NotLeader("lost the controller lease; not writing")
+
+        runtime = KubernetesRuntime(
             kube=kube,
             cache=cache,
-            hardware=load_hardware_catalog(
-                self.settings.hardware_catalog, default_quota=self.settings.default_quota_accelerators
-            ),
             engines=load_engine_catalog(self.settings.engine_catalog),
-            box=SecretBox(self.secret_key),
             config=BuildConfig(
                 namespace=config.namespace,
                 fetch_image=config.image,
@@ -101,8 +101,18 @@ class Controller:
                 rollout_deadline_seconds=config.rollout_deadline_seconds,
                 hash_key=hashlib.sha256(b"dais-pod-template" + self.secret_key.encode()).digest(),
             ),
-            url_base=self.settings.endpoint_url_base,
             startup_deadline_seconds=config.startup_deadline_seconds,
+            clock=self.clock,
+            fence=fence,
+        )
+        reconciler = Reconciler(
+            sessions=self.sessions,
+            runtime=runtime,
+            hardware=load_hardware_catalog(
+                self.settings.hardware_catalog, default_quota=self.settings.default_quota_accelerators
+            ),
+            box=SecretBox(self.secret_key),
+            url_base=self.settings.endpoint_url_base,
             clock=self.clock,
             is_leader=leadership.is_leader,
         )

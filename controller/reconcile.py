@@ -1,22 +1,22 @@
 """Reconcile one endpoint by id: re-read everything, converge, report.
 
-Level-triggered and idempotent: the caller only says *which* endpoint; this re-reads the row, builds
-the desired objects (pure), applies only those whose content hash differs from the cached live
-object's, deletes owned objects no longer desired, and writes status only when it changed. A second
-pass over an unchanged endpoint makes no write at all. A spec that cannot work (``PermanentError``: a row
-gone from the catalog, an object Kubernetes refuses) is shown as ``failed`` and remembered with its
-generation: later passes report it again without applying anything until the spec changes.
+Level-triggered and idempotent: the caller only says *which* endpoint; this re-reads the row, has the runtime
+(``controller.runtime``: Kubernetes objects or local processes) converge what runs to it, and writes status
+only when it changed. A second pass over an unchanged endpoint makes no write at all. A spec that cannot work
+(``PermanentError``: a row gone from the catalog, an object Kubernetes refuses, an image with no container
+runtime here) is shown as ``failed`` and remembered with its generation: later passes report it again
+without applying anything until the spec changes.
 
-Deletion survives a crash anywhere: the row stays (soft-deleted) until the cache shows none of the
-endpoint's objects left, and only then is it removed. An object labelled with an id that has no row
-(a crash between an apply and a rollback, or a hand-made copy) is deleted the same way.
+Deletion survives a crash anywhere: the row stays (soft-deleted) until the runtime holds nothing of the
+endpoint, and only then is it removed. Something held for an id that has no row (a crash between an apply
+and a rollback, or a hand-made copy) is removed the same way.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -25,16 +25,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload, sessionmaker
 
 from controller import metrics
-from controller.cache import ClusterCache
-from controller.desired import HTTP_PORT, BuildConfig, EndpointView, build, desired_replicas, object_name
+from controller.desired import EndpointView, desired_replicas
 from controller.errors import PermanentError
-from controller.plan import plan
-from controller.status import LOG_LINES, Observation, crash_looping, observe, serving_addresses, startup_seconds
+from controller.runtime import Runtime
+from controller.status import Observation
 from core.db.crypto import SecretBox
 from core.db.models import Account, Endpoint, EndpointScaling, EndpointStatus
 from core.db.session import transaction
-from core.domain.catalog import EngineCatalog, HardwareCatalog, HardwareRow
-from core.kube.client import Kube, KubeError
+from core.domain.catalog import HardwareCatalog, HardwareRow
 from core.leadership import NotLeader
 
 log = logging.getLogger("dais.controller")
@@ -53,14 +51,10 @@ class Snapshot:
 @dataclass
 class Reconciler:
     sessions: sessionmaker[Session]
-    kube: Kube
-    cache: ClusterCache
+    runtime: Runtime
     hardware: HardwareCatalog
-    engines: EngineCatalog
     box: SecretBox
-    config: BuildConfig
     url_base: str
-    startup_deadline_seconds: float
     clock: Callable[[], datetime]
     is_leader: Callable[[], bool]
     # endpoint id → (generation, why) of a spec that cannot work: not applied again until the spec changes
@@ -85,7 +79,8 @@ class Reconciler:
                     f"hardware {view.spec['compute'].get('id')} is no longer in the hardware catalog: "
                     "update the endpoint to an instance listed by GET /v2/provider/{namespace}"
                 )
-            self._apply(endpoint_id, build(view, compute=compute, engines=self.engines, config=self.config))
+            self._fence()
+            self.runtime.converge(view, compute)
             self._refused.pop(endpoint_id, None)
         except PermanentError as exc:
             build_error = str(exc)
@@ -149,44 +144,15 @@ class Reconciler:
 
     # -- converge ------------------------------------------------------------------------------------------
 
-    def _apply(self, endpoint_id: str, desired: list[dict[str, Any]]) -> None:
-        for action in plan(desired, self._owned(endpoint_id)):
-            if action.obj is None:
-                self._delete(action.kind, action.name)
-                continue
-            self._fence()
-            try:
-                applied = self.kube.apply(action.obj)
-            except KubeError as exc:
-                if exc.status in (400, 403, 422):  # the object itself is refused: retrying cannot help
-                    raise PermanentError(f"Kubernetes refused the endpoint's {action.kind}: {exc}") from exc
-                raise
-            metrics.KUBE_WRITES.labels(verb="apply", kind=action.kind).inc()
-            self.cache.kinds[action.kind].upsert(applied)
-
     def _remove(self, endpoint_id: str, *, finalize: bool) -> None:
-        owned = self._owned(endpoint_id)
-        for obj in owned:
-            self._delete(obj["kind"], obj["metadata"]["name"])
-        if owned:
-            return  # the watch reports each deletion, which brings this endpoint back here
+        self._fence()
+        if not self.runtime.remove(endpoint_id):
+            return  # the runtime reports each part gone, which brings this endpoint back here
         if finalize:
             self._fence()
             with transaction(self.sessions) as session:
                 session.execute(delete(Endpoint).where(Endpoint.id == endpoint_id, Endpoint.deleted_at.is_not(None)))
-            log.info("endpoint %s deleted: its Kubernetes objects are gone", endpoint_id)
-
-    def _delete(self, kind: str, name: str) -> None:
-        self._fence()
-        self.kube.delete(kind, self.config.namespace, name)
-        metrics.KUBE_WRITES.labels(verb="delete", kind=kind).inc()
-
-    def _owned(self, endpoint_id: str) -> list[dict[str, Any]]:
-        return [
-            {**o, "kind": kind}
-            for kind in ("Secret", "Service", "Deployment")
-            for o in self.cache.of_endpoint(kind, endpoint_id)
-        ]
+            log.info("endpoint %s deleted: nothing of it runs any more", endpoint_id)
 
     def _fence(self) -> None:
         if not self.is_leader():
@@ -196,32 +162,11 @@ class Reconciler:
 
     def _observe(self, snapshot: Snapshot, compute: HardwareRow | None, build_error: str | None) -> Observation:
         view = snapshot.view
-        deployments = self.cache.of_endpoint("Deployment", view.id)
-        pods = self.cache.of_endpoint("Pod", view.id)
-        logs = {}
-        for pod, container in crash_looping(pods):
-            try:
-                logs[f"{pod}/{container}"] = self.kube.log(
-                    self.config.namespace, pod, container=container, previous=True, tail_lines=LOG_LINES
-                )
-            except KubeError as exc:  # logs are a courtesy: the kubelet may be gone or deny them
-                log.debug("no logs for %s/%s: %s", pod, container, exc)
-        observation = observe(
-            paused=snapshot.paused,
-            replicas=view.replicas,
-            compute=compute,
-            deployment=deployments[0] if deployments else None,
-            pods=pods,
-            logs=logs,
-            url=f"{self.url_base.rstrip('/')}/{view.namespace}/{view.name}",
-            startup_deadline_seconds=self.startup_deadline_seconds,
-            now=self.clock(),
-            build_error=build_error,
-        )
-        return replace(observation, addresses=serving_addresses(pods), startup_seconds=startup_seconds(pods))
+        url = f"{self.url_base.rstrip('/')}/{view.namespace}/{view.name}"
+        return self.runtime.observe(view, paused=snapshot.paused, compute=compute, build_error=build_error, url=url)
 
     def _write_status(self, view: EndpointView, observation: Observation, previous: tuple[Any, ...] | None) -> None:
-        endpoint_id, generation, revision, service = view.id, view.generation, view.revision, object_name(view)
+        endpoint_id, generation, revision = view.id, view.generation, view.revision
         fields = {
             "state": observation.state.value,
             "message": observation.message,
@@ -231,7 +176,7 @@ class Reconciler:
             "observed_generation": generation,
             "resolved_revision": revision,
             "conditions": [{**c, "observedGeneration": generation} for c in observation.conditions],
-            "upstream": f"http://{service}.{self.config.namespace}.svc:{HTTP_PORT}",
+            "upstream": self.runtime.upstream(view),
             "addresses": observation.addresses,
             "startup_seconds": observation.startup_seconds,
         }
