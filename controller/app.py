@@ -21,6 +21,7 @@ from controller import metrics
 from controller.cache import ClusterCache
 from controller.desired import BuildConfig
 from controller.kubernetes import KubernetesRuntime
+from controller.local import LocalRuntime
 from controller.queue import WorkQueue
 from controller.reconcile import Reconciler
 from controller.retry import Requeue, retry_for
@@ -63,6 +64,8 @@ class Controller:
 
     def run(self, stop: threading.Event) -> bool:
         """Runs until ``stop`` (True) or until the lease is lost (False: the process should exit)."""
+        if self.settings.runtime == "local":
+            return self._run_local(stop)
         config = self.settings.controller
         kube = Kube(api_client(config.kubeconfig, config.context), observe=metrics.observe_kube)
         self._ensure_namespace(kube)
@@ -85,6 +88,7 @@ class Controller:
         if not cache.wait_synced(SYNC_TIMEOUT_SECONDS):
             halt.set()
             raise RuntimeError(f"the Kubernetes caches did not sync within {SYNC_TIMEOUT_SECONDS}s")
+
         def fence() -> None:
             if not leadership.is_leader():
                 raise NotLeader("lost the controller lease; not writing")
@@ -117,10 +121,28 @@ class Controller:
             is_leader=leadership.is_leader,
         )
 
+        try:
+            return self._serve(stop, queue, reconciler, runtime.endpoint_ids, lost=lost, halt=halt)
+        finally:
+            leadership.release()
+
+    def _serve(
+        self,
+        stop: threading.Event,
+        queue: WorkQueue,
+        reconciler: Reconciler,
+        held: Callable[[], set[str]],
+        *,
+        lost: threading.Event,
+        halt: threading.Event,
+    ) -> bool:
+        """Workers, notifications and the periodic resync, until ``stop`` or a lost lease."""
+        config = self.settings.controller
+
         def resync() -> None:
             with transaction(self.sessions) as session:
                 ids = set(session.scalars(select(Endpoint.id)))
-            for endpoint_id in sorted(ids | cache.endpoint_ids()):  # orphans too: ids with objects but no row
+            for endpoint_id in sorted(ids | held()):  # orphans too: ids with objects but no row
                 queue.add(endpoint_id)
 
         self._resync = resync
@@ -157,8 +179,40 @@ class Controller:
             queue.close()
             for worker in workers:
                 worker.join(timeout=30)
-            leadership.release()
         return not lost.is_set()
+
+    def _run_local(self, stop: threading.Event) -> bool:
+        """The local runtime: replicas are child processes of this one; it leads alone (one machine)."""
+        config = self.settings.controller
+        queue = self.queue = WorkQueue(max_delay=config.max_backoff_seconds)
+        halt = threading.Event()
+        runtime = LocalRuntime(
+            home=self.settings.home,
+            hub_url=self.settings.hub.url,
+            startup_deadline_seconds=config.startup_deadline_seconds,
+            clock=self.clock,
+            notify=queue.add,
+        )
+        supervisor = threading.Thread(target=runtime.run, args=(halt,), name="local-runtime", daemon=True)
+        supervisor.start()
+        reconciler = Reconciler(
+            sessions=self.sessions,
+            runtime=runtime,
+            hardware=load_hardware_catalog(
+                self.settings.hardware_catalog, default_quota=self.settings.default_quota_accelerators
+            ),
+            box=SecretBox(self.secret_key),
+            url_base=self.settings.endpoint_url_base,
+            clock=self.clock,
+            is_leader=lambda: True,
+        )
+        self.healthy.set()
+        log.info("controller: local runtime, replicas run as processes on this machine (models in %s)", runtime.models)
+        try:
+            return self._serve(stop, queue, reconciler, runtime.endpoint_ids, lost=threading.Event(), halt=halt)
+        finally:
+            halt.set()
+            supervisor.join(timeout=60)
 
     def _work(self, queue: WorkQueue, reconcile: Reconciler, lost: threading.Event) -> None:
         while True:

@@ -53,15 +53,15 @@ def observe(
     live = [p for p in pods if not p.get("metadata", {}).get("deletionTimestamp")]
     ready_total = sum(1 for p in live if _ready(p))
     if paused:
-        return _with_conditions(Observation(EndpointState.PAUSED, MESSAGES[EndpointState.PAUSED], ready_total, 0))
+        return with_conditions(Observation(EndpointState.PAUSED, MESSAGES[EndpointState.PAUSED], ready_total, 0))
     if build_error is not None or compute is None:
         message = build_error or "the endpoint's hardware is not in the hardware catalog"
-        return _with_conditions(Observation(EndpointState.FAILED, message, ready_total, replicas))
+        return with_conditions(Observation(EndpointState.FAILED, message, ready_total, replicas))
     if replicas == 0:
         state = EndpointState.SCALED_TO_ZERO
-        return _with_conditions(Observation(state, MESSAGES[state], ready_total, 0))
+        return with_conditions(Observation(state, MESSAGES[state], ready_total, 0))
     if deployment is None:
-        return _with_conditions(
+        return with_conditions(
             Observation(EndpointState.PENDING, "waiting for the Deployment to be created", 0, replicas)
         )
     template = deployment.get("spec", {}).get("template", {}).get("metadata", {}).get("annotations", {})
@@ -75,7 +75,7 @@ def observe(
     if old_ready and not (current_ready and _rolled_out(deployment, replicas)):
         if failure or rollout_stuck:
             why = failure or "the new version did not become Ready before the rollout deadline"
-            return _with_conditions(
+            return with_conditions(
                 Observation(
                     EndpointState.UPDATE_FAILED,
                     f"update failed, the previous version keeps serving: {why}",
@@ -83,7 +83,7 @@ def observe(
                     replicas,
                 )
             )
-        return _with_conditions(
+        return with_conditions(
             Observation(
                 EndpointState.UPDATING,
                 f"rolling out the new version: {current_ready} of {replicas} new replicas ready",
@@ -92,24 +92,24 @@ def observe(
             )
         )
     if current_ready:
-        return _with_conditions(
+        return with_conditions(
             Observation(EndpointState.RUNNING, MESSAGES[EndpointState.RUNNING], ready_total, replicas, url=url)
         )
     if failure:
-        return _with_conditions(Observation(EndpointState.FAILED, failure, 0, replicas))
+        return with_conditions(Observation(EndpointState.FAILED, failure, 0, replicas))
     unschedulable = next((m for m in (_unschedulable(p) for p in current) if m), None)
     if unschedulable is not None:
         count = compute.num_accelerators
         what = f"{count}× {compute.instance_type}" if count > 1 else compute.instance_type
-        return _with_conditions(Observation(EndpointState.PENDING, f"waiting for {what}: {unschedulable}", 0, replicas))
+        return with_conditions(Observation(EndpointState.PENDING, f"waiting for {what}: {unschedulable}", 0, replicas))
     started = [p for p in current if p.get("spec", {}).get("nodeName")]
     if not started:
-        return _with_conditions(Observation(EndpointState.PENDING, MESSAGES[EndpointState.PENDING], 0, replicas))
+        return with_conditions(Observation(EndpointState.PENDING, MESSAGES[EndpointState.PENDING], 0, replicas))
     oldest = min(_created(p) for p in started)
     waited = (now - oldest).total_seconds() if oldest else 0.0
     if waited >= startup_deadline_seconds:
         minutes = round(startup_deadline_seconds / 60, 1)
-        return _with_conditions(
+        return with_conditions(
             Observation(
                 EndpointState.FAILED,
                 f"no replica became Ready within {minutes:g} minutes: check the endpoint's logs; for a very large "
@@ -120,7 +120,7 @@ def observe(
         )
     downloading = any(_init_running(p) for p in started)
     message = "downloading the model" if downloading else "starting the engine and loading the model"
-    return _with_conditions(
+    return with_conditions(
         Observation(EndpointState.INITIALIZING, message, 0, replicas, recheck_after=startup_deadline_seconds - waited)
     )
 
@@ -284,7 +284,7 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())[:300]
 
 
-def _with_conditions(observation: Observation) -> Observation:
+def with_conditions(observation: Observation) -> Observation:
     ready = observation.state in (EndpointState.RUNNING, EndpointState.UPDATING, EndpointState.UPDATE_FAILED)
     condition = {
         "type": "Ready",

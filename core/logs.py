@@ -45,3 +45,6 @@ def configure_logging(*, json_lines: bool, level: str) -> None:
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").disabled = True  # our middleware logs requests, with their id
+    # One line per HTTP request a component makes (health probes every second) is noise; failures are logged
+    # by whoever made the request.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))

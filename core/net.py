@@ -21,3 +21,12 @@ def split_host_port(value: str, *, default_port: int | None = None) -> tuple[str
     if not port.isdigit() or int(port) > 65535:
         raise ValueError(f"{value!r}: the port must be a number from 0 to 65535, as in 127.0.0.1:8080")
     return host, int(port)
+
+
+def free_loopback_port() -> int:
+    """A TCP port free on 127.0.0.1 now (the kernel's pick; a child process binds it a moment later)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -80,6 +80,11 @@ class ControllerSettings(ClusterSettings, LeaseSettings):
     rollout_deadline_seconds: int = Field(
         default=1800, ge=10, description="An update not rolled out this long: updateFailed (old replicas keep serving)."
     )
+    runtime: Literal["kubernetes", "local", "none"] | None = Field(
+        default=None,
+        description="Where replicas run: Kubernetes objects, child processes on this machine, or nowhere (the API "
+        "alone); default: kubernetes with a cluster (a kubeconfig, or in a pod), else local.",
+    )
     lease_name: str = "dais-controller"
     listen: str = Field(default="127.0.0.1:9091", description="host:port serving /metrics and /healthz.")
     max_backoff_seconds: float = Field(default=300, gt=0, description="Ceiling of the per-endpoint retry delay.")
@@ -228,6 +233,11 @@ class Settings(BaseSettings):
         if self.controller.kubeconfig is None and not os.environ.get("KUBERNETES_SERVICE_HOST"):
             return None
         return self.controller
+
+    @property
+    def runtime(self) -> str:
+        """Where replicas run (``DAIS_CONTROLLER__RUNTIME``, else Kubernetes when there is a cluster, else local)."""
+        return self.controller.runtime or ("kubernetes" if self.cluster is not None else "local")
 
     @property
     def is_sqlite(self) -> bool:

@@ -55,8 +55,10 @@ def _serve_api(args: argparse.Namespace, *, upgrade: bool) -> int:
         print(f"dais: {exc}", file=sys.stderr)
         return 2
     token = ensure_admin(state.sessions, settings, datetime.now(UTC))
+    stop = threading.Event()  # set when the API server returns: the embedded components stop too
+    embedded: list[threading.Thread] = []
     if args.command == "serve":
-        _start_embedded(settings, state.sessions)
+        embedded = _start_embedded(settings, state.sessions, stop)
     if token is not None:
         print(
             "\n  Admin token (shown once; keep it):\n\n"
@@ -69,13 +71,24 @@ def _serve_api(args: argparse.Namespace, *, upgrade: bool) -> int:
 
         return workers.run(args.host, args.port, args.workers, app_factory)
     app = create_app(settings, state=state, access_log=settings.access_log)
-    uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False)
+    # uvicorn re-raises the signal that stopped it once it has shut down, with the handler it found installed:
+    # this one lets the embedded components stop their work (and the local runtime its processes) first.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False)
+    finally:
+        stop.set()  # the controller stops its replicas' processes (the local runtime) before this returns
+        for thread in embedded:
+            thread.join(timeout=60)
     return 0
 
 
-def _start_embedded(settings: Settings, sessions: sessionmaker[Session]) -> None:
-    """``dais serve`` runs the gateway and the autoscaler in-process, and the controller when it has a cluster
-    to talk to."""
+def _start_embedded(
+    settings: Settings, sessions: sessionmaker[Session], stop: threading.Event
+) -> list[threading.Thread]:
+    """``dais serve`` runs the gateway, the autoscaler and the controller in-process: its replicas run on this
+    machine unless a cluster is given (``DAIS_CONTROLLER__RUNTIME`` chooses)."""
     from api.bootstrap import secret_key
     from autoscaler.app import Autoscaler
     from core.db.changes import LocalBus
@@ -88,7 +101,8 @@ def _start_embedded(settings: Settings, sessions: sessionmaker[Session]) -> None
         wake_bus, routes_bus = LocalBus(), LocalBus()
         routes_bus.attach(sessions, rows=(Endpoint, EndpointStatus))
     autoscaler = Autoscaler(settings, sessions=sessions, wake_bus=wake_bus)
-    threading.Thread(target=autoscaler.run, args=(threading.Event(),), name="autoscaler", daemon=True).start()
+    scaling = threading.Thread(target=autoscaler.run, args=(stop,), name="autoscaler", daemon=True)
+    scaling.start()
     gateway = Gateway(
         settings.gateway,
         sessions=sessions,
@@ -107,6 +121,12 @@ def _start_embedded(settings: Settings, sessions: sessionmaker[Session]) -> None
 
     thread = threading.Thread(target=run_gateway, name="gateway", daemon=True)
     thread.start()
+
+    def stop_gateway() -> None:
+        stop.wait()
+        gateway.stop()
+
+    threading.Thread(target=stop_gateway, name="gateway-stop", daemon=True).start()
     while not gateway.ready.wait(0.05) and thread.is_alive():
         pass
     if gateway.ready.is_set():
@@ -118,9 +138,11 @@ def _start_embedded(settings: Settings, sessions: sessionmaker[Session]) -> None
             "set DAIS_GATEWAY__LISTEN and __INTERNAL_LISTEN to free ports",
             flush=True,
         )
-    if settings.cluster is None:
-        print("  No DAIS_CONTROLLER__KUBECONFIG: endpoints stay pending (no controller runs).", flush=True)
-        return
+    if settings.runtime == "none":
+        print("  DAIS_CONTROLLER__RUNTIME=none: endpoints stay pending (no controller runs).", flush=True)
+        return [scaling, thread]
+    if settings.runtime == "local":
+        print(f"  Replicas run on this machine; models are cached in {settings.home / 'models'}.", flush=True)
     from controller.app import Controller
 
     bus = None
@@ -128,7 +150,9 @@ def _start_embedded(settings: Settings, sessions: sessionmaker[Session]) -> None
         bus = LocalBus()
         bus.attach(sessions)
     controller = Controller(settings, sessions=sessions, secret_key=secret_key(settings), bus=bus)
-    threading.Thread(target=controller.run, args=(threading.Event(),), name="controller", daemon=True).start()
+    running = threading.Thread(target=controller.run, args=(stop,), name="controller", daemon=True)
+    running.start()
+    return [running, scaling, thread]
 
 
 def _cmd_controller(_: argparse.Namespace) -> int:

@@ -133,7 +133,10 @@ def fetch(
     attempts: int = 5,
     out: IO[str] = sys.stderr,
     clock: Callable[[], float] = time.monotonic,
+    progress: Callable[[int, int], None] | None = None,
 ) -> FetchReport:
+    """``progress(done, total)``: bytes downloaded so far and bytes to download, called as they arrive (from the
+    download threads; a restarted file counts again from its start)."""
     began = clock()
     disable_progress_bars()  # one line per file instead, readable in `kubectl logs`
     dest.mkdir(parents=True, exist_ok=True)
@@ -169,6 +172,15 @@ def fetch(
         flush=True,
     )
     _check_space(dest, need)
+    arrived = [0]
+    counting = threading.Lock()
+
+    def count(size: int) -> None:
+        if progress is not None:
+            with counting:
+                arrived[0] += size
+                progress(arrived[0], need)
+
     if missing:
         done = threading.Lock()
         with ThreadPoolExecutor(max_workers=max(1, min(workers, len(missing)))) as pool:
@@ -181,6 +193,7 @@ def fetch(
                     token=token,
                     endpoint=endpoint,
                     attempts=attempts,
+                    on_bytes=count,
                 ): name
                 for name in missing
             }
@@ -219,12 +232,14 @@ class _HashingWriter:
     ``http_get`` rewinds and truncates when a server ignores a Range request; the hash then restarts.
     """
 
-    def __init__(self, handle: BinaryIO, digest: Any) -> None:
+    def __init__(self, handle: BinaryIO, digest: Any, on_bytes: Callable[[int], None]) -> None:
         self._handle = handle
         self.digest = digest
+        self._on_bytes = on_bytes
 
     def write(self, data: bytes) -> int:
         self.digest.update(data)
+        self._on_bytes(len(data))
         return self._handle.write(data)
 
     def tell(self) -> int:
@@ -251,6 +266,7 @@ def _download_one(
     token: str | None,
     endpoint: str | None,
     attempts: int,
+    on_bytes: Callable[[int], None] = lambda _: None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> None:
     """One file, through huggingface_hub's metadata and download functions, into a partial file kept across
@@ -276,7 +292,8 @@ def _download_one(
                 handle.seek(0)
                 digest = hashlib.file_digest(handle, "sha256")
             handle.seek(have)
-            writer = _HashingWriter(handle, digest)
+            on_bytes(have)  # a resumed file: what is already here counts as arrived
+            writer = _HashingWriter(handle, digest, on_bytes)
             http_get(meta.location, writer, resume_size=have, headers=headers, expected_size=size)  # type: ignore[arg-type]
         return writer
 

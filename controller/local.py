@@ -1,0 +1,458 @@
+"""The local runtime: each replica is a child process (``dais engine``) on a loopback port of its own.
+
+- The model is fetched once into the shared cache, ``DAIS_HOME/models/<repository>/<revision>``, by the code
+  of ``dais model fetch`` (confined to that directory, resumable, verified, retried with backoff; the Hub token
+  of the namespace or the endpoint's ``HF_TOKEN``), its progress shown in the endpoint's status. A marker
+  written when it completes makes every later start a cache hit with no Hub request at all.
+- A supervisor thread watches the children: a replica is Ready once its health route answers 200; one that
+  exits is restarted with backoff (1, 2, 4 … s); after ``max_crashes`` exits in a row without becoming Ready,
+  or no Ready before the start-up deadline, it is given up and the endpoint is ``failed`` with its last lines
+  and what to do. Every change enqueues the endpoint, and the reconcile loop reports it.
+- Each replica's output goes to ``DAIS_HOME/logs/<endpoint id>/<replica id>.log``, rotated at 10 MiB (3 kept).
+- Children get no ``DAIS_*`` setting (the database URL and the secret key stay here) and die with this process
+  (``PR_SET_PDEATHSIG`` on Linux); ``close()`` stops them all. A restart adopts nothing: the reconcile loop
+  starts what the specs ask.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import io
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+from controller.desired import EndpointView
+from controller.local_desired import MODEL_DIR, PORT, LocalRun, ReplicaView, local_run, plan_replicas
+from controller.local_status import FetchView, ProcessView, observe_local
+from controller.runtime import Notify
+from controller.status import Observation
+from core.domain.catalog import HardwareRow
+from core.net import free_loopback_port
+from hub.fetch import FetchError, fetch
+
+log = logging.getLogger("dais.controller.local")
+
+READY_MARKER = ".dais-ready"
+LOG_BYTES = 10 * 2**20
+LOG_KEEP = 3
+FETCH_RETRY_SECONDS = 60.0
+KEPT_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "CUDA_VISIBLE_DEVICES")
+
+
+@dataclass
+class _Fetch:
+    key: str
+    done: bool = False
+    error: str | None = None
+    failed_at: float = 0.0  # monotonic; a failed fetch is tried again after FETCH_RETRY_SECONDS
+    arrived: int = 0
+    total: int = 0
+    waiting: set[str] = field(default_factory=set)  # endpoint ids to tell when it ends
+
+    def view(self) -> FetchView:
+        return FetchView(done=self.done, error=self.error, arrived_bytes=self.arrived, total_bytes=self.total)
+
+
+@dataclass
+class _Replica:
+    id: str
+    endpoint_id: str
+    digest: str
+    command: list[str]
+    env: dict[str, str]
+    health_url: str
+    log_path: Path
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+    started_at: datetime | None = None
+    started: float = 0.0  # monotonic
+    ready_at: datetime | None = None
+    crashes: int = 0
+    given_up: bool = False
+    timed_out: bool = False
+    exit_code: int | None = None
+    last_lines: str = ""
+    restart_at: float | None = None  # monotonic
+    probe_failures: int = 0
+    last_probe: float = 0.0
+    tail: deque[str] = field(default_factory=lambda: deque(maxlen=40))
+
+    @property
+    def ready(self) -> bool:
+        return self.ready_at is not None
+
+    def view(self) -> ProcessView:
+        assert self.started_at is not None
+        return ProcessView(
+            digest=self.digest,
+            port=self.port,
+            started_at=self.started_at,
+            ready=self.ready,
+            ready_at=self.ready_at,
+            crashes=self.crashes,
+            given_up=self.given_up,
+            exit_code=self.exit_code,
+            last_lines=self.last_lines,
+            timed_out=self.timed_out,
+        )
+
+
+@dataclass
+class LocalRuntime:
+    home: Path
+    hub_url: str | None
+    startup_deadline_seconds: float
+    clock: Callable[[], datetime]
+    notify: Notify
+    python: str = sys.executable
+    max_crashes: int = 3
+    check_seconds: float = 0.25
+    _lock: threading.RLock = field(default_factory=threading.RLock)
+    _runs: dict[str, LocalRun] = field(default_factory=dict)
+    _replicas: dict[str, list[_Replica]] = field(default_factory=dict)
+    _fetches: dict[str, _Fetch] = field(default_factory=dict)
+    _http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=1.0))
+
+    @property
+    def models(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def logs(self) -> Path:
+        return self.home / "logs"
+
+    # -- the runtime seam ---------------------------------------------------------------------------------------
+
+    def converge(self, view: EndpointView, compute: HardwareRow) -> None:
+        run = local_run(view, python=self.python)
+        with self._lock:
+            self._runs[view.id] = run
+            replicas = self._replicas.setdefault(view.id, [])
+            fetch = self._fetch(view, run) if view.replicas else None
+            wanted = view.replicas if fetch is None or fetch.done else 0
+            if fetch is not None and not fetch.done:
+                # Nothing new starts before the model is here; what serves now keeps serving.
+                wanted = sum(1 for r in replicas if r.digest == run.digest)
+            views = [ReplicaView(r.id, r.digest, r.ready, r.given_up) for r in replicas]
+            plan = plan_replicas(views, digest=run.digest, wanted=wanted)
+            stopping = [r for r in replicas if r.id in plan.stop]
+            self._replicas[view.id] = [r for r in replicas if r.id not in plan.stop]
+            for _ in range(plan.start):
+                self._replicas[view.id].append(self._spawn(view.id, run))
+        _stop_all(stopping)
+
+    def observe(
+        self, view: EndpointView, *, paused: bool, compute: HardwareRow | None, build_error: str | None, url: str
+    ) -> Observation:
+        with self._lock:
+            run = self._runs.get(view.id)
+            fetch = self._fetches.get(_fetch_key(run)) if run is not None else None
+            replicas = [r for r in self._replicas.get(view.id, []) if r.started_at is not None]
+            processes = [r.view() for r in replicas]
+            ready = [r for r in replicas if r.ready]
+        observation = observe_local(
+            paused=paused,
+            replicas=view.replicas,
+            digest=run.digest if run is not None else None,
+            fetch=fetch.view() if fetch is not None else None,
+            processes=processes,
+            url=url,
+            startup_deadline_seconds=self.startup_deadline_seconds,
+            now=self.clock(),
+            build_error=build_error,
+        )
+        started = [(r.ready_at - r.started_at).total_seconds() for r in ready if r.ready_at and r.started_at]
+        observation.addresses.extend(f"127.0.0.1:{r.port}" for r in ready)
+        return _with_startup(observation, max(started) if started else None)
+
+    def upstream(self, view: EndpointView) -> str | None:
+        with self._lock:
+            ready = [r for r in self._replicas.get(view.id, []) if r.ready]
+        return f"http://127.0.0.1:{ready[0].port}" if ready else None
+
+    def remove(self, endpoint_id: str) -> bool:
+        with self._lock:
+            replicas = self._replicas.pop(endpoint_id, [])
+            self._runs.pop(endpoint_id, None)
+        _stop_all(replicas)
+        shutil.rmtree(self.logs / endpoint_id, ignore_errors=True)
+        return True
+
+    def endpoint_ids(self) -> set[str]:
+        with self._lock:
+            return set(self._replicas)
+
+    # -- the supervisor -----------------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Watches the children until ``stop``, then stops them all."""
+        try:
+            while not stop.wait(self.check_seconds):
+                for endpoint_id in self._check():
+                    self.notify(endpoint_id)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            everything = [r for replicas in self._replicas.values() for r in replicas]
+            self._replicas.clear()
+        _stop_all(everything)
+        self._http.close()
+
+    def _check(self) -> set[str]:
+        """One look at every replica; the endpoints whose replicas changed."""
+        changed = set()
+        now = time.monotonic()
+        with self._lock:
+            replicas = [r for rs in self._replicas.values() for r in rs]
+        for replica in replicas:
+            if self._check_one(replica, now):
+                changed.add(replica.endpoint_id)
+        return changed
+
+    def _check_one(self, replica: _Replica, now: float) -> bool:
+        process = replica.process
+        if replica.given_up:
+            return False
+        if process is None:
+            if replica.restart_at is not None and now >= replica.restart_at:
+                with self._lock:
+                    if replica in self._replicas.get(replica.endpoint_id, []):
+                        self._start(replica)
+                return True
+            return False
+        code = process.poll()
+        if code is not None:
+            self._exited(replica, code, now)
+            return True
+        if not replica.ready:
+            if self._probe(replica):
+                replica.ready_at, replica.crashes, replica.probe_failures = self.clock(), 0, 0
+                log.info("replica %s of %s is ready on port %d", replica.id, replica.endpoint_id, replica.port)
+                return True
+            if now - replica.started > self.startup_deadline_seconds:
+                replica.given_up = replica.timed_out = True
+                _stop_all([replica])
+                return True
+            return False
+        if now - replica.last_probe >= 5:  # a Ready replica that stops answering is taken out of rotation
+            replica.last_probe = now
+            replica.probe_failures = 0 if self._probe(replica) else replica.probe_failures + 1
+            if replica.probe_failures >= 3:
+                log.warning("replica %s of %s stopped answering its health route", replica.id, replica.endpoint_id)
+                replica.ready_at, replica.started = None, now
+                return True
+        return False
+
+    def _probe(self, replica: _Replica) -> bool:
+        try:
+            return self._http.get(replica.health_url).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def _exited(self, replica: _Replica, code: int, now: float) -> None:
+        replica.crashes = 1 if replica.ready else replica.crashes + 1
+        replica.exit_code, replica.process, replica.ready_at = code, None, None
+        replica.last_lines = "\n".join(replica.tail)
+        if replica.crashes >= self.max_crashes:
+            replica.given_up = True
+            log.error(
+                "replica %s of %s gave up after %d exits in a row", replica.id, replica.endpoint_id, replica.crashes
+            )
+            return
+        delay = min(30.0, 2.0 ** (replica.crashes - 1))
+        replica.restart_at = now + delay
+        log.warning("replica %s of %s exited (%d): restarting in %.0f s", replica.id, replica.endpoint_id, code, delay)
+
+    def _spawn(self, endpoint_id: str, run: LocalRun) -> _Replica:
+        replica_id = uuid.uuid4().hex[:8]
+        model_dir = self._model_dir(run)
+        replica = _Replica(
+            id=replica_id,
+            endpoint_id=endpoint_id,
+            digest=run.digest,
+            command=[part.replace(MODEL_DIR, str(model_dir)) for part in run.command],
+            env=_child_env(run.env),
+            health_url="",
+            log_path=self.logs / endpoint_id / f"{replica_id}.log",
+        )
+        self._start(replica)
+        return replica
+
+    def _start(self, replica: _Replica) -> None:
+        replica.port = free_loopback_port()
+        replica.health_url = f"http://127.0.0.1:{replica.port}/health"
+        command = [part.replace(PORT, str(replica.port)) for part in replica.command]
+        replica.log_path.parent.mkdir(parents=True, exist_ok=True)
+        replica.process = subprocess.Popen(
+            command,
+            env=replica.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # a Ctrl-C at the terminal reaches dais serve, which stops its children
+            preexec_fn=_die_with_parent,
+        )
+        replica.started_at, replica.started, replica.restart_at = self.clock(), time.monotonic(), None
+        replica.tail.clear()
+        assert replica.process.stdout is not None
+        threading.Thread(
+            target=_pump, args=(replica.process.stdout, replica), name=f"log-{replica.id}", daemon=True
+        ).start()
+        log.info("replica %s of %s starting on port %d", replica.id, replica.endpoint_id, replica.port)
+
+    # -- the model cache ----------------------------------------------------------------------------------------
+
+    def _model_dir(self, run: LocalRun) -> Path:
+        target = (self.models / run.model_key).resolve()
+        if not target.is_relative_to(self.models.resolve()):
+            raise ValueError(f"model {run.model_key} would leave the model cache")
+        return target
+
+    def _fetch(self, view: EndpointView, run: LocalRun) -> _Fetch:
+        """The model's fetch: done from the cache marker, running, or started now."""
+        key = _fetch_key(run)
+        found = self._fetches.get(key)
+        if found is not None and (
+            found.done or found.error is None or time.monotonic() - found.failed_at < FETCH_RETRY_SECONDS
+        ):
+            found.waiting.add(view.id)
+            return found
+        dest = self._model_dir(run)
+        marker = dest / READY_MARKER
+        if marker.is_file() and set(run.include) <= set(marker.read_text().split("\n")):
+            found = self._fetches[key] = _Fetch(key, done=True)
+            return found
+        found = self._fetches[key] = _Fetch(key, waiting={view.id})
+        token = view.secrets.get("HF_TOKEN") or view.hub_token
+        threading.Thread(
+            target=self._download, args=(found, run, dest, token), name=f"fetch-{run.repository}", daemon=True
+        ).start()
+        return found
+
+    def _download(self, state: _Fetch, run: LocalRun, dest: Path, token: str | None) -> None:
+        def progress(arrived: int, total: int) -> None:
+            state.arrived, state.total = arrived, total
+            now = time.monotonic()
+            if now - last[0] >= 1:  # the status message shows progress, once a second at most
+                last[0] = now
+                for endpoint_id in list(state.waiting):
+                    self.notify(endpoint_id)
+
+        last = [0.0]
+        try:
+            fetch(
+                repository=run.repository,
+                revision=run.revision,
+                dest=dest,
+                include=list(run.include) or None,
+                token=token,
+                endpoint=self.hub_url,
+                out=_LogLines(log),
+                progress=progress,
+            )
+            (dest / READY_MARKER).write_text("\n".join(run.include))
+            state.done = True
+        except FetchError as exc:
+            state.error, state.failed_at = str(exc), time.monotonic()
+            log.error("fetching %s failed: %s", run.model_key, exc)
+        except Exception as exc:  # a bug must not hang the endpoint in 'downloading'
+            state.error, state.failed_at = f"unexpected error: {exc}", time.monotonic()
+            log.exception("fetching %s failed", run.model_key)
+        for endpoint_id in list(state.waiting):
+            self.notify(endpoint_id)
+
+
+def _fetch_key(run: LocalRun | None) -> str:
+    return f"{run.model_key}:{','.join(run.include)}" if run is not None else ""
+
+
+def _with_startup(observation: Observation, seconds: float | None) -> Observation:
+    from dataclasses import replace
+
+    return replace(observation, startup_seconds=seconds)
+
+
+def _child_env(spec_env: dict[str, str]) -> dict[str, str]:
+    """The engine's environment: the basics of ours, its log format, and the spec's env and secrets; none of the
+    server's other ``DAIS_*`` settings (the database URL and the secret key stay here)."""
+    env = {k: v for k, v in os.environ.items() if k in KEPT_ENV or k.startswith(("HF_", "DAIS_LOG_"))}
+    return {**env, **spec_env}
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: the kernel sends it SIGTERM when dais serve dies, however it dies."""
+    if sys.platform == "linux":
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _pump(stream: IO[bytes], replica: _Replica) -> None:
+    """The child's output to its log file (rotated), keeping the last lines for the status message."""
+    path = replica.log_path
+    out = path.open("ab")
+    try:
+        for line in iter(stream.readline, b""):
+            replica.tail.append(line.decode("utf-8", "replace").rstrip())
+            out.write(line)
+            out.flush()
+            if out.tell() >= LOG_BYTES:
+                out.close()
+                for index in range(LOG_KEEP - 1, 0, -1):
+                    older = path.with_name(f"{path.name}.{index}")
+                    if older.exists():
+                        older.replace(path.with_name(f"{path.name}.{index + 1}"))
+                path.replace(path.with_name(f"{path.name}.1"))
+                out = path.open("ab")
+    except OSError as exc:  # the log directory was removed with the endpoint
+        log.debug("replica %s log ended: %s", replica.id, exc)
+    finally:
+        out.close()
+        stream.close()
+
+
+def _stop_all(replicas: list[_Replica], *, grace: float = 10.0) -> None:
+    """SIGTERM to each, then SIGKILL to any still running after ``grace`` seconds."""
+    running = [r.process for r in replicas if r.process is not None and r.process.poll() is None]
+    for replica in replicas:
+        replica.restart_at = None
+    for process in running:
+        process.terminate()
+    deadline = time.monotonic() + grace
+    for process in running:
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    for replica in replicas:
+        replica.process, replica.ready_at = None, None
+
+
+class _LogLines(io.StringIO):
+    """A text stream for fetch's progress lines, into this process's log."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        super().__init__()
+        self.logger = logger
+
+    def write(self, text: str) -> int:
+        for line in text.splitlines():
+            if line.strip():
+                self.logger.info("%s", line.strip())
+        return len(text)

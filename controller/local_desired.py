@@ -1,0 +1,109 @@
+"""Pure: what one endpoint's replicas run on this machine, and the plan that gets the processes there.
+
+What runs is Dais's own engine (``dais engine``) on the model fetched into the shared cache
+(``DAIS_HOME/models/<repository>/<revision>``), one process per replica on a loopback port of its own. The
+spec's env and secrets reach the process's environment (``MAX_CONCURRENCY`` among them: one request at a time
+unless the endpoint says otherwise). A ``digest`` covers all of it: replicas of another digest are an old
+version, replaced the way a rolling update replaces pods (new ones first; old ones stop once the new are
+Ready, or at once when none of the old serves).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from controller.desired import EndpointView
+from controller.errors import PermanentError
+
+MODEL_DIR = "{modelDir}"
+PORT = "{port}"
+DAIS_ENGINE_HEALTH = "/health"
+
+
+@dataclass(frozen=True, slots=True)
+class LocalRun:
+    repository: str
+    revision: str
+    include: tuple[str, ...]  # the files to fetch when not all (a GGUF repository's one file)
+    command: tuple[str, ...]  # with MODEL_DIR and PORT to fill in
+    env: dict[str, str]
+    health_route: str
+    digest: str
+
+    @property
+    def model_key(self) -> str:
+        """The model's place in the shared cache, under DAIS_HOME/models."""
+        return f"{self.repository}/{self.revision}"
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaView:
+    """One replica as the supervisor sees it."""
+
+    id: str
+    digest: str
+    ready: bool
+    exited: bool = False  # its process ended and will not be restarted (given up)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaPlan:
+    start: int = 0
+    stop: tuple[str, ...] = field(default_factory=tuple)
+
+
+def local_run(view: EndpointView, *, python: str) -> LocalRun:
+    """``PermanentError`` for what cannot run without a container runtime."""
+    model = view.spec["model"]
+    ((variant, config),) = model["image"].items()
+    if variant == "custom" or config.get("url"):
+        raise PermanentError(
+            "a container image cannot run on the local runtime (no container runtime here): use an engine from "
+            "the catalog, or run Dais on Kubernetes (DAIS_CONTROLLER__KUBECONFIG)"
+        )
+    model_path = config.get("modelPath") or view.model_path
+    target = f"{MODEL_DIR}/{model_path}" if model_path else MODEL_DIR
+    task = model.get("task") or "text-generation"
+    command: tuple[str, ...] = (python, "-m", "dais", "engine", "--model", target, "--port", PORT, "--host")
+    command += ("127.0.0.1", "--model-id", model["repository"], "--task", task)
+    env = {**(model.get("env") or {}), **view.secrets}
+    env.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    include = (str(model_path),) if model_path else ()
+    digest_of: dict[str, Any] = {
+        "repository": model["repository"],
+        "revision": view.revision,
+        "include": include,
+        "command": command,
+        "env": env,
+        "args": model.get("args") or [],
+    }
+    digest = hashlib.sha256(orjson.dumps(digest_of, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+    return LocalRun(
+        repository=model["repository"],
+        revision=view.revision,
+        include=include,
+        command=(*command, *(model.get("args") or [])),
+        env=env,
+        health_route=DAIS_ENGINE_HEALTH,
+        digest=digest,
+    )
+
+
+def plan_replicas(replicas: Sequence[ReplicaView], *, digest: str, wanted: int) -> ReplicaPlan:
+    """How many to start and which to stop so that ``wanted`` replicas of ``digest`` run, old ones serving
+    until the new are Ready."""
+    current = [r for r in replicas if r.digest == digest]
+    old = [r for r in replicas if r.digest != digest]
+    # Extra current replicas go, those not Ready first (and the newest of those, listed last).
+    spare = sorted(current, key=lambda r: r.ready)[: max(0, len(current) - wanted)]
+    keep = [r for r in current if r not in spare]
+    stop = [r.id for r in spare]
+    new_ready = sum(1 for r in keep if r.ready)
+    if wanted == 0 or new_ready >= wanted or not any(r.ready for r in old):
+        stop += [r.id for r in old]
+    return ReplicaPlan(start=max(0, wanted - len(keep)), stop=tuple(stop))
