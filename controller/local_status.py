@@ -3,6 +3,7 @@ messages as on Kubernetes, with what to do. No I/O; ``now`` is an argument."""
 
 from __future__ import annotations
 
+import re
 import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,6 +14,8 @@ from core.domain.enums import EndpointState
 from core.domain.state import MESSAGES
 
 MIB = 2**20
+# A log line reporting an error: a level name (plain or JSON), an exception's name, or a C library's "error:".
+ERROR_LINE = re.compile(r'\b(ERROR|CRITICAL)\b|"level": "(error|critical)"|\w+Error\b|\berror:')
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,4 +149,8 @@ def _exit(code: int | None) -> str:
 
 
 def _one_line(text: str) -> str:
-    return " | ".join(line.strip() for line in text.strip().splitlines()[-5:])[:600]
+    """The lines that say why, on one line: the errors among the last lines when there are any (a process
+    logs its shutdown after the error that caused it), else the last few."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    errors = [line for line in lines if ERROR_LINE.search(line)]
+    return " | ".join((errors or lines)[-3 if errors else -5 :])[:600]

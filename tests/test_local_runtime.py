@@ -1,0 +1,242 @@
+"""``dais serve`` on the local runtime, end to end: models made here and served by the local Hub, deployed with
+the real ``huggingface_hub`` client, answered by real ``dais engine`` processes through the gateway."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import huggingface_hub.constants as hf_constants
+import pytest
+from huggingface_hub import HfApi, InferenceClient, InferenceEndpoint
+from openai import OpenAI
+
+from tests.factories import ADMIN_TOKEN
+from tests.fixtures.hub import HubServer
+from tests.fixtures.kube import wait_for
+from tests.fixtures.models import tiny_llama_gguf
+from tests.fixtures.postgres import free_port
+
+CHAT, EMBED, BROKEN = "dais-test/tiny-chat", "dais-test/tiny-embed", "dais-test/broken"
+CPU = {
+    "vendor": "aws",
+    "region": "us-east-1",
+    "accelerator": "cpu",
+    "instance_type": "intel-spr",
+    "instance_size": "x2",
+}
+WAIT_S = 120
+
+
+@dataclass
+class Serve:
+    process: subprocess.Popen[bytes]
+    url: str
+    gateway: str
+    home: Path
+    log: Path
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubServer]:
+    models = tmp_path_factory.mktemp("models")
+    with HubServer() as server:
+        gguf = tiny_llama_gguf(models / "tiny-chat.gguf")
+        server.add_model(CHAT, {"tiny-chat.gguf": gguf}, pipeline_tag="text-generation", library_name="gguf")
+        server.add_model(EMBED, {"tiny-embed.gguf": gguf}, pipeline_tag="feature-extraction", library_name="gguf")
+        broken = models / "broken.gguf"
+        broken.write_bytes(b"GGUF" + b"\0" * 64)
+        server.add_model(BROKEN, {"broken.gguf": broken}, pipeline_tag="text-generation", library_name="gguf")
+        yield server
+
+
+@pytest.fixture(scope="module")
+def serve(hub: HubServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
+    home = tmp_path_factory.mktemp("home")
+    port, gateway = free_port(), free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("DAIS_")},
+        "DAIS_HOME": str(home),
+        "DAIS_ADMIN_TOKEN": ADMIN_TOKEN,
+        "DAIS_HUB__URL": hub.url,
+        "DAIS_CONTROLLER__RUNTIME": "local",
+        "DAIS_GATEWAY__LISTEN": f"127.0.0.1:{gateway}",
+        "DAIS_GATEWAY__INTERNAL_LISTEN": f"127.0.0.1:{free_port()}",
+        "DAIS_LOG_JSON": "false",
+    }
+    log = home / "serve.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "dais", "serve", "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _ok(f"{url}/readyz"), timeout=60, what="dais serve")
+        yield Serve(process, url, f"http://127.0.0.1:{gateway}", home, log)
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+    assert not engine_pids(home), "an engine process outlived dais serve"
+
+
+@pytest.fixture
+def hf(serve: Serve, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> HfApi:
+    monkeypatch.setattr(hf_constants, "INFERENCE_ENDPOINTS_ENDPOINT", f"{serve.url}/v2")
+    monkeypatch.setattr(hf_constants, "HF_HUB_DISABLE_TELEMETRY", True)
+    monkeypatch.setattr(hf_constants, "HF_TOKEN_PATH", str(tmp_path / "no-stored-token"))
+    monkeypatch.setenv("HF_TOKEN", ADMIN_TOKEN)
+    return HfApi(endpoint=serve.url, token=ADMIN_TOKEN)
+
+
+def _ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def engine_pids(home: Path, repository: str | None = None) -> set[int]:
+    """The live ``dais engine`` processes serving a model from ``home``'s cache (of ``repository``)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if "engine" in argv and any(str(home) in a for a in argv) and (repository is None or repository in argv):
+            found.add(int(entry.name))
+    return found
+
+
+def deploy(hf: HfApi, repository: str, **kwargs: Any) -> InferenceEndpoint:
+    name = f"e-{uuid.uuid4().hex[:8]}"
+    task = kwargs.pop("task", "text-generation")
+    return hf.create_inference_endpoint(
+        name, repository=repository, framework="pytorch", task=task, namespace="admin", **{**CPU, **kwargs}
+    )
+
+
+def chat(endpoint: InferenceEndpoint, **headers: str) -> httpx.Response:
+    body = {"model": CHAT, "messages": [{"role": "user", "content": "hello"}], "max_tokens": 4}
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}", **headers}
+    assert endpoint.url is not None
+    return httpx.post(f"{endpoint.url}/v1/chat/completions", json=body, headers=auth, timeout=WAIT_S)
+
+
+def test_a_hub_model_deployed_with_huggingface_hub_streams_tokens_through_the_gateway(hf: HfApi, serve: Serve) -> None:
+    endpoint = deploy(hf, CHAT).wait(timeout=WAIT_S)
+    assert endpoint.url is not None
+    assert endpoint.url.startswith(serve.gateway)
+    client = InferenceClient(base_url=endpoint.url, token=ADMIN_TOKEN)
+    streamed = [
+        chunk.choices[0].delta.content
+        for chunk in client.chat_completion(messages=[{"role": "user", "content": "hi"}], max_tokens=5, stream=True)
+        if chunk.choices and chunk.choices[0].delta.content
+    ]
+    assert len(streamed) == 5
+    openai = OpenAI(base_url=f"{endpoint.url}/v1", api_key=ADMIN_TOKEN)
+    usage = None
+    for chunk in openai.chat.completions.create(
+        model=CHAT,
+        messages=[{"role": "user", "content": "hi"}],
+        max_tokens=3,
+        stream=True,
+        stream_options={"include_usage": True},
+    ):
+        usage = chunk.usage or usage
+    assert usage is not None
+    assert usage.completion_tokens == 3
+    assert usage.prompt_tokens > 0
+    endpoint.delete()
+
+
+def test_an_embedding_model_answers_feature_extraction(hf: HfApi) -> None:
+    endpoint = deploy(hf, EMBED, task="sentence-embeddings").wait(timeout=WAIT_S)
+    assert endpoint.url is not None
+    vector = InferenceClient(base_url=endpoint.url, token=ADMIN_TOKEN).feature_extraction("the quick brown fox")
+    assert vector.size == 64
+    endpoint.delete()
+
+
+def test_pause_stops_the_processes_and_resume_starts_them(hf: HfApi, serve: Serve) -> None:
+    before = engine_pids(serve.home)
+    endpoint = deploy(hf, CHAT).wait(timeout=WAIT_S)
+    mine = engine_pids(serve.home) - before
+    assert mine
+    endpoint.pause()
+    wait_for(lambda: not engine_pids(serve.home) & mine, timeout=WAIT_S, what="the paused engine to stop")
+    endpoint.resume().wait(timeout=WAIT_S)
+    assert chat(endpoint).status_code == 200
+    endpoint.delete()
+
+
+def test_a_killed_engine_is_restarted_and_serves_again(hf: HfApi, serve: Serve) -> None:
+    before = engine_pids(serve.home)
+    endpoint = deploy(hf, CHAT).wait(timeout=WAIT_S)
+    (victim,) = engine_pids(serve.home) - before
+    os.kill(victim, signal.SIGKILL)
+    wait_for(
+        lambda: (engine_pids(serve.home) - before - {victim}) and chat(endpoint).status_code == 200,
+        timeout=WAIT_S,
+        what="a new engine process answering",
+    )
+    endpoint.delete()
+
+
+def test_an_engine_that_exits_at_start_fails_the_endpoint_with_its_last_lines(hf: HfApi) -> None:
+    endpoint = deploy(hf, BROKEN)
+
+    def failed() -> str | None:
+        endpoint.fetch()
+        return endpoint.raw["status"]["message"] if endpoint.raw["status"]["state"] == "failed" else None
+
+    message = wait_for(failed, timeout=WAIT_S, what="the endpoint to fail")
+    assert "exited 3 times in a row (exit code 1)" in message
+    assert "could not load broken.gguf" in message
+    endpoint.delete()
+
+
+def test_scaled_to_zero_it_wakes_on_a_request_that_waits_for_it(hf: HfApi, serve: Serve) -> None:
+    before = engine_pids(serve.home)
+    endpoint = deploy(hf, CHAT).wait(timeout=WAIT_S)
+    url = endpoint.url  # as a client keeps it: the status shows no URL while at zero
+    mine = engine_pids(serve.home) - before
+    endpoint.scale_to_zero()
+    wait_for(
+        lambda: endpoint.fetch().raw["status"]["state"] == "scaledToZero" and not engine_pids(serve.home) & mine,
+        timeout=WAIT_S,
+        what="scaled to zero, its process stopped",
+    )
+    body = {"model": CHAT, "messages": [{"role": "user", "content": "hello"}], "max_tokens": 4}
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}", "X-Scale-Up-Timeout": str(WAIT_S)}
+    woken = httpx.post(f"{url}/v1/chat/completions", json=body, headers=headers, timeout=WAIT_S)
+    assert woken.status_code == 200, woken.text
+    assert woken.json()["usage"]["completion_tokens"] == 4
+    endpoint.delete()
+
+
+def test_delete_leaves_no_process_and_no_files_but_the_shared_model_cache(hf: HfApi, serve: Serve) -> None:
+    logs = serve.home / "logs"
+    pids_before, logs_before = engine_pids(serve.home), set(logs.glob("*")) if logs.exists() else set()
+    endpoint = deploy(hf, CHAT).wait(timeout=WAIT_S)
+    mine = engine_pids(serve.home) - pids_before
+    (log_dir,) = set(logs.glob("*")) - logs_before  # DAIS_HOME/logs/<endpoint id>
+    assert mine
+    assert any(log_dir.glob("*.log"))
+    endpoint.delete()
+    wait_for(
+        lambda: not log_dir.exists() and not (engine_pids(serve.home) & mine),
+        timeout=WAIT_S,
+        what="its processes and logs gone",
+    )
+    assert any((serve.home / "models" / CHAT).iterdir()), "the model cache stays for the next endpoint"
