@@ -134,7 +134,10 @@ def _advice(process: ProcessView) -> str:
         )
     if "401" in text or "403" in text or "gated" in text:
         return "the Hub refused the model: check the token's access and the model's licence"
-    return "its last lines above say why; fix the spec or the model and update the endpoint"
+    return (
+        "the line above says why (the replica's whole log is in DAIS_HOME/logs); fix the spec or the model and "
+        "update the endpoint"
+    )
 
 
 def _exit(code: int | None) -> str:

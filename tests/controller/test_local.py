@@ -122,10 +122,10 @@ def observed(processes: list[ProcessView], *, fetch: FetchView | None = None, re
             "restarting the engine after it exited (exit code 1; 1 in a row)",
         ),
         (
-            [process(crashes=3, exit_code=1, given_up=True, last_lines="Traceback\nValueError: bad model")],
+            [process(crashes=3, exit_code=1, given_up=True, last_lines="ValueError: bad model\nINFO shut down")],
             None,
             "failed",
-            "exited 3 times in a row (exit code 1): Traceback | ValueError: bad model",
+            "exited 3 times in a row (exit code 1): ValueError: bad model; the line above says why",
         ),
         (
             [process(crashes=3, exit_code=-signal.SIGKILL, given_up=True)],
