@@ -54,7 +54,11 @@ def build_state(
         if not settings.is_sqlite:  # SQLite: every transaction is BEGIN IMMEDIATE by design; keep it
             read_sessions = make_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"))
     catalogs = Catalogs(
-        hardware=load_hardware_catalog(settings.hardware_catalog, default_quota=settings.default_quota_accelerators),
+        hardware=load_hardware_catalog(
+            settings.hardware_catalog,
+            default_quota=settings.default_quota_accelerators,
+            machine=settings.runtime == "local",
+        ),
         engines=load_engine_catalog(settings.engine_catalog),
         max_replica_ceiling=settings.max_replica_ceiling,
     )

@@ -55,7 +55,7 @@ from core.db.changes import CHANNEL, request_wake  # noqa: E402
 from core.db.crypto import new_key  # noqa: E402
 from core.db.session import make_engine, make_sessionmaker  # noqa: E402
 from core.prometheus import PrometheusClient  # noqa: E402
-from core.settings import AutoscalerSettings, HubSettings, Settings  # noqa: E402
+from core.settings import AutoscalerSettings, ControllerSettings, HubSettings, Settings  # noqa: E402
 from tests.factories import ADMIN_TOKEN, add_standard_models, endpoint_body  # noqa: E402
 from tests.fixtures.hub import HubServer  # noqa: E402
 from tests.fixtures.kube import wait_for  # noqa: E402
@@ -276,6 +276,7 @@ def main() -> int:
             log_level="WARNING",
             hub=HubSettings(url=hub.url, cache_seconds=0),
             autoscaler=config,
+            controller=ControllerSettings(runtime="none"),  # the shipped hardware catalog, as on a cluster
         )
         log(f"seeding {args.endpoints} endpoints")
         endpoints = seed(database, settings, args.endpoints)

@@ -63,11 +63,11 @@ def body(name: str, *, min_replica: int = 1) -> dict[str, Any]:
     return {
         "name": name,
         "type": "authenticated",
-        "provider": {"vendor": "aws", "region": "us-east-1"},
+        "provider": {"vendor": "local", "region": "local"},
         "compute": {
             "accelerator": "cpu",
-            "instanceType": "intel-spr",
-            "instanceSize": "x2",
+            "instanceType": "cpu",
+            "instanceSize": "x1",
             "scaling": {"minReplica": min_replica, "maxReplica": 1, "scaleToZeroTimeout": None if min_replica else 15},
         },
         "model": {

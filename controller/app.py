@@ -113,7 +113,9 @@ class Controller:
             sessions=self.sessions,
             runtime=runtime,
             hardware=load_hardware_catalog(
-                self.settings.hardware_catalog, default_quota=self.settings.default_quota_accelerators
+                self.settings.hardware_catalog,
+                default_quota=self.settings.default_quota_accelerators,
+                machine=self.settings.runtime == "local",
             ),
             box=SecretBox(self.secret_key),
             url_base=self.settings.endpoint_url_base,
@@ -199,7 +201,9 @@ class Controller:
             sessions=self.sessions,
             runtime=runtime,
             hardware=load_hardware_catalog(
-                self.settings.hardware_catalog, default_quota=self.settings.default_quota_accelerators
+                self.settings.hardware_catalog,
+                default_quota=self.settings.default_quota_accelerators,
+                machine=self.settings.runtime == "local",
             ),
             box=SecretBox(self.secret_key),
             url_base=self.settings.endpoint_url_base,

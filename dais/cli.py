@@ -309,7 +309,11 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     client = HubClient(
         endpoint=args.endpoint or hub.url, timeout=hub.timeout_seconds, deadline=hub.retry_deadline_seconds
     )
-    hardware = load_hardware_catalog(settings.hardware_catalog, default_quota=settings.default_quota_accelerators)
+    hardware = load_hardware_catalog(
+        settings.hardware_catalog,
+        default_quota=settings.default_quota_accelerators,
+        machine=settings.runtime == "local",
+    )
     try:
         result = recommend(
             args.reference,

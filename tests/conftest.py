@@ -25,7 +25,7 @@ from api.main import build_state, create_app
 from core.db.base import Base
 from core.db.crypto import new_key
 from core.db.session import make_engine, make_sessionmaker
-from core.settings import HubSettings, Settings
+from core.settings import ControllerSettings, HubSettings, Settings
 from tests.factories import ADMIN_TOKEN, add_standard_models, make_user
 from tests.fixtures.hub import HubServer, isolate_hf_client
 from tests.fixtures.kube import KubeCluster, assets_dir
@@ -79,6 +79,8 @@ def make_settings(database_url: str, home: Path, *, hub_url: str | None = None, 
         overrides.setdefault(
             "hub", HubSettings(url=hub_url, retry_deadline_seconds=3.0, timeout_seconds=5, cache_seconds=0)
         )
+    # The API alone, on the shipped hardware catalog (the local runtime's is this machine).
+    overrides.setdefault("controller", ControllerSettings(runtime="none"))
     return Settings(
         database_url=database_url,
         secret_key=SECRET_KEY,

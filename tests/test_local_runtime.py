@@ -26,13 +26,8 @@ from tests.fixtures.models import tiny_llama_gguf
 from tests.fixtures.postgres import free_port
 
 CHAT, EMBED, BROKEN = "dais-test/tiny-chat", "dais-test/tiny-embed", "dais-test/broken"
-CPU = {
-    "vendor": "aws",
-    "region": "us-east-1",
-    "accelerator": "cpu",
-    "instance_type": "intel-spr",
-    "instance_size": "x2",
-}
+# This machine's CPU row: the local runtime's hardware catalog.
+CPU = {"vendor": "local", "region": "local", "accelerator": "cpu", "instance_type": "cpu", "instance_size": "x1"}
 WAIT_S = 120
 
 

@@ -1,7 +1,9 @@
-"""The single-process default: the whole API on SQLite, as `make serve` runs it."""
+"""The single-process default: the whole API on SQLite, as `make serve` runs it: the local runtime, whose
+hardware catalog is this machine."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -14,6 +16,17 @@ from core.settings import HubSettings, Settings
 from tests.factories import ADMIN_TOKEN, endpoint_body
 from tests.fixtures.hub import HubServer
 
+# This machine's CPU row, as `GET /v2/provider/{namespace}` lists it on the local default.
+LOCAL = {
+    "provider": {"vendor": "local", "region": "local"},
+    "compute": {
+        "accelerator": "cpu",
+        "instanceType": "cpu",
+        "instanceSize": "x1",
+        "scaling": {"minReplica": 1, "maxReplica": 1},
+    },
+}
+
 
 def test_crud_on_sqlite(tmp_path: Path, hub_server: HubServer) -> None:
     settings = Settings(home=tmp_path, admin_token=ADMIN_TOKEN, log_json=False, hub=HubSettings(url=hub_server.url))
@@ -22,7 +35,7 @@ def test_crud_on_sqlite(tmp_path: Path, hub_server: HubServer) -> None:
     ensure_admin(state.sessions, settings, state.clock())
     assert (tmp_path / "secret.key").exists(), "the local default generates its secret key"
     with TestClient(create_app(settings, state=state), headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as client:
-        body = endpoint_body()
+        body = endpoint_body(provider=LOCAL["provider"], compute=LOCAL["compute"])
         body["model"]["secrets"] = {"KEY": "v"}
         assert client.post("/v2/endpoint/admin", json=body).status_code == 200
         assert client.post("/v2/endpoint/admin", json=body).status_code == 409
@@ -34,6 +47,23 @@ def test_crud_on_sqlite(tmp_path: Path, hub_server: HubServer) -> None:
         assert client.delete("/v2/endpoint/admin/my-ep").status_code == 200
         assert client.get("/v2/endpoint/admin").json() == {"items": []}
         assert client.get("/readyz").status_code == 200
+
+
+def test_the_local_default_offers_this_machine_at_no_cost(tmp_path: Path, hub_server: HubServer) -> None:
+    settings = Settings(home=tmp_path, admin_token=ADMIN_TOKEN, log_json=False, hub=HubSettings(url=hub_server.url))
+    migrations.upgrade(settings.effective_database_url)
+    state = build_state(settings)
+    ensure_admin(state.sessions, settings, state.clock())
+    with TestClient(create_app(settings, state=state), headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as client:
+        listed = client.get("/v2/provider/admin").json()
+        (vendor,) = listed["vendors"]
+        assert vendor["name"] == "local"
+        (cpu,) = [t for r in vendor["regions"] for t in r["computes"] if t["accelerator"] == "cpu"]
+        assert cpu["numCpus"] == (os.cpu_count() or 1)
+        assert cpu["pricePerHour"] == 0
+        refused = client.post("/v2/endpoint/admin", json=endpoint_body())  # a cloud row: not on this machine
+        assert refused.status_code == 400
+        assert "local" in refused.text
 
 
 def test_admin_token_is_created_once_or_taken_from_settings(tmp_path: Path) -> None:
@@ -69,10 +99,10 @@ def test_every_endpoint_write_is_announced_after_commit_on_sqlite(tmp_path: Path
     bus.attach(state.sessions)
     bus.subscribe(heard.append)
     with TestClient(create_app(settings, state=state), headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as client:
-        created = client.post("/v2/endpoint/admin", json=endpoint_body())
+        created = client.post("/v2/endpoint/admin", json=endpoint_body(**LOCAL))
         assert created.status_code == 200
         (endpoint_id,) = heard
-        assert client.post("/v2/endpoint/admin", json=endpoint_body()).status_code == 409
+        assert client.post("/v2/endpoint/admin", json=endpoint_body(**LOCAL)).status_code == 409
         too_many = client.put("/v2/endpoint/admin/my-ep", json={"compute": {"scaling": {"maxReplica": 10_000}}})
         assert too_many.status_code == 400
         assert heard == [endpoint_id], "a refused write announces nothing"
@@ -86,3 +116,15 @@ def test_every_endpoint_write_is_announced_after_commit_on_sqlite(tmp_path: Path
             before = len(heard)
             assert call().status_code == 200
             assert heard[before:] == [endpoint_id]
+
+
+def test_each_gpu_model_of_the_machine_is_an_instance_with_its_memory() -> None:
+    from core.domain import machine
+    from core.domain.catalog import parse_hardware_catalog
+
+    raw = machine.catalog(cores=16, memory=128.0, gpus=[machine.Gpu("NVIDIA H200", 139.8)] * 2)
+    rows = {c.id: c for c in parse_hardware_catalog(raw, default_quota=4).computes}
+    assert set(rows) == {"local-local-cpu-x1", "local-local-nvidia-h200-x1", "local-local-nvidia-h200-x2"}
+    two = rows["local-local-nvidia-h200-x2"]
+    assert (two.num_accelerators, two.gpu_memory_gb, two.memory_gb, two.num_cpus) == (2, 279.6, 128.0, 16)
+    assert all(c.price_per_hour == 0 for c in rows.values())

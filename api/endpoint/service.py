@@ -327,7 +327,12 @@ def _check_context(spec: EndpointSpec, catalogs: Catalogs, *, current: str | Non
             for c in catalogs.hardware.near(spec.provider.vendor, spec.provider.region)
         )
         where = f"{spec.provider.vendor}/{spec.provider.region}"
-        hint = f"choose one of: {', '.join(options)}" if options else "see GET /v2/provider/{namespace}"
+        places = sorted({f"{c.vendor}/{c.region}" for c in catalogs.hardware.computes})
+        hint = (
+            f"choose one of: {', '.join(options)}"
+            if options
+            else f"this catalog has hardware in {', '.join(places) or 'no region'} (GET /v2/provider/{{namespace}})"
+        )
         raise BadRequest(
             f"compute: no hardware {key[2]}/{key[3]}/{key[4]} in {where}: {hint}",
             fields=[{"field": "compute", "message": "unknown hardware row"}],

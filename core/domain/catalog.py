@@ -219,7 +219,13 @@ def _read_yaml(path: Path | None, default_name: str) -> Any:
     return yaml.safe_load(text) or {}
 
 
-def load_hardware_catalog(path: Path | None, *, default_quota: int) -> HardwareCatalog:
+def load_hardware_catalog(path: Path | None, *, default_quota: int, machine: bool = False) -> HardwareCatalog:
+    """The catalog at ``path``; else this machine, detected, for the local runtime (``machine``); else the
+    shipped one."""
+    if path is None and machine:
+        from core.domain import machine as this
+
+        return parse_hardware_catalog(this.catalog(), default_quota=default_quota)
     return parse_hardware_catalog(_read_yaml(path, "hardware.yaml"), default_quota=default_quota)
 
 
