@@ -61,6 +61,7 @@ def build_state(
         ),
         engines=load_engine_catalog(settings.engine_catalog),
         max_replica_ceiling=settings.max_replica_ceiling,
+        containers=settings.runtime != "local",
     )
     return AppState(
         settings=settings,

@@ -128,3 +128,18 @@ def test_each_gpu_model_of_the_machine_is_an_instance_with_its_memory() -> None:
     two = rows["local-local-nvidia-h200-x2"]
     assert (two.num_accelerators, two.gpu_memory_gb, two.memory_gb, two.num_cpus) == (2, 279.6, 128.0, 16)
     assert all(c.price_per_hour == 0 for c in rows.values())
+
+
+def test_a_container_image_is_refused_on_the_local_runtime_saying_why(tmp_path: Path, hub_server: HubServer) -> None:
+    settings = Settings(home=tmp_path, admin_token=ADMIN_TOKEN, log_json=False, hub=HubSettings(url=hub_server.url))
+    migrations.upgrade(settings.effective_database_url)
+    state = build_state(settings)
+    ensure_admin(state.sessions, settings, state.clock())
+    with TestClient(create_app(settings, state=state), headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as client:
+        body = endpoint_body(**LOCAL)
+        body["model"]["image"] = {"custom": {"url": "ghcr.io/me/engine:1", "healthRoute": "/health", "port": 8080}}
+        refused = client.post("/v2/endpoint/admin", json=body)
+        assert refused.status_code == 400
+        assert "no container runtime" in refused.json()["error"]
+        assert refused.json()["fields"][0]["field"] == "model.image"
+        assert client.get("/v2/endpoint/admin").json() == {"items": []}, "nothing half-written stays"

@@ -40,6 +40,7 @@ class Catalogs:
     hardware: HardwareCatalog
     engines: EngineCatalog
     max_replica_ceiling: int
+    containers: bool = True  # False on the local runtime: replicas are processes, no image can run
 
 
 def get(session: Session, *, namespace: str, name: str) -> Row[Any]:
@@ -358,6 +359,13 @@ def _check_engine(spec: EndpointSpec, compute: HardwareRow, catalogs: Catalogs, 
     if resolution.model_path:
         config["modelPath"] = resolution.model_path
     engine = ImageVariant(resolution.engine) if resolution.engine else spec.model.variant
+    if not catalogs.containers and (spec.model.variant is ImageVariant.CUSTOM or config.get("url")):
+        why = (
+            "a container image cannot run here: this Dais runs replicas as processes on its own machine (the "
+            "local runtime) with no container runtime; choose an engine from the catalog without a url, or run "
+            "Dais on Kubernetes"
+        )
+        raise BadRequest(f"model.image: {why}", fields=[{"field": "model.image", "message": "no container runtime"}])
     try:
         catalogs.engines.resolve(engine, config, task=resolution.task, compute=compute)
     except EngineError as exc:
