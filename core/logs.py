@@ -32,9 +32,10 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
-def configure_logging(*, json_lines: bool, level: str) -> None:
+def configure_logging(*, json_lines: bool | None, level: str) -> None:
+    """``json_lines`` None: JSON unless stderr is a terminal."""
     handler = logging.StreamHandler(sys.stderr)
-    if json_lines:
+    if json_lines if json_lines is not None else not sys.stderr.isatty():
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
@@ -48,3 +49,4 @@ def configure_logging(*, json_lines: bool, level: str) -> None:
     # One line per HTTP request a component makes (health probes every second) is noise; failures are logged
     # by whoever made the request.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
+    logging.getLogger("apscheduler.executors").setLevel(max(logging.WARNING, root.level))  # two lines per tick

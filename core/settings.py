@@ -208,7 +208,11 @@ class Settings(BaseSettings):
     prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
     autoscaler: AutoscalerSettings = Field(default_factory=AutoscalerSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
-    log_json: bool = True
+    log_json: bool | None = Field(
+        default=None,
+        description="JSON log lines; default: JSON unless stderr is a terminal (readable lines for a person at "
+        "`make serve`, JSON in containers and files).",
+    )
     access_log: bool = Field(default=True, description="One log line per API request, with its id and duration.")
     log_level: str = "INFO"
 
