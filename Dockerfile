@@ -1,10 +1,17 @@
-# One image for every Dais component (api, controller, autoscaler, gateway, the migration Job) and for each
-# replica's model-fetch init container; `dais` is the entrypoint: `docker run IMAGE api --host 0.0.0.0`.
+# One image for every Dais component (api, controller, autoscaler, gateway, the migration Job), for each
+# replica's model-fetch init container, and for Dais's own engine (`dais engine`, the engine catalog's
+# `huggingface` image); `dais` is the entrypoint: `docker run IMAGE api --host 0.0.0.0`.
 #
-# Build: docker build -t ghcr.io/dais-dev/dais:0.1.0 .
+# Build (CPU): docker build -t ghcr.io/dais-dev/dais:0.1.0 .
+# Build (GPU engine): the same with llama.cpp's CUDA build of the xllamacpp wheel and a CUDA runtime base:
+#   docker build -t ghcr.io/dais-dev/dais:0.1.0-cuda \
+#     --build-arg BASE=nvidia/cuda:12.4.1-runtime-ubuntu22.04 --build-arg XLLAMACPP_INDEX=<xllamacpp's cu124 index> .
+#   (the base must provide python3.11; `dais engine` then logs "CUDA: <gpu>" at start, or why it fell back to CPU)
+ARG BASE=python:3.11-slim-bookworm
 
 # -- build: wheels of Dais and its pinned dependencies, into a virtual environment ---------------------------
-FROM python:3.11-slim-bookworm AS build
+FROM ${BASE} AS build
+ARG XLLAMACPP_INDEX=""
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 RUN python -m venv /opt/dais
@@ -15,15 +22,19 @@ COPY api ./api
 COPY controller ./controller
 COPY autoscaler ./autoscaler
 COPY gateway ./gateway
+COPY engine ./engine
 COPY dais ./dais
 COPY migrations ./migrations
 # Runtime dependencies only (no dev extra), at the versions the test suite ran with.
 RUN /opt/dais/bin/pip install -c constraints.txt . \
+ && if [ -n "$XLLAMACPP_INDEX" ]; then \
+      /opt/dais/bin/pip install --force-reinstall --no-deps --index-url "$XLLAMACPP_INDEX" \
+        "xllamacpp==$(grep '^xllamacpp==' constraints.txt | cut -d= -f3)"; fi \
  && find /opt/dais -name '__pycache__' -prune -exec rm -rf {} + \
  && /opt/dais/bin/python -m compileall -q /opt/dais/lib
 
 # -- run: the slim base, the environment, a user without privileges ---------------------------------------
-FROM python:3.11-slim-bookworm
+FROM ${BASE}
 LABEL org.opencontainers.image.title="dais" \
       org.opencontainers.image.description="Self-hosted Inference Endpoints on Kubernetes" \
       org.opencontainers.image.source="https://github.com/dais-dev/dais" \
