@@ -19,9 +19,11 @@ import contextlib
 import errno
 import fnmatch
 import hashlib
+import http.client
 import json
 import os
 import shutil
+import ssl
 import sys
 import threading
 import time
@@ -30,12 +32,11 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, BinaryIO
-from urllib.parse import urlparse
+from urllib.parse import urljoin, urlparse
 
 import httpx2
 from huggingface_hub import get_hf_file_metadata, hf_hub_url
 from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
-from huggingface_hub.file_download import http_get
 from huggingface_hub.utils import build_hf_headers, disable_progress_bars  # type: ignore[attr-defined]
 
 from core.domain.fit import GIB
@@ -229,7 +230,7 @@ def _digest(facts: ModelFacts, name: str) -> str:
 class _HashingWriter:
     """A file that hashes what is written, so a download is verified without reading it back.
 
-    ``http_get`` rewinds and truncates when a server ignores a Range request; the hash then restarts.
+    ``_get_body`` rewinds and truncates when a server ignores a Range request; the hash then restarts.
     """
 
     def __init__(self, handle: BinaryIO, digest: Any, on_bytes: Callable[[int], None]) -> None:
@@ -237,7 +238,7 @@ class _HashingWriter:
         self.digest = digest
         self._on_bytes = on_bytes
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes | memoryview) -> int:
         self.digest.update(data)
         self._on_bytes(len(data))
         return self._handle.write(data)
@@ -294,7 +295,7 @@ def _download_one(
             handle.seek(have)
             on_bytes(have)  # a resumed file: what is already here counts as arrived
             writer = _HashingWriter(handle, digest, on_bytes)
-            http_get(meta.location, writer, resume_size=have, headers=headers, expected_size=size)  # type: ignore[arg-type]
+            _get_body(meta.location, writer, resume=have, headers=headers, expected=size)
         return writer
 
     try:
@@ -306,8 +307,11 @@ def _download_one(
         ) from None
     except (RepositoryNotFoundError, RevisionNotFoundError) as exc:
         raise FetchError(f"{facts.repository}@{facts.sha}: {exc}") from None
-    except HfHubHTTPError as exc:
-        status = exc.response.status_code if exc.response is not None else 0
+    except (HfHubHTTPError, _BodyStatus) as exc:
+        if isinstance(exc, _BodyStatus):
+            status = exc.status
+        else:
+            status = exc.response.status_code if exc.response is not None else 0
         if status in (401, 403):
             raise FetchError(
                 f"the Hub refused {name} of {facts.repository} ({status}): use a token with read access "
@@ -317,7 +321,7 @@ def _download_one(
     except OSError:  # not transient: only a full disk is refused at once
         raise FetchError(_no_space(dest, size or 0)) from None
     except GaveUp as exc:
-        if isinstance(exc.last, HfHubHTTPError):
+        if isinstance(exc.last, HfHubHTTPError | _BodyStatus):
             raise FetchError(f"downloading {name} failed: {exc.last}") from None
         raise FetchError(f"downloading {name} failed after {exc.attempts} attempts: {exc.last}") from None
     got = partial.stat().st_size
@@ -335,10 +339,75 @@ def _download_one(
     os.replace(partial, target)
 
 
+class _BodyStatus(Exception):
+    """The file's bytes were refused with this HTTP status."""
+
+    def __init__(self, status: int, url: str) -> None:
+        super().__init__(f"HTTP {status} for {urlparse(url).path}")
+        self.status = status
+
+
+BODY_BUFFER = 4 * 2**20  # bytes per read: few Python steps per megabyte, hashing and writing without the GIL
+BODY_TIMEOUT_S = 60.0
+MAX_REDIRECTS = 5
+
+
+def _get_body(url: str, writer: _HashingWriter, *, resume: int, headers: dict[str, str], expected: int | None) -> None:
+    """A file's bytes into ``writer``, from ``resume`` on (a Range request; a server that ignores it sends the
+    whole file and the writer starts over). The socket reads straight into one reused buffer: huggingface_hub's
+    ``http_get`` re-chunked every 64 KiB read through httpx's pure-Python HTTP/1.1 parser, and at a few hundred
+    MiB/s that, not hashing or the disk, was the limit on a small machine."""
+    for _ in range(MAX_REDIRECTS + 1):
+        parts = urlparse(url)
+        connection: http.client.HTTPConnection = (
+            http.client.HTTPSConnection(parts.netloc, timeout=BODY_TIMEOUT_S, context=ssl.create_default_context())
+            if parts.scheme == "https"
+            else http.client.HTTPConnection(parts.netloc, timeout=BODY_TIMEOUT_S)
+        )
+        try:
+            ranged = {"Range": f"bytes={resume}-"} if resume else {}
+            target = parts.path + (f"?{parts.query}" if parts.query else "")
+            connection.request("GET", target, headers={**headers, **ranged})
+            response = connection.getresponse()
+            if response.status in (301, 302, 303, 307, 308) and response.getheader("location"):
+                moved = urljoin(url, response.getheader("location", ""))
+                if urlparse(moved).netloc != parts.netloc:
+                    headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+                url = moved
+                continue
+            if response.status == 416 and expected is not None and resume == expected:
+                return  # everything is already here
+            if response.status not in (200, 206):
+                raise _BodyStatus(response.status, url)
+            if resume and response.status == 200:
+                writer.seek(0)  # the server ignored the Range: the whole file comes, and the hash starts over
+                writer.truncate(0)
+            buffer = bytearray(BODY_BUFFER)
+            view = memoryview(buffer)
+            announced = response.getheader("content-length")
+            received = 0
+            while True:
+                got = response.readinto(buffer)
+                if not got:
+                    break
+                writer.write(view[:got])
+                received += got
+            if announced is not None and received < int(announced):  # readinto ends quietly on a closed socket
+                raise http.client.IncompleteRead(b"", int(announced) - received)
+            return
+        finally:
+            connection.close()
+    raise _BodyStatus(310, url)  # too many redirects
+
+
 def _transient(exc: Exception) -> bool:
     """Another try may help: a dropped connection, a timeout, 429 or 5xx, a local I/O error but a full disk."""
     if isinstance(exc, GatedRepoError | RepositoryNotFoundError | RevisionNotFoundError):
         return False
+    if isinstance(exc, _BodyStatus):
+        return exc.status == 429 or exc.status >= 500
+    if isinstance(exc, http.client.HTTPException):  # a connection closed mid-body (IncompleteRead), a bad line
+        return True
     if isinstance(exc, HfHubHTTPError):
         status = exc.response.status_code if exc.response is not None else 0
         return status == 429 or status >= 500

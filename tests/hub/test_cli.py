@@ -15,6 +15,7 @@ from tests.hub.test_resolution import header_only_safetensors
 def recommend(hub: HubServer, tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HF_TOKEN_PATH", "DAIS_HUB__URL")}
     clean["HF_HOME"] = str(tmp_path / "hf-home")
+    clean["DAIS_CONTROLLER__RUNTIME"] = "none"  # the shipped catalog (on the local runtime it is this machine)
     return subprocess.run(
         [sys.executable, "-m", "dais", "recommend", *args, "--endpoint", hub.url],
         capture_output=True,
