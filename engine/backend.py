@@ -16,8 +16,6 @@ from typing import Any, Protocol
 OnChunk = Callable[[dict[str, Any]], bool]
 
 EMBEDDING_TASKS = frozenset({"feature-extraction", "sentence-embeddings", "sentence-similarity"})
-# Causal LM architectures mistral.rs serves from safetensors (config.json "architectures").
-CAUSAL_LMS = ("Llama", "Mistral", "Qwen2", "Qwen3", "Gemma", "Gemma2", "Gemma3", "Phi3", "Phi")
 
 
 class BackendError(Exception):
@@ -75,8 +73,8 @@ class ModelFiles:
                 raise ModelError(f"{config}: not valid JSON ({exc})") from exc
         architecture = architectures[0] if architectures else None
         has_weights = any(directory.glob("*.safetensors"))
-        family = (architecture or "").removesuffix("ForCausalLM")
-        if has_weights and family != architecture and family in CAUSAL_LMS:
+        # Which causal LMs mistral.rs loads is its backend's to say (engine.mistralrs.ARCHITECTURES).
+        if has_weights and architecture is not None and architecture.endswith("ForCausalLM"):
             return cls(directory, "safetensors-causal-lm", None, architecture)
         return cls(directory, "other", None, architecture)
 

@@ -1,8 +1,9 @@
 """``dais engine``: load one model directory with the backend its files call for, and serve it.
 
 Backends, chosen from the files: a GGUF → llama.cpp in process (``xllamacpp``); safetensors of a causal LM
-(Llama, Mistral, Qwen, Gemma, Phi) → mistral.rs (``mistralrs``); any other task → transformers pipelines with
-the optional ``dais[torch]``. A backend that is not installed is an error naming what to install.
+(Llama, Mistral, Qwen, Gemma, Phi …) → mistral.rs in process (``mistralrs``); any other task would need
+transformers pipelines (the optional ``dais[torch]``, not built yet): the engine exits saying what to deploy
+instead.
 """
 
 from __future__ import annotations
@@ -66,10 +67,16 @@ def load(options: EngineOptions) -> tuple[Backend, Device]:
         )
         return backend, device
     if files.kind == "safetensors-causal-lm":
-        raise ModelError(
-            f"{files.architecture} safetensors are served by mistral.rs, which this engine does not run yet: "
-            "deploy a GGUF of the model (most popular models have one on the Hub)"
-        )
+        assert files.architecture is not None
+        try:
+            import mistralrs  # noqa: F401
+        except ImportError as exc:
+            raise ModelError("safetensors causal LMs need the mistralrs package: pip install mistralrs") from exc
+        from engine.mistralrs import MistralRs
+
+        # The CPU wheel: mistral.rs's CUDA and Metal builds are other packages (mistralrs-cuda, mistralrs-metal).
+        device = choose(backend="mistralrs", supports=frozenset({"cpu"}), wanted=options.device)
+        return MistralRs(files.directory, architecture=files.architecture, max_seqs=options.max_concurrency), device
     what = files.architecture or "no recognised weights"
     raise ModelError(
         f"{options.model} ({what}, task {options.task}) needs transformers pipelines: install the optional "

@@ -22,10 +22,11 @@ from openai import OpenAI
 from tests.factories import ADMIN_TOKEN
 from tests.fixtures.hub import HubServer
 from tests.fixtures.kube import wait_for
-from tests.fixtures.models import tiny_llama_gguf
+from tests.fixtures.models import tiny_llama_gguf, tiny_llama_safetensors
 from tests.fixtures.postgres import free_port
 
 CHAT, EMBED, BROKEN = "dais-test/tiny-chat", "dais-test/tiny-embed", "dais-test/broken"
+SAFETENSORS = "dais-test/tiny-llama"
 # This machine's CPU row: the local runtime's hardware catalog.
 CPU = {"vendor": "local", "region": "local", "accelerator": "cpu", "instance_type": "cpu", "instance_size": "x1"}
 WAIT_S = 120
@@ -47,6 +48,9 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubServer]:
         gguf = tiny_llama_gguf(models / "tiny-chat.gguf")
         server.add_model(CHAT, {"tiny-chat.gguf": gguf}, pipeline_tag="text-generation", library_name="gguf")
         server.add_model(EMBED, {"tiny-embed.gguf": gguf}, pipeline_tag="feature-extraction", library_name="gguf")
+        directory = tiny_llama_safetensors(models / "tiny-llama")
+        files = {path.name: path for path in directory.iterdir()}
+        server.add_model(SAFETENSORS, files, pipeline_tag="text-generation", library_name="transformers")
         broken = models / "broken.gguf"
         broken.write_bytes(b"GGUF" + b"\0" * 64)
         server.add_model(BROKEN, {"broken.gguf": broken}, pipeline_tag="text-generation", library_name="gguf")
@@ -152,6 +156,19 @@ def test_a_hub_model_deployed_with_huggingface_hub_streams_tokens_through_the_ga
     assert usage is not None
     assert usage.completion_tokens == 3
     assert usage.prompt_tokens > 0
+    endpoint.delete()
+
+
+def test_a_safetensors_llama_is_served_by_mistral_rs(hf: HfApi) -> None:
+    endpoint = deploy(hf, SAFETENSORS).wait(timeout=WAIT_S)
+    assert endpoint.url is not None
+    openai = OpenAI(base_url=f"{endpoint.url}/v1", api_key=ADMIN_TOKEN)
+    answer = openai.chat.completions.create(
+        model=SAFETENSORS, messages=[{"role": "user", "content": "hi"}], max_tokens=4
+    )
+    assert answer.choices[0].message.content
+    assert answer.usage is not None
+    assert answer.usage.completion_tokens == 4
     endpoint.delete()
 
 
