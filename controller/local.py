@@ -37,11 +37,12 @@ from typing import IO
 import httpx
 
 from controller.desired import EndpointView
-from controller.local_desired import MODEL_DIR, PORT, LocalRun, ReplicaView, local_run, plan_replicas
+from controller.local_desired import MODEL_DIR, PORT, LocalRun, ReplicaView, local_run, memory_wait, plan_replicas
 from controller.local_status import FetchView, ProcessView, observe_local
 from controller.runtime import Notify
 from controller.status import Observation
 from core.domain.catalog import HardwareRow
+from core.domain.machine import memory_gb
 from core.net import free_loopback_port
 from hub.fetch import FetchError, fetch
 
@@ -122,7 +123,11 @@ class LocalRuntime:
     python: str = sys.executable
     max_crashes: int = 3
     check_seconds: float = 0.25
+    memory_bytes: int | None = None  # what replicas may be promised in all; default: 90 % of this machine's memory
     _lock: threading.RLock = field(default_factory=threading.RLock)
+    _labels: dict[str, str] = field(default_factory=dict)  # endpoint id → namespace/name
+    _needs: dict[str, int] = field(default_factory=dict)  # endpoint id → bytes one replica is promised
+    _waiting: dict[str, str] = field(default_factory=dict)  # endpoint id → why its replicas wait for memory
     _runs: dict[str, LocalRun] = field(default_factory=dict)
     _replicas: dict[str, list[_Replica]] = field(default_factory=dict)
     _fetches: dict[str, _Fetch] = field(default_factory=dict)
@@ -152,14 +157,48 @@ class LocalRuntime:
             plan = plan_replicas(views, digest=run.digest, wanted=wanted)
             stopping = [r for r in replicas if r.id in plan.stop]
             self._replicas[view.id] = [r for r in replicas if r.id not in plan.stop]
-            for _ in range(plan.start):
+            self._labels[view.id] = f"{view.namespace}/{view.name}"
+            starts, self._waiting[view.id] = self._room(view.id, run, plan.start)
+            for _ in range(starts):
                 self._replicas[view.id].append(self._spawn(view.id, run))
-        _stop_all(stopping)
+        self._stopped(stopping)
+
+    def _room(self, endpoint_id: str, run: LocalRun, count: int) -> tuple[int, str]:
+        """How many of ``count`` new replicas the machine's memory holds beside what other endpoints were
+        promised (a replica is promised its model's size on disk, a fifth more, and 512 MiB); and why not all."""
+        if not count:
+            return 0, ""
+        model = self._model_dir(run)
+        files = [model / name for name in run.include] if run.include else [p for p in model.rglob("*") if p.is_file()]
+        need = self._needs[endpoint_id] = int(sum(p.stat().st_size for p in files if p.exists()) * 1.2) + 2**29
+        promised: dict[str, int] = {}
+        for other, replicas in self._replicas.items():
+            held = sum(1 for r in replicas if not r.given_up) * self._needs.get(other, 0)
+            if other != endpoint_id and held:
+                promised[self._labels.get(other, other)] = held
+        own = sum(1 for r in self._replicas.get(endpoint_id, []) if not r.given_up) * need
+        if own:
+            promised["its own replicas"] = own
+        capacity = self.memory_bytes or int(memory_gb() * 2**30 * 0.9)
+        fits, why = memory_wait(need=need, count=count, promised=promised, capacity=capacity)
+        if why is not None:
+            log.warning("%s: %s", self._labels.get(endpoint_id, endpoint_id), why)
+        return fits, why or ""
+
+    def _stopped(self, replicas: list[_Replica]) -> None:
+        """Stops them; endpoints waiting for memory are looked at again."""
+        _stop_all(replicas)
+        if replicas:
+            with self._lock:
+                waiting = [endpoint_id for endpoint_id, why in self._waiting.items() if why]
+            for endpoint_id in waiting:
+                self.notify(endpoint_id)
 
     def observe(
         self, view: EndpointView, *, paused: bool, compute: HardwareRow | None, build_error: str | None, url: str
     ) -> Observation:
         with self._lock:
+            waiting = self._waiting.get(view.id) or None
             run = self._runs.get(view.id)
             fetch = self._fetches.get(_fetch_key(run)) if run is not None else None
             replicas = [r for r in self._replicas.get(view.id, []) if r.started_at is not None]
@@ -175,6 +214,7 @@ class LocalRuntime:
             startup_deadline_seconds=self.startup_deadline_seconds,
             now=self.clock(),
             build_error=build_error,
+            waiting=waiting,
         )
         started = [(r.ready_at - r.started_at).total_seconds() for r in ready if r.ready_at and r.started_at]
         observation.addresses.extend(f"127.0.0.1:{r.port}" for r in ready)
@@ -189,7 +229,9 @@ class LocalRuntime:
         with self._lock:
             replicas = self._replicas.pop(endpoint_id, [])
             self._runs.pop(endpoint_id, None)
-        _stop_all(replicas)
+            for memo in (self._labels, self._needs, self._waiting):
+                memo.pop(endpoint_id, None)
+        self._stopped(replicas)
         shutil.rmtree(self.logs / endpoint_id, ignore_errors=True)
         return True
 

@@ -11,7 +11,7 @@ Ready, or at once when none of the old serves).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,3 +107,26 @@ def plan_replicas(replicas: Sequence[ReplicaView], *, digest: str, wanted: int) 
     if wanted == 0 or new_ready >= wanted or not any(r.ready for r in old):
         stop += [r.id for r in old]
     return ReplicaPlan(start=max(0, wanted - len(keep)), stop=tuple(stop))
+
+
+GIB = 2**30
+
+
+def memory_wait(*, need: int, count: int, promised: Mapping[str, int], capacity: int) -> tuple[int, str | None]:
+    """How many of ``count`` new replicas needing ``need`` bytes each fit beside the memory ``promised`` to other
+    endpoints (by label), within ``capacity``; and, when not all do, the message that says what holds it."""
+    free = capacity - sum(promised.values())
+    fits = max(0, min(count, free // need)) if need > 0 else count
+    if fits == count:
+        return fits, None
+    holders = ", ".join(
+        f"{label} ({size / GIB:.1f} GiB)" for label, size in sorted(promised.items(), key=lambda i: -i[1])
+    )
+    held = (
+        f"{sum(promised.values()) / GIB:.1f} of {capacity / GIB:.1f} GiB are promised to {holders}" if promised else ""
+    )
+    return fits, (
+        f"waiting for memory: a replica needs about {need / GIB:.1f} GiB"
+        + (f"; {held}" if held else f", more than this machine's {capacity / GIB:.1f} GiB")
+        + ": scale one of them down or to zero, or choose a smaller model or quantization"
+    )

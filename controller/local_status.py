@@ -53,6 +53,7 @@ def observe_local(
     startup_deadline_seconds: float,
     now: datetime,
     build_error: str | None = None,
+    waiting: str | None = None,  # why replicas wait for memory
 ) -> Observation:
     ready_total = sum(1 for p in processes if p.ready)
     if paused:
@@ -82,7 +83,8 @@ def observe_local(
         return with_conditions(Observation(EndpointState.INITIALIZING, _downloading(fetch), 0, replicas))
     starting = [p for p in current if not p.given_up]
     if not starting:
-        return with_conditions(Observation(EndpointState.PENDING, MESSAGES[EndpointState.PENDING], 0, replicas))
+        message = waiting or MESSAGES[EndpointState.PENDING]
+        return with_conditions(Observation(EndpointState.PENDING, message, 0, replicas))
     waited = (now - min(p.started_at for p in starting)).total_seconds()
     crashed = max((p for p in starting if p.crashes), key=lambda p: p.crashes, default=None)
     message = "starting the engine and loading the model"

@@ -85,6 +85,12 @@ class ControllerSettings(ClusterSettings, LeaseSettings):
         description="Where replicas run: Kubernetes objects, child processes on this machine, or nowhere (the API "
         "alone); default: kubernetes with a cluster (a kubeconfig, or in a pod), else local.",
     )
+    local_memory_gb: float | None = Field(
+        default=None,
+        gt=0,
+        description="Local runtime: the memory replicas may be promised in all (each its model's size and a "
+        "margin); a replica that does not fit waits as pending. Default: 90 % of this machine's.",
+    )
     lease_name: str = "dais-controller"
     listen: str = Field(default="127.0.0.1:9091", description="host:port serving /metrics and /healthz.")
     max_backoff_seconds: float = Field(default=300, gt=0, description="Ceiling of the per-endpoint retry delay.")

@@ -1,9 +1,8 @@
 """``dais engine``: load one model directory with the backend its files call for, and serve it.
 
 Backends, chosen from the files: a GGUF → llama.cpp in process (``xllamacpp``); safetensors of a causal LM
-(Llama, Mistral, Qwen, Gemma, Phi …) → mistral.rs in process (``mistralrs``); any other task would need
-transformers pipelines (the optional ``dais[torch]``, not built yet): the engine exits saying what to deploy
-instead.
+(Llama, Mistral, Qwen, Gemma, Phi …) → mistral.rs in process (``mistralrs``); any other model (transformers
+pipelines are to come) makes the engine exit saying what to deploy instead.
 """
 
 from __future__ import annotations
@@ -79,8 +78,9 @@ def load(options: EngineOptions) -> tuple[Backend, Device]:
         return MistralRs(files.directory, architecture=files.architecture, max_seqs=options.max_concurrency), device
     what = files.architecture or "no recognised weights"
     raise ModelError(
-        f"{options.model} ({what}, task {options.task}) needs transformers pipelines: install the optional "
-        "extra, pip install 'dais[torch]', or deploy a GGUF"
+        f"{options.model} ({what}, task {options.task}) is neither a GGUF nor a safetensors causal LM, and Dais's "
+        "engine serves no other model yet (transformers pipelines are to come): deploy a GGUF of the model, or "
+        "run Dais on Kubernetes with an engine image for it (TEI, vLLM, TGI)"
     )
 
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,9 +58,8 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubServer]:
         yield server
 
 
-@pytest.fixture(scope="module")
-def serve(hub: HubServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
-    home = tmp_path_factory.mktemp("home")
+@contextmanager
+def dais_serve(hub: HubServer, home: Path, **settings: str) -> Iterator[Serve]:
     port, gateway = free_port(), free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("DAIS_")},
@@ -70,6 +70,7 @@ def serve(hub: HubServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         "DAIS_GATEWAY__LISTEN": f"127.0.0.1:{gateway}",
         "DAIS_GATEWAY__INTERNAL_LISTEN": f"127.0.0.1:{free_port()}",
         "DAIS_LOG_JSON": "false",
+        **settings,
     }
     log = home / "serve.log"
     with log.open("wb") as out:
@@ -86,8 +87,19 @@ def serve(hub: HubServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     assert not engine_pids(home), "an engine process outlived dais serve"
 
 
+@pytest.fixture(scope="module")
+def serve(hub: HubServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
+    with dais_serve(hub, tmp_path_factory.mktemp("home")) as running:
+        yield running
+
+
 @pytest.fixture
 def hf(serve: Serve, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> HfApi:
+    return redirected(serve, monkeypatch, tmp_path)
+
+
+def redirected(serve: Serve, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> HfApi:
+    """The real client, pointed at ``serve`` (reference §1), with the admin token as ``HF_TOKEN``."""
     monkeypatch.setattr(hf_constants, "INFERENCE_ENDPOINTS_ENDPOINT", f"{serve.url}/v2")
     monkeypatch.setattr(hf_constants, "HF_HUB_DISABLE_TELEMETRY", True)
     monkeypatch.setattr(hf_constants, "HF_TOKEN_PATH", str(tmp_path / "no-stored-token"))
@@ -252,3 +264,26 @@ def test_delete_leaves_no_process_and_no_files_but_the_shared_model_cache(hf: Hf
         what="its processes and logs gone",
     )
     assert any((serve.home / "models" / CHAT).iterdir()), "the model cache stays for the next endpoint"
+
+
+def test_an_endpoint_that_does_not_fit_beside_the_others_waits_naming_them(
+    hub: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Room for one replica of the tiny model (about 512 MiB promised each) and not two.
+    home = tmp_path / "home"
+    home.mkdir()
+    with dais_serve(hub, home, DAIS_CONTROLLER__LOCAL_MEMORY_GB="0.8") as small:
+        api = redirected(small, monkeypatch, tmp_path)
+        first = deploy(api, CHAT).wait(timeout=WAIT_S)
+        second = deploy(api, CHAT)
+
+        def waiting() -> str | None:
+            status = second.fetch().raw["status"]
+            return status["message"] if status["state"] == "pending" and "memory" in status["message"] else None
+
+        message = wait_for(waiting, timeout=WAIT_S, what="the second endpoint waiting for memory")
+        assert f"admin/{first.name}" in message
+        assert "scale one of them down or to zero" in message
+        first.pause()  # its memory comes free: the second starts
+        second.wait(timeout=WAIT_S)
+        assert chat(second).status_code == 200

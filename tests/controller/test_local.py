@@ -11,7 +11,7 @@ import pytest
 
 from controller.desired import EndpointView
 from controller.errors import PermanentError
-from controller.local_desired import MODEL_DIR, PORT, ReplicaView, local_run, plan_replicas
+from controller.local_desired import MODEL_DIR, PORT, ReplicaView, local_run, memory_wait, plan_replicas
 from controller.local_status import FetchView, ProcessView, observe_local
 from core.domain.enums import EndpointState
 
@@ -155,3 +155,39 @@ def test_an_update_that_fails_keeps_the_old_version_serving() -> None:
 def test_paused_and_scaled_to_zero() -> None:
     assert observed([], paused=True).state == EndpointState.PAUSED
     assert observed([], replicas=0).state == EndpointState.SCALED_TO_ZERO
+
+
+GIB = 2**30
+
+
+@pytest.mark.parametrize(
+    ("count", "promised", "fits", "says"),
+    [
+        (1, {}, 1, None),
+        (2, {"ns/a": 4 * GIB}, 2, None),  # 4 + 2 × 2 = 8 of 8
+        (2, {"ns/a": 5 * GIB}, 1, "5.0 of 8.0 GiB are promised to ns/a (5.0 GiB)"),
+        (1, {"ns/a": 2 * GIB, "ns/b": 5 * GIB}, 0, "promised to ns/b (5.0 GiB), ns/a (2.0 GiB)"),
+    ],
+)
+def test_replicas_start_only_as_far_as_memory_promised_to_others_allows(
+    count: int, promised: dict[str, int], fits: int, says: str | None
+) -> None:
+    started, why = memory_wait(need=2 * GIB, count=count, promised=promised, capacity=8 * GIB)
+    assert started == fits
+    if says is None:
+        assert why is None
+    else:
+        assert why is not None
+        assert says in why
+        assert "needs about 2.0 GiB" in why
+
+
+def test_a_replica_bigger_than_the_machine_says_so() -> None:
+    _, why = memory_wait(need=9 * GIB, count=1, promised={}, capacity=8 * GIB)
+    assert why is not None
+    assert "more than this machine's 8.0 GiB" in why
+
+
+def test_waiting_for_memory_is_pending_with_why() -> None:
+    observation = observed([], waiting="waiting for memory: …")
+    assert (observation.state, observation.message) == (EndpointState.PENDING, "waiting for memory: …")

@@ -202,7 +202,7 @@ def test_a_model_that_cannot_load_exits_with_why(tmp_path: Path) -> None:
     ("files", "named"),
     [
         ({"config.json": '{"architectures": ["LlamaForCausalLM"]}', "model.safetensors": ""}, "mistral.rs"),
-        ({"config.json": '{"architectures": ["BertModel"]}', "model.safetensors": ""}, "dais[torch]"),
+        ({"config.json": '{"architectures": ["BertModel"]}', "model.safetensors": ""}, "deploy a GGUF"),
     ],
 )
 def test_models_no_installed_backend_serves_name_what_to_do(tmp_path: Path, files: dict[str, str], named: str) -> None:
