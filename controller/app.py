@@ -194,6 +194,7 @@ class Controller:
             startup_deadline_seconds=config.startup_deadline_seconds,
             clock=self.clock,
             notify=queue.add,
+            engines=load_engine_catalog(self.settings.engine_catalog),
             memory_bytes=int(config.local_memory_gb * 2**30) if config.local_memory_gb else None,
         )
         supervisor = threading.Thread(target=runtime.run, args=(halt,), name="local-runtime", daemon=True)

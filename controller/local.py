@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import ctypes
+import importlib.util
 import io
 import logging
 import os
@@ -41,7 +42,8 @@ from controller.local_desired import MODEL_DIR, PORT, LocalRun, ReplicaView, loc
 from controller.local_status import FetchView, ProcessView, observe_local
 from controller.runtime import Notify
 from controller.status import Observation
-from core.domain.catalog import HardwareRow
+from core.domain.catalog import EngineCatalog, HardwareRow, load_engine_catalog
+from core.domain.enums import ImageVariant
 from core.domain.machine import memory_gb
 from core.net import free_loopback_port
 from hub.fetch import FetchError, fetch
@@ -76,8 +78,9 @@ class _Replica:
     digest: str
     command: list[str]
     env: dict[str, str]
-    health_url: str
+    health_route: str
     log_path: Path
+    health_url: str = ""
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     started_at: datetime | None = None
@@ -120,6 +123,7 @@ class LocalRuntime:
     startup_deadline_seconds: float
     clock: Callable[[], datetime]
     notify: Notify
+    engines: EngineCatalog = field(default_factory=lambda: load_engine_catalog(None))
     python: str = sys.executable
     max_crashes: int = 3
     check_seconds: float = 0.25
@@ -144,7 +148,7 @@ class LocalRuntime:
     # -- the runtime seam ---------------------------------------------------------------------------------------
 
     def converge(self, view: EndpointView, compute: HardwareRow) -> None:
-        run = local_run(view, python=self.python)
+        run = local_run(view, python=self.python, engines=self.engines, installed=installed_engines(self.engines))
         with self._lock:
             self._runs[view.id] = run
             replicas = self._replicas.setdefault(view.id, [])
@@ -331,7 +335,7 @@ class LocalRuntime:
             digest=run.digest,
             command=[part.replace(MODEL_DIR, str(model_dir)) for part in run.command],
             env=_child_env(run.env),
-            health_url="",
+            health_route=run.health_route,
             log_path=self.logs / endpoint_id / f"{replica_id}.log",
         )
         self._start(replica)
@@ -339,7 +343,7 @@ class LocalRuntime:
 
     def _start(self, replica: _Replica) -> None:
         replica.port = free_loopback_port()
-        replica.health_url = f"http://127.0.0.1:{replica.port}/health"
+        replica.health_url = f"http://127.0.0.1:{replica.port}/{replica.health_route.lstrip('/')}"
         command = [part.replace(PORT, str(replica.port)) for part in replica.command]
         replica.log_path.parent.mkdir(parents=True, exist_ok=True)
         replica.process = subprocess.Popen(
@@ -419,6 +423,22 @@ class LocalRuntime:
             log.exception("fetching %s failed", run.model_key)
         for endpoint_id in list(state.waiting):
             self.notify(endpoint_id)
+
+
+def installed_engines(engines: EngineCatalog) -> frozenset[ImageVariant]:
+    """The catalog's engines whose local command this machine has: the executable on PATH, or for
+    ``python -m module`` the module importable by this Python (which then runs it)."""
+    found = set()
+    for variant, recipe in engines.engines.items():
+        if recipe.local is None:
+            continue
+        command = recipe.local.command
+        if command[0].startswith("python") and command[1:2] == ["-m"]:
+            if importlib.util.find_spec(command[2].split(".")[0]) is not None:
+                found.add(variant)
+        elif shutil.which(command[0]):
+            found.add(variant)
+    return frozenset(found)
 
 
 def _fetch_key(run: LocalRun | None) -> str:

@@ -1,7 +1,9 @@
 """Pure: what one endpoint's replicas run on this machine, and the plan that gets the processes there.
 
-What runs is Dais's own engine (``dais engine``) on the model fetched into the shared cache
-(``DAIS_HOME/models/<repository>/<revision>``), one process per replica on a loopback port of its own. The
+What runs is the engine the spec means when it is installed on this machine (``llama-server``, ``vllm``,
+``text-generation-launcher``, ``text-embeddings-router``, ``python -m sglang.launch_server``: the engine
+catalog's ``local`` commands), else Dais's own engine (``dais engine``), on the model fetched into the shared
+cache (``DAIS_HOME/models/<repository>/<revision>``), one process per replica on a loopback port of its own. The
 spec's env and secrets reach the process's environment (``MAX_CONCURRENCY`` among them: one request at a time
 unless the endpoint says otherwise). A ``digest`` covers all of it: replicas of another digest are an old
 version, replaced the way a rolling update replaces pods (new ones first; old ones stop once the new are
@@ -19,6 +21,8 @@ import orjson
 
 from controller.desired import EndpointView
 from controller.errors import PermanentError
+from core.domain.catalog import EngineCatalog
+from core.domain.enums import ImageVariant
 
 MODEL_DIR = "{modelDir}"
 PORT = "{port}"
@@ -57,8 +61,12 @@ class ReplicaPlan:
     stop: tuple[str, ...] = field(default_factory=tuple)
 
 
-def local_run(view: EndpointView, *, python: str) -> LocalRun:
-    """``PermanentError`` for what cannot run without a container runtime."""
+def local_run(
+    view: EndpointView, *, python: str, engines: EngineCatalog, installed: frozenset[ImageVariant] = frozenset()
+) -> LocalRun:
+    """What the replicas run: the engine the spec names (or the Hub resolution picked, or the catalog's engine
+    for the task) when it is ``installed`` on this machine, else Dais's own engine, which speaks the routes of
+    all of them. ``PermanentError`` for what cannot run without a container runtime."""
     model = view.spec["model"]
     ((variant, config),) = model["image"].items()
     if variant == "custom" or config.get("url"):
@@ -67,10 +75,25 @@ def local_run(view: EndpointView, *, python: str) -> LocalRun:
             "the catalog, or run Dais on Kubernetes (DAIS_CONTROLLER__KUBECONFIG)"
         )
     model_path = config.get("modelPath") or view.model_path
-    target = f"{MODEL_DIR}/{model_path}" if model_path else MODEL_DIR
     task = model.get("task") or "text-generation"
-    command: tuple[str, ...] = (python, "-m", "dais", "engine", "--model", target, "--port", PORT, "--host")
-    command += ("127.0.0.1", "--model-id", model["repository"], "--task", task)
+    values = {
+        "modelDir": MODEL_DIR,
+        "modelFile": f"{MODEL_DIR}/{model_path}" if model_path else MODEL_DIR,
+        "repository": model["repository"],
+        "port": PORT,
+        "task": task,
+    }
+    engine = _engine(variant, view.engine, task, engines)
+    recipe = engines.defaults(engine)
+    if recipe.local is not None and engine in installed:
+        command = tuple(_fill(part, values) for part in (*recipe.local.command, *recipe.local.args))
+        if command[0].startswith("python"):
+            command = (python, *command[1:])  # the interpreter that found the module
+        health = str(config.get("healthRoute") or recipe.health_route)
+    else:
+        command = (python, "-m", "dais", "engine", "--model", values["modelFile"], "--port", PORT, "--host")
+        command += ("127.0.0.1", "--model-id", model["repository"], "--task", task)
+        health = DAIS_ENGINE_HEALTH
     env = {**(model.get("env") or {}), **view.secrets}
     env.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     include = (str(model_path),) if model_path else ()
@@ -89,9 +112,25 @@ def local_run(view: EndpointView, *, python: str) -> LocalRun:
         include=include,
         command=(*command, *(model.get("args") or [])),
         env=env,
-        health_route=DAIS_ENGINE_HEALTH,
+        health_route=health,
         digest=digest,
     )
+
+
+def _engine(variant: str, resolved: str | None, task: str, engines: EngineCatalog) -> ImageVariant:
+    """The engine a spec means: the Hub resolution's (llama.cpp for a GGUF), else the variant, where the
+    ``huggingface`` variant means the catalog's engine for the task."""
+    if resolved:
+        return ImageVariant(resolved)
+    chosen = ImageVariant(variant)
+    return engines.defaults(chosen).task_engines.get(task, chosen)
+
+
+def _fill(template: str, values: Mapping[str, str]) -> str:
+    for name, value in values.items():
+        if name not in ("modelDir", "port"):  # those two the runtime fills, per replica
+            template = template.replace("{" + name + "}", value)
+    return template
 
 
 def plan_replicas(replicas: Sequence[ReplicaView], *, digest: str, wanted: int) -> ReplicaPlan:

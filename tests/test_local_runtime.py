@@ -287,3 +287,20 @@ def test_an_endpoint_that_does_not_fit_beside_the_others_waits_naming_them(
         first.pause()  # its memory comes free: the second starts
         second.wait(timeout=WAIT_S)
         assert chat(second).status_code == 200
+
+
+def test_an_engine_counts_as_installed_when_its_executable_is_on_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from controller.local import installed_engines
+    from core.domain.catalog import load_engine_catalog
+    from core.domain.enums import ImageVariant
+
+    engines = load_engine_catalog(None)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert ImageVariant.LLAMACPP not in installed_engines(engines)
+    server = tmp_path / "llama-server"
+    server.write_text("#!/bin/sh\nexit 0\n")
+    server.chmod(0o755)
+    assert ImageVariant.LLAMACPP in installed_engines(engines)
+    assert ImageVariant.TGI not in installed_engines(engines)

@@ -120,6 +120,16 @@ def _size_figures(unit: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict
     return figures
 
 
+class LocalCommand(BaseModel):
+    """How the local runtime runs an engine installed on this machine (``command``'s first word on PATH, or
+    ``python -m module`` importable); placeholders as in ``args``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    command: list[str]
+    args: list[str] = Field(default_factory=list)
+
+
 class EngineDefaults(BaseModel):
     """One image variant's container recipe (see engines.yaml for the fields and placeholders)."""
 
@@ -137,6 +147,7 @@ class EngineDefaults(BaseModel):
     shared_memory: str | None = Field(default=None, alias="sharedMemory")
     needs_model_file: bool = Field(default=False, alias="needsModelFile")
     task_engines: dict[str, ImageVariant] = Field(default_factory=dict, alias="taskEngines")
+    local: LocalCommand | None = None
 
 
 class EngineCatalog:

@@ -13,9 +13,11 @@ from controller.desired import EndpointView
 from controller.errors import PermanentError
 from controller.local_desired import MODEL_DIR, PORT, ReplicaView, local_run, memory_wait, plan_replicas
 from controller.local_status import FetchView, ProcessView, observe_local
-from core.domain.enums import EndpointState
+from core.domain.catalog import load_engine_catalog
+from core.domain.enums import EndpointState, ImageVariant
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+ENGINES = load_engine_catalog(None)
 
 
 def view(image: dict[str, Any] | None = None, **model: Any) -> EndpointView:
@@ -33,7 +35,7 @@ def view(image: dict[str, Any] | None = None, **model: Any) -> EndpointView:
 def test_dais_engine_runs_the_cached_model_with_the_specs_env_and_secrets() -> None:
     endpoint = view(env={"MAX_CONCURRENCY": "4"})
     endpoint = replace(endpoint, secrets={"API_KEY": "s"}, model_path="q4.gguf")
-    run = local_run(endpoint, python="/py")
+    run = local_run(endpoint, python="/py", engines=ENGINES)
     assert run.command[:4] == ("/py", "-m", "dais", "engine")
     assert run.command[run.command.index("--model") + 1] == f"{MODEL_DIR}/q4.gguf"
     assert run.command[run.command.index("--port") + 1] == PORT
@@ -44,16 +46,43 @@ def test_dais_engine_runs_the_cached_model_with_the_specs_env_and_secrets() -> N
 
 
 def test_the_digest_changes_with_what_runs_and_only_with_it() -> None:
-    base = local_run(view(), python="/py").digest
-    assert local_run(view(), python="/py").digest == base
-    assert local_run(view(env={"X": "1"}), python="/py").digest != base
-    assert local_run(view(args=["--context", "8192"]), python="/py").digest != base
+    base = local_run(view(), python="/py", engines=ENGINES).digest
+    assert local_run(view(), python="/py", engines=ENGINES).digest == base
+    assert local_run(view(env={"X": "1"}), python="/py", engines=ENGINES).digest != base
+    assert local_run(view(args=["--context", "8192"]), python="/py", engines=ENGINES).digest != base
+
+
+DAIS_ENGINE = ("/py", "-m", "dais", "engine")
+
+
+@pytest.mark.parametrize(
+    ("image", "task", "resolved", "installed", "starts"),
+    [
+        # a GGUF (the Hub resolution says llama.cpp): llama-server when installed, on the GGUF file
+        ({"huggingface": {}}, "text-generation", "llamacpp", {ImageVariant.LLAMACPP}, ("llama-server", "--model")),
+        ({"huggingface": {}}, "text-generation", "llamacpp", set(), DAIS_ENGINE),
+        ({"tgi": {}}, "text-generation", None, {ImageVariant.TGI}, ("text-generation-launcher", "--model-id")),
+        ({"tgi": {}}, "text-generation", None, set(), DAIS_ENGINE),
+        # huggingface means the catalog's engine for the task: TEI for embeddings
+        ({"huggingface": {}}, "feature-extraction", None, {ImageVariant.TEI}, ("text-embeddings-router",)),
+        ({"sGLang": {}}, "text-generation", None, {ImageVariant.SGLANG}, ("/py", "-m", "sglang.launch_server")),
+    ],
+)
+def test_an_installed_engine_runs_else_dais_engine(
+    image: dict[str, Any], task: str, resolved: str | None, installed: set[ImageVariant], starts: tuple[str, ...]
+) -> None:
+    endpoint = replace(view(image, task=task), engine=resolved, model_path="q4.gguf" if resolved else None)
+    run = local_run(endpoint, python="/py", engines=ENGINES, installed=frozenset(installed))
+    assert run.command[: len(starts)] == starts
+    if resolved:
+        assert f"{MODEL_DIR}/q4.gguf" in run.command
+    assert PORT in run.command
 
 
 @pytest.mark.parametrize("image", [{"custom": {"url": "ghcr.io/me/engine:1"}}, {"tgi": {"url": "my/tgi:1"}}])
 def test_a_container_image_is_refused_with_why(image: dict[str, Any]) -> None:
     with pytest.raises(PermanentError, match="no container runtime here"):
-        local_run(view(image), python="/py")
+        local_run(view(image), python="/py", engines=ENGINES)
 
 
 def replica(name: str, digest: str = "new", ready: bool = True) -> ReplicaView:
