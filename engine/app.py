@@ -45,6 +45,7 @@ class Served:
     model_id: str
     gate: Gate
     device: str
+    device_why: str = ""  # why this device: a CPU fallback says why no GPU was used
     embedding: bool = False  # an embedding model: ``POST /`` is TEI's embed, else TGI's generate
     backend: Backend | None = None  # None while loading
     failed: str | None = None  # why the load failed
@@ -270,6 +271,7 @@ def create_app(served: Served) -> Starlette:
             {
                 "model_id": served.model_id,
                 "model_device_type": served.device,
+                "device_reason": served.device_why,
                 "max_concurrent_requests": served.gate.max_concurrency,
                 "max_total_tokens": backend.context_tokens // served.gate.max_concurrency if backend else None,
                 "backend": backend.name if backend else None,

@@ -125,7 +125,7 @@ def serve(options: EngineOptions) -> int:
             log.error("cannot serve %s: %s", options.model, exc)
             server.should_exit = True
             return
-        served.device = device.kind
+        served.device, served.device_why = device.kind, device.why
         served.backend = backend
         log.info(
             "serving %s with %s on %s, %d thread(s), %d request(s) at a time",

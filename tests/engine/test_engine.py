@@ -97,6 +97,14 @@ def test_huggingface_hub_streams_chat_and_tgi_text_generation(engine: DaisEngine
     assert streamed[-1].details is not None
 
 
+def test_info_says_which_device_and_why(engine: DaisEngine) -> None:
+    info = httpx.get(engine.url + "/info").json()
+    assert info["model_id"] == "tiny-chat"
+    assert info["backend"] == "llama.cpp"
+    assert info["model_device_type"] == "cpu"
+    assert info["device_reason"].startswith("CPU (")  # with why no GPU: no driver here
+
+
 def test_plain_completions_and_the_model_list(engine: DaisEngine) -> None:
     client = OpenAI(base_url=engine.url + "/v1", api_key="unused")
     assert [m.id for m in client.models.list()] == ["tiny-chat"]
