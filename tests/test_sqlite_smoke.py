@@ -143,3 +143,21 @@ def test_a_container_image_is_refused_on_the_local_runtime_saying_why(tmp_path: 
         assert "no container runtime" in refused.json()["error"]
         assert refused.json()["fields"][0]["field"] == "model.image"
         assert client.get("/v2/endpoint/admin").json() == {"items": []}, "nothing half-written stays"
+
+
+def test_a_model_too_large_for_this_machine_is_refused_at_create(tmp_path: Path, hub_server: HubServer) -> None:
+    from tests.hub.test_resolution import header_only_safetensors
+
+    hub_server.add_model("org/huge", {"model.safetensors": header_only_safetensors(400_000_000_000)})
+    settings = Settings(home=tmp_path, admin_token=ADMIN_TOKEN, log_json=False, hub=HubSettings(url=hub_server.url))
+    migrations.upgrade(settings.effective_database_url)
+    state = build_state(settings)
+    ensure_admin(state.sessions, settings, state.clock())
+    with TestClient(create_app(settings, state=state), headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as client:
+        body = endpoint_body(**LOCAL)
+        body["model"]["repository"] = "org/huge"
+        refused = client.post("/v2/endpoint/admin", json=body)
+        assert refused.status_code == 400, refused.text
+        said = refused.json()["error"]
+        assert "local-local-cpu-x1 has" in said  # this machine's memory, detected
+        assert "pick a smaller or quantized model" in said
