@@ -233,7 +233,8 @@ class Proxy:
         current = self.table.by_id(route.endpoint_id) or route
         estimate = current.startup_seconds or self.settings.cold_start_estimate_seconds
         retry = max(1, round(estimate))
-        message = f"endpoint {route.label} is scaling up (about {retry} s): {advice}"
+        doing = f"; {current.message}" if current.message and current.state in ("initializing", "pending") else ""
+        message = f"endpoint {route.label} is scaling up (about {retry} s{doing}): {advice}"
         error(client, 503, message, retry_after=retry)
 
     async def _forward(self, route: Route, target: RequestTarget, request: Request, client: Connection) -> None:

@@ -37,6 +37,7 @@ class Route:
     upstreams: tuple[str, ...]  # base URLs (http://ip:port per Ready pod, or the Service)
     health_route: str
     startup_seconds: float | None
+    message: str | None = None  # the status message: what the endpoint is doing (downloading the model: 45 % …)
 
     @property
     def serving(self) -> bool:
@@ -70,6 +71,7 @@ def route_of(endpoint: Endpoint, status: EndpointStatus | None, *, engines: Engi
         upstreams=upstreams,
         health_route=engines.health_route(spec),
         startup_seconds=status.startup_seconds if status is not None else None,
+        message=status.message if status is not None else None,
     )
 
 

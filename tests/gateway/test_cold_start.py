@@ -172,3 +172,13 @@ def test_pausing_releases_held_requests(gateway: Running) -> None:
     assert done.wait(10)
     assert result[0].status_code == 503
     assert "paused" in result[0].json()["error"]
+
+
+def test_a_request_to_an_endpoint_still_starting_says_what_it_is_doing(gateway: Running) -> None:
+    ident = _create_idle(gateway, "downloading")
+    doing = "downloading the model: 45 % (135 of 300 MiB)"
+    gateway.set_status(ident, engines=[], ready=0, target=1, message=doing)
+    gateway.known("admin", "downloading", lambda r: r.message == doing)
+    answer = httpx.post(f"{gateway.url}/admin/downloading/generate", json={"inputs": "x"})
+    assert answer.status_code == 503
+    assert doing in answer.json()["error"]
