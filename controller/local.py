@@ -2,8 +2,8 @@
 
 - The model is fetched once into the shared cache, ``DAIS_HOME/models/<repository>/<revision>``, by the code
   of ``dais model fetch`` (confined to that directory, resumable, verified, retried with backoff; the Hub token
-  of the namespace or the endpoint's ``HF_TOKEN``), its progress shown in the endpoint's status. A marker
-  written when it completes makes every later start a cache hit with no Hub request at all.
+  of the namespace or the endpoint's ``HF_TOKEN``), its progress shown in the endpoint's status. A complete
+  fetch is recorded there (``hub.fetch.fetched``): every later start is a cache hit with no Hub request.
 - A supervisor thread watches the children: a replica is Ready once its health route answers 200; one that
   exits is restarted with backoff (1, 2, 4 … s); after ``max_crashes`` exits in a row without becoming Ready,
   or no Ready before the start-up deadline, it is given up and the endpoint is ``failed`` with its last lines
@@ -46,11 +46,10 @@ from core.domain.catalog import EngineCatalog, HardwareRow, load_engine_catalog
 from core.domain.enums import ImageVariant
 from core.domain.machine import memory_gb
 from core.net import free_loopback_port
-from hub.fetch import FetchError, fetch
+from hub.fetch import FetchError, fetch, fetched
 
 log = logging.getLogger("dais.controller.local")
 
-READY_MARKER = ".dais-ready"
 LOG_BYTES = 10 * 2**20
 LOG_KEEP = 3
 FETCH_RETRY_SECONDS = 60.0
@@ -381,8 +380,7 @@ class LocalRuntime:
             found.waiting.add(view.id)
             return found
         dest = self._model_dir(run)
-        marker = dest / READY_MARKER
-        if marker.is_file() and set(run.include) <= set(marker.read_text().split("\n")):
+        if fetched(dest, list(run.include) or None):
             found = self._fetches[key] = _Fetch(key, done=True)
             return found
         found = self._fetches[key] = _Fetch(key, waiting={view.id})
@@ -413,7 +411,6 @@ class LocalRuntime:
                 out=_LogLines(log),
                 progress=progress,
             )
-            (dest / READY_MARKER).write_text("\n".join(run.include))
             state.done = True
         except FetchError as exc:
             state.error, state.failed_at = str(exc), time.monotonic()

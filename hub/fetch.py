@@ -219,8 +219,42 @@ def fetch(
                         flush=True,
                     )
     report.seconds = clock() - began
+    _mark_complete(dest, include)
     print(f"fetch complete in {report.seconds:.1f}s", file=out, flush=True)
     return report
+
+
+COMPLETE = ".dais-complete"  # one line per include set fetched completely ("*" for the whole revision)
+
+
+def fetched(dest: Path, include: Sequence[str] | None) -> bool:
+    """Whether ``dest`` already holds a complete fetch of ``include`` (the local runtime's cache hit: no Hub
+    request at all). Each of its files is still there at the recorded size."""
+    try:
+        lines = (dest / COMPLETE).read_text().splitlines()
+    except OSError:
+        return False
+    if _include_key(include) not in lines:
+        return False
+    manifest = Manifest(dest)
+    names = list(include) if include else list(manifest.entries)
+    return all(
+        (dest / name).is_file() and (dest / name).stat().st_size == manifest.entries.get(name, {}).get("size")
+        for name in names
+    )
+
+
+def _include_key(include: Sequence[str] | None) -> str:
+    return ",".join(sorted(include)) if include else "*"
+
+
+def _mark_complete(dest: Path, include: Sequence[str] | None) -> None:
+    path = dest / COMPLETE
+    lines = path.read_text().splitlines() if path.exists() else []
+    if _include_key(include) not in lines:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("\n".join([*lines, _include_key(include)]) + "\n")
+        tmp.replace(path)
 
 
 def _digest(facts: ModelFacts, name: str) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.fetch import MANIFEST, PARTIAL, FetchError, fetch, report_failure
+from hub.fetch import MANIFEST, PARTIAL, FetchError, fetch, fetched, report_failure
 from tests.fixtures.hub import HubServer, safetensors_bytes
 
 MIB = 2**20
@@ -95,6 +95,17 @@ def test_only_the_included_gguf_file_is_fetched(hub: HubServer, tmp_path: Path) 
     sha = hub.add_model("org/gguf", {"a-Q4_K_M.gguf": b"a" * 100, "a-Q8_0.gguf": b"b" * 200, "README.md": b"#"})
     run(hub, tmp_path, repository="org/gguf", revision=sha, include=["a-Q4_K_M.gguf"])
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["a-Q4_K_M.gguf"]
+
+
+def test_a_complete_fetch_is_known_without_asking_the_hub_until_a_file_goes(hub: HubServer, tmp_path: Path) -> None:
+    sha = hub.add_model("org/gguf2", {"a-Q4_K_M.gguf": b"a" * 100, "a-Q8_0.gguf": b"b" * 200})
+    assert not fetched(tmp_path, ["a-Q4_K_M.gguf"])
+    run(hub, tmp_path, repository="org/gguf2", revision=sha, include=["a-Q4_K_M.gguf"])
+    assert fetched(tmp_path, ["a-Q4_K_M.gguf"])
+    assert not fetched(tmp_path, ["a-Q8_0.gguf"])  # another file set: not fetched
+    assert not fetched(tmp_path, None)
+    (tmp_path / "a-Q4_K_M.gguf").unlink()
+    assert not fetched(tmp_path, ["a-Q4_K_M.gguf"])
 
 
 @pytest.mark.parametrize("remote", ["../escape.txt", "a/../../escape.txt", "/etc/escape"])
