@@ -16,6 +16,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from enum import StrEnum
 
 from gateway import metrics
@@ -72,8 +73,9 @@ class ColdStarts:
         except Exception as exc:  # the autoscaler's tick still wakes it from the activity rows
             log.warning("wake signal for %s failed (%s); the autoscaler's next tick will wake it", route.label, exc)
 
-    async def hold(self, route: Route, timeout_s: float) -> Route | HoldOutcome:
-        """Waits until the endpoint serves (returns its route) or gives up (returns why)."""
+    async def hold(self, route: Route, timeout_s: float, avoid: frozenset[str] = frozenset()) -> Route | HoldOutcome:
+        """Waits until the endpoint serves (returns its route) or gives up (returns why). Upstreams in ``avoid``
+        (one that just refused a connection, while the table has not yet heard it stopped) do not count."""
         endpoint_id = route.endpoint_id
         if self._held.get(endpoint_id, 0) >= self.cap:
             return HoldOutcome.FULL
@@ -89,9 +91,10 @@ class ColdStarts:
                     return HoldOutcome.GONE
                 if current.paused:
                     return HoldOutcome.PAUSED
-                if current.serving:
+                usable = tuple(u for u in current.upstreams if u not in avoid)
+                if current.serving and usable:
                     metrics.COLD_START_SECONDS.observe(self.monotonic() - started)
-                    return current
+                    return replace(current, upstreams=usable) if avoid else current
                 self.wake(current)
                 left = deadline - self.monotonic()
                 if left <= 0:

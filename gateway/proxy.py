@@ -17,7 +17,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
@@ -195,8 +195,11 @@ class Proxy:
         self._refuse_too_large(client)
         return True
 
-    async def _cold(self, route: Route, request: Request, client: Connection) -> Route | None:
-        """The route once it serves, or None when the request was answered here."""
+    async def _cold(
+        self, route: Route, request: Request, client: Connection, avoid: frozenset[str] = frozenset()
+    ) -> Route | None:
+        """The route once it serves (without the upstreams in ``avoid``), or None when the request was answered
+        here."""
         if route.paused:
             metrics.REJECTED.labels("paused").inc()
             error(client, 503, f"endpoint {route.label} is paused: resume it (POST .../resume) to serve requests")
@@ -215,7 +218,7 @@ class Proxy:
             metrics.REJECTED.labels("bad_request").inc()
             error(client, 400, f"{SCALE_UP_HEADER} must be a positive number of seconds, got {wait!r}")
             return None
-        outcome = await self.cold.hold(route, min(seconds, self.settings.max_scale_up_timeout_seconds))
+        outcome = await self.cold.hold(route, min(seconds, self.settings.max_scale_up_timeout_seconds), avoid)
         if isinstance(outcome, Route):
             return outcome
         metrics.REJECTED.labels(f"hold_{outcome.value}").inc()
@@ -262,10 +265,33 @@ class Proxy:
                 return self._refuse_too_large(client)
             upstream = self.pick(route)
             self.outstanding[upstream] = self.outstanding.get(upstream, 0) + 1
-            head = self._upstream_head(request, upstream, path, target.query)
             started = time.perf_counter()
+            refused: set[str] = set()
+            while True:  # a replica that refuses the connection never saw the request: another one may take it
+                try:
+                    first = self.pool.take(upstream) or await self.pool.connect(upstream)
+                    break
+                except UpstreamError as exc:
+                    if exc.kind != "connect" or len(refused) >= REROUTES:
+                        raise
+                    refused.add(upstream)
+                    current = self.table.by_id(route.endpoint_id) or route
+                    usable = tuple(u for u in current.upstreams if u not in refused)
+                    if current.serving and usable:
+                        route = replace(current, upstreams=usable)
+                    elif current.serving and request.header(b"x-scale-up-timeout") is None:
+                        raise  # as far as anyone knows it serves: the refusal is the answer (502)
+                    else:  # stopped, or stopping while the table has not heard yet: a request that waits, waits
+                        ready = await self._cold(current, request, client, frozenset(refused))
+                        if ready is None:
+                            return
+                        route = ready
+                    self._done_with(upstream)
+                    upstream = self.pick(route)
+                    self.outstanding[upstream] = self.outstanding.get(upstream, 0) + 1
+            head = self._upstream_head(request, upstream, path, target.query)
             for attempt in (1, 2):
-                conn = live = self.pool.take(upstream) or await self.pool.connect(upstream)
+                conn = live = first if attempt == 1 else self.pool.take(upstream) or await self.pool.connect(upstream)
                 pump = _send(live, request, head, whole)
                 try:
                     answer = await live.response()
@@ -315,11 +341,14 @@ class Proxy:
             if pump is not None and not pump.done():
                 pump.cancel()
             if upstream:
-                left = self.outstanding[upstream] - 1
-                if left:
-                    self.outstanding[upstream] = left
-                else:  # pod addresses come and go: keep only those with requests in flight
-                    del self.outstanding[upstream]
+                self._done_with(upstream)
+
+    def _done_with(self, upstream: str) -> None:
+        left = self.outstanding[upstream] - 1
+        if left:
+            self.outstanding[upstream] = left
+        else:  # pod addresses come and go: keep only those with requests in flight
+            del self.outstanding[upstream]
 
     def _refuse_too_large(self, client: Connection) -> None:
         metrics.REJECTED.labels("too_large").inc()
@@ -461,6 +490,7 @@ class _Pending:
 
 
 SHED = frozenset({429, 503})  # a replica turning work away: not a completion, for the autoscaler's rates
+REROUTES = 3  # replicas tried after a refused connection, before the request fails with 502
 
 _ID_PREFIX = os.urandom(6).hex()
 _ID_COUNTER = itertools.count()

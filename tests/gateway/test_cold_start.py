@@ -182,3 +182,31 @@ def test_a_request_to_an_endpoint_still_starting_says_what_it_is_doing(gateway: 
     answer = httpx.post(f"{gateway.url}/admin/downloading/generate", json={"inputs": "x"})
     assert answer.status_code == 503
     assert doing in answer.json()["error"]
+
+
+def test_a_waiting_request_that_meets_a_replica_just_stopped_waits_for_the_next_one(
+    gateway: Running, wakes: Wakes, engine: FakeEngine
+) -> None:
+    # The table still shows the endpoint serving on a replica that has just stopped (scaled to zero a moment ago).
+    ident = gateway.create("just-stopped")
+    stopped = FakeEngine()
+    stopped.close()
+    gateway.set_status(ident, engines=[stopped])
+    gateway.serving("admin", "just-stopped")
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(
+            httpx.post,
+            f"{gateway.url}/admin/just-stopped/generate",
+            json={"inputs": "hello", "parameters": {"max_new_tokens": 2}},
+            headers={"X-Scale-Up-Timeout": "60"},
+            timeout=90,
+        )
+        assert wakes.next() == ident  # refused: the endpoint is woken and the request held, not failed
+        wait_for(
+            lambda: gateway.figure("dais_gateway_held", "admin/just-stopped") == 1, timeout=10, what="the request held"
+        )
+        gateway.set_status(ident, engines=[], ready=0, target=0)  # what the table hears next: at zero
+        gateway.set_status(ident, engines=[engine])  # then a new replica
+        answer = held.result(timeout=30)
+    assert answer.status_code == 200
+    assert answer.json()["generated_text"]
