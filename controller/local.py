@@ -30,7 +30,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import IO
@@ -221,7 +221,7 @@ class LocalRuntime:
         )
         started = [(r.ready_at - r.started_at).total_seconds() for r in ready if r.ready_at and r.started_at]
         observation.addresses.extend(f"127.0.0.1:{r.port}" for r in ready)
-        return _with_startup(observation, max(started) if started else None)
+        return replace(observation, startup_seconds=max(started) if started else None)
 
     def upstream(self, view: EndpointView) -> str | None:
         with self._lock:
@@ -440,12 +440,6 @@ def installed_engines(engines: EngineCatalog) -> frozenset[ImageVariant]:
 
 def _fetch_key(run: LocalRun | None) -> str:
     return f"{run.model_key}:{','.join(run.include)}" if run is not None else ""
-
-
-def _with_startup(observation: Observation, seconds: float | None) -> Observation:
-    from dataclasses import replace
-
-    return replace(observation, startup_seconds=seconds)
 
 
 def _child_env(spec_env: dict[str, str]) -> dict[str, str]:
