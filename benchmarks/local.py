@@ -23,15 +23,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +39,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tests.factories import ADMIN_TOKEN  # noqa: E402
+from tests.fixtures.dais_serve import dais_serve, engine_pids, engines, ok  # noqa: E402
 from tests.fixtures.hub import HubServer  # noqa: E402
 from tests.fixtures.kube import wait_for  # noqa: E402
 from tests.fixtures.models import realistic_llama_gguf  # noqa: E402
@@ -114,57 +113,11 @@ def state(api: str, name: str) -> dict[str, Any]:
     return status
 
 
-def engine_ports(home: Path) -> list[int]:
-    """Ports of the live ``dais engine`` processes of ``home``."""
-    ports = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
-            except OSError:
-                continue
-            if "engine" in argv and any(str(home) in a for a in argv):
-                ports.append(int(argv[argv.index("--port") + 1]))
-    return ports
-
-
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmRSS for {pid}")
-
-
-@contextmanager
-def dais_serve(home: Path, hub_url: str) -> Iterator[tuple[str, str, subprocess.Popen[bytes]]]:
-    port, gateway = free_port(), free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("DAIS_")},
-        "DAIS_HOME": str(home),
-        "DAIS_ADMIN_TOKEN": ADMIN_TOKEN,
-        "DAIS_HUB__URL": hub_url,
-        "DAIS_CONTROLLER__RUNTIME": "local",
-        "DAIS_GATEWAY__LISTEN": f"127.0.0.1:{gateway}",
-        "DAIS_GATEWAY__INTERNAL_LISTEN": f"127.0.0.1:{free_port()}",
-    }
-    with (home / "serve.log").open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "dais", "serve", "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-    api = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: _ok(f"{api}/readyz"), timeout=60, what="dais serve")
-        yield api, f"http://127.0.0.1:{gateway}", process
-    finally:
-        process.terminate()
-        process.wait(timeout=60)
-
-
-def _ok(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 def engine_alone(model: Path) -> float:
@@ -177,7 +130,7 @@ def engine_alone(model: Path) -> float:
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_for(lambda: _ok(f"http://127.0.0.1:{port}/health"), timeout=WAIT_S, what="the engine", interval=0.02)
+        wait_for(lambda: ok(f"http://127.0.0.1:{port}/health"), timeout=WAIT_S, what="the engine", interval=0.02)
         return time.perf_counter() - began
     finally:
         process.terminate()
@@ -213,25 +166,27 @@ def main() -> int:
 
         home = work / "home"
         home.mkdir()
-        api, gateway, serve = stack.enter_context(dais_serve(home, hub.url))
+        serve = stack.enter_context(dais_serve(hub, home, DAIS_LOG_JSON="true"))
+        api, gateway = serve.url, serve.gateway
 
         log("create → first token, empty cache (the fetch included)")
         figures["create_to_first_token_uncached_s"] = round(create_to_first_token(api, gateway, "cold"), 2)
         httpx.delete(f"{api}/v2/endpoint/admin/cold", headers=HEADERS).raise_for_status()
-        wait_for(lambda: not engine_ports(home), timeout=60, what="the first endpoint's engine to stop")
+        wait_for(lambda: not engine_pids(home), timeout=60, what="the first endpoint's engine to stop")
 
         log("create → first token, cached model")
         cached = [create_to_first_token(api, gateway, f"warm-{i}") for i in range(3)]
         for i in range(3):
             httpx.delete(f"{api}/v2/endpoint/admin/warm-{i}", headers=HEADERS).raise_for_status()
-        wait_for(lambda: not engine_ports(home), timeout=60, what="the engines to stop")
+        wait_for(lambda: not engine_pids(home), timeout=60, what="the engines to stop")
         figures["create_to_first_token_cached_s"] = round(statistics.median(cached), 2)
         figures["dais_start_overhead_s"] = round(statistics.median(cached) - alone, 2)
         figures["goal_dais_start_overhead_s"] = GOAL_OVERHEAD_S
 
         log("tokens/s through the gateway and directly")
         create_to_first_token(api, gateway, "speed")
-        (port,) = engine_ports(home)
+        ((argv),) = engines(home).values()
+        port = int(argv[argv.index("--port") + 1])
         through, direct = [], []
         for _ in range(args.rounds):
             through.append(tokens_per_s(f"{gateway}/admin/speed"))
@@ -243,13 +198,13 @@ def main() -> int:
 
         log("wake from zero → first token")
         httpx.delete(f"{api}/v2/endpoint/admin/speed", headers=HEADERS).raise_for_status()
-        wait_for(lambda: not engine_ports(home), timeout=60, what="the engine to stop")
+        wait_for(lambda: not engine_pids(home), timeout=60, what="the engine to stop")
         httpx.post(f"{api}/v2/endpoint/admin", json=body("sleepy", min_replica=0), headers=HEADERS).raise_for_status()
         wakes = []
         for _ in range(3):
             wait_for(lambda: state(api, "sleepy")["state"] == "running", timeout=WAIT_S, what="running", interval=0.05)
             httpx.post(f"{api}/v2/endpoint/admin/sleepy/scale-to-zero", headers=HEADERS).raise_for_status()
-            wait_for(lambda: not engine_ports(home), timeout=60, what="scaled to zero", interval=0.05)
+            wait_for(lambda: not engine_pids(home), timeout=60, what="scaled to zero", interval=0.05)
             wakes.append(first_token_s(f"{gateway}/admin/sleepy", headers={"X-Scale-Up-Timeout": str(WAIT_S)}))
         figures["wake_to_first_token_s"] = round(statistics.median(wakes), 2)
 
@@ -258,8 +213,8 @@ def main() -> int:
         for i in range(10):
             httpx.post(f"{api}/v2/endpoint/admin", json=body(f"idle-{i}", min_replica=0), headers=HEADERS)
             httpx.post(f"{api}/v2/endpoint/admin/idle-{i}/scale-to-zero", headers=HEADERS).raise_for_status()
-        wait_for(lambda: not engine_ports(home), timeout=120, what="every endpoint at zero")
-        figures["serve_rss_10_idle_endpoints_mib"] = round(rss_mib(serve.pid))
+        wait_for(lambda: not engine_pids(home), timeout=120, what="every endpoint at zero")
+        figures["serve_rss_10_idle_endpoints_mib"] = round(rss_mib(serve.process.pid))
         figures["goal_serve_rss_10_idle_endpoints_mib"] = GOAL_IDLE_RSS_MIB
     print(json.dumps(figures, indent=2))
     return 0

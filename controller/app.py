@@ -25,6 +25,7 @@ from controller.local import LocalRuntime
 from controller.queue import WorkQueue
 from controller.reconcile import Reconciler
 from controller.retry import Requeue, retry_for
+from controller.runtime import Runtime
 from core.db.changes import LocalBus, listen_postgres
 from core.db.crypto import SecretBox
 from core.db.models import Endpoint
@@ -109,7 +110,15 @@ class Controller:
             clock=self.clock,
             fence=fence,
         )
-        reconciler = Reconciler(
+        reconciler = self._reconciler(runtime, is_leader=leadership.is_leader)
+
+        try:
+            return self._serve(stop, queue, reconciler, runtime.endpoint_ids, lost=lost, halt=halt)
+        finally:
+            leadership.release()
+
+    def _reconciler(self, runtime: Runtime, *, is_leader: Callable[[], bool]) -> Reconciler:
+        return Reconciler(
             sessions=self.sessions,
             runtime=runtime,
             hardware=load_hardware_catalog(
@@ -120,13 +129,8 @@ class Controller:
             box=SecretBox(self.secret_key),
             url_base=self.settings.endpoint_url_base,
             clock=self.clock,
-            is_leader=leadership.is_leader,
+            is_leader=is_leader,
         )
-
-        try:
-            return self._serve(stop, queue, reconciler, runtime.endpoint_ids, lost=lost, halt=halt)
-        finally:
-            leadership.release()
 
     def _serve(
         self,
@@ -199,19 +203,7 @@ class Controller:
         )
         supervisor = threading.Thread(target=runtime.run, args=(halt,), name="local-runtime", daemon=True)
         supervisor.start()
-        reconciler = Reconciler(
-            sessions=self.sessions,
-            runtime=runtime,
-            hardware=load_hardware_catalog(
-                self.settings.hardware_catalog,
-                default_quota=self.settings.default_quota_accelerators,
-                machine=self.settings.runtime == "local",
-            ),
-            box=SecretBox(self.secret_key),
-            url_base=self.settings.endpoint_url_base,
-            clock=self.clock,
-            is_leader=lambda: True,
-        )
+        reconciler = self._reconciler(runtime, is_leader=lambda: True)
         self.healthy.set()
         log.info("controller: local runtime, replicas run as processes on this machine (models in %s)", runtime.models)
         try:

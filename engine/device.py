@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import os
 import platform
-import shutil
-import subprocess
 import sys
 from dataclasses import dataclass
-from pathlib import Path
+
+from core.domain.machine import nvidia_gpus
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,20 +24,7 @@ class Device:
 
 def cuda_gpus() -> list[str]:
     """The NVIDIA GPUs the driver shows, by name (empty without a driver)."""
-    driver = Path("/proc/driver/nvidia/gpus")
-    if not driver.is_dir() and not shutil.which("nvidia-smi"):
-        return []
-    try:
-        listed = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return [entry.name for entry in driver.iterdir()] if driver.is_dir() else []
-    return [line.strip() for line in listed.splitlines() if line.strip()]
+    return [gpu.name for gpu in nvidia_gpus()]
 
 
 def apple_silicon() -> bool:

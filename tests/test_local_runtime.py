@@ -5,12 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,25 +17,16 @@ from huggingface_hub import HfApi, InferenceClient, InferenceEndpoint
 from openai import OpenAI
 
 from tests.factories import ADMIN_TOKEN
+from tests.fixtures.dais_serve import Serve, dais_serve, engine_pids
 from tests.fixtures.hub import HubServer
 from tests.fixtures.kube import wait_for
 from tests.fixtures.models import tiny_llama_gguf, tiny_llama_safetensors
-from tests.fixtures.postgres import free_port
 
 CHAT, EMBED, BROKEN = "dais-test/tiny-chat", "dais-test/tiny-embed", "dais-test/broken"
 SAFETENSORS = "dais-test/tiny-llama"
 # This machine's CPU row: the local runtime's hardware catalog.
 CPU = {"vendor": "local", "region": "local", "accelerator": "cpu", "instance_type": "cpu", "instance_size": "x1"}
 WAIT_S = 120
-
-
-@dataclass
-class Serve:
-    process: subprocess.Popen[bytes]
-    url: str
-    gateway: str
-    home: Path
-    log: Path
 
 
 @pytest.fixture(scope="module")
@@ -56,35 +43,6 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubServer]:
         broken.write_bytes(b"GGUF" + b"\0" * 64)
         server.add_model(BROKEN, {"broken.gguf": broken}, pipeline_tag="text-generation", library_name="gguf")
         yield server
-
-
-@contextmanager
-def dais_serve(hub: HubServer, home: Path, **settings: str) -> Iterator[Serve]:
-    port, gateway = free_port(), free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("DAIS_")},
-        "DAIS_HOME": str(home),
-        "DAIS_ADMIN_TOKEN": ADMIN_TOKEN,
-        "DAIS_HUB__URL": hub.url,
-        "DAIS_CONTROLLER__RUNTIME": "local",
-        "DAIS_GATEWAY__LISTEN": f"127.0.0.1:{gateway}",
-        "DAIS_GATEWAY__INTERNAL_LISTEN": f"127.0.0.1:{free_port()}",
-        "DAIS_LOG_JSON": "false",
-        **settings,
-    }
-    log = home / "serve.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "dais", "serve", "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: _ok(f"{url}/readyz"), timeout=60, what="dais serve")
-        yield Serve(process, url, f"http://127.0.0.1:{gateway}", home, log)
-    finally:
-        process.terminate()
-        process.wait(timeout=60)
-    assert not engine_pids(home), "an engine process outlived dais serve"
 
 
 @pytest.fixture(scope="module")
@@ -105,28 +63,6 @@ def redirected(serve: Serve, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     monkeypatch.setattr(hf_constants, "HF_TOKEN_PATH", str(tmp_path / "no-stored-token"))
     monkeypatch.setenv("HF_TOKEN", ADMIN_TOKEN)
     return HfApi(endpoint=serve.url, token=ADMIN_TOKEN)
-
-
-def _ok(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False
-
-
-def engine_pids(home: Path, repository: str | None = None) -> set[int]:
-    """The live ``dais engine`` processes serving a model from ``home``'s cache (of ``repository``)."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
-        except OSError:
-            continue
-        if "engine" in argv and any(str(home) in a for a in argv) and (repository is None or repository in argv):
-            found.add(int(entry.name))
-    return found
 
 
 def deploy(hf: HfApi, repository: str, **kwargs: Any) -> InferenceEndpoint:

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 import migrations
 from api.bootstrap import ensure_admin
+from api.deps import AppState
 from api.main import build_state, create_app
 from core.db.changes import LocalBus
 from core.settings import HubSettings, Settings
@@ -28,11 +29,17 @@ LOCAL = {
 }
 
 
-def test_crud_on_sqlite(tmp_path: Path, hub_server: HubServer) -> None:
-    settings = Settings(home=tmp_path, admin_token=ADMIN_TOKEN, log_json=False, hub=HubSettings(url=hub_server.url))
+def local_default(home: Path, hub: HubServer) -> tuple[Settings, AppState]:
+    """The API as `make serve` builds it: SQLite in ``home``, the local runtime, the admin token."""
+    settings = Settings(home=home, admin_token=ADMIN_TOKEN, log_json=False, hub=HubSettings(url=hub.url))
     migrations.upgrade(settings.effective_database_url)
     state = build_state(settings)
     ensure_admin(state.sessions, settings, state.clock())
+    return settings, state
+
+
+def test_crud_on_sqlite(tmp_path: Path, hub_server: HubServer) -> None:
+    settings, state = local_default(tmp_path, hub_server)
     assert (tmp_path / "secret.key").exists(), "the local default generates its secret key"
     with TestClient(create_app(settings, state=state), headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as client:
         body = endpoint_body(provider=LOCAL["provider"], compute=LOCAL["compute"])
@@ -50,10 +57,7 @@ def test_crud_on_sqlite(tmp_path: Path, hub_server: HubServer) -> None:
 
 
 def test_the_local_default_offers_this_machine_at_no_cost(tmp_path: Path, hub_server: HubServer) -> None:
-    settings = Settings(home=tmp_path, admin_token=ADMIN_TOKEN, log_json=False, hub=HubSettings(url=hub_server.url))
-    migrations.upgrade(settings.effective_database_url)
-    state = build_state(settings)
-    ensure_admin(state.sessions, settings, state.clock())
+    settings, state = local_default(tmp_path, hub_server)
     with TestClient(create_app(settings, state=state), headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as client:
         listed = client.get("/v2/provider/admin").json()
         (vendor,) = listed["vendors"]
@@ -90,10 +94,7 @@ def test_admin_token_is_created_once_or_taken_from_settings(tmp_path: Path) -> N
 def test_every_endpoint_write_is_announced_after_commit_on_sqlite(tmp_path: Path, hub_server: HubServer) -> None:
     """`dais serve` has no Postgres triggers: its controller hears of changes through the in-process bus,
     which must see the service's Core writes, and nothing from a request that failed."""
-    settings = Settings(home=tmp_path, admin_token=ADMIN_TOKEN, log_json=False, hub=HubSettings(url=hub_server.url))
-    migrations.upgrade(settings.effective_database_url)
-    state = build_state(settings)
-    ensure_admin(state.sessions, settings, state.clock())
+    settings, state = local_default(tmp_path, hub_server)
     heard: list[str] = []
     bus = LocalBus()
     bus.attach(state.sessions)
@@ -131,10 +132,7 @@ def test_each_gpu_model_of_the_machine_is_an_instance_with_its_memory() -> None:
 
 
 def test_a_container_image_is_refused_on_the_local_runtime_saying_why(tmp_path: Path, hub_server: HubServer) -> None:
-    settings = Settings(home=tmp_path, admin_token=ADMIN_TOKEN, log_json=False, hub=HubSettings(url=hub_server.url))
-    migrations.upgrade(settings.effective_database_url)
-    state = build_state(settings)
-    ensure_admin(state.sessions, settings, state.clock())
+    settings, state = local_default(tmp_path, hub_server)
     with TestClient(create_app(settings, state=state), headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as client:
         body = endpoint_body(**LOCAL)
         body["model"]["image"] = {"custom": {"url": "ghcr.io/me/engine:1", "healthRoute": "/health", "port": 8080}}
@@ -149,10 +147,7 @@ def test_a_model_too_large_for_this_machine_is_refused_at_create(tmp_path: Path,
     from tests.hub.test_resolution import header_only_safetensors
 
     hub_server.add_model("org/huge", {"model.safetensors": header_only_safetensors(400_000_000_000)})
-    settings = Settings(home=tmp_path, admin_token=ADMIN_TOKEN, log_json=False, hub=HubSettings(url=hub_server.url))
-    migrations.upgrade(settings.effective_database_url)
-    state = build_state(settings)
-    ensure_admin(state.sessions, settings, state.clock())
+    settings, state = local_default(tmp_path, hub_server)
     with TestClient(create_app(settings, state=state), headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as client:
         body = endpoint_body(**LOCAL)
         body["model"]["repository"] = "org/huge"
