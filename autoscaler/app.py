@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from autoscaler import metrics
 from autoscaler.policy import PolicyConfig
-from autoscaler.sources import HardwareUse, Signals, pods_by_label
+from autoscaler.sources import HardwareUse, LocalUse, Signals, pods_by_label
 from autoscaler.tick import Ticker
 from core.db.changes import WAKE_CHANNEL, LocalBus, listen_postgres
 from core.domain.timefmt import utc_now
@@ -70,9 +70,12 @@ class Autoscaler:
         if not leadership.acquire(stop):
             return True
         lost = leadership.lost
-        prometheus = hardware = None
+        prometheus = None
+        hardware: HardwareUse | LocalUse | None = None
         source = self.settings.prometheus
-        if not source.url:
+        if self.settings.runtime == "local":  # the engines are this machine's processes: they say how busy they are
+            hardware = LocalUse(config.utilization_window_seconds)
+        elif not source.url:
             log.warning("no DAIS_PROMETHEUS__URL: hardware use is missing, only request signals scale")
         elif kube is None or cluster is None:
             log.warning("no cluster: hardware use is missing (pods are found on the cluster), only requests scale")

@@ -6,19 +6,23 @@ activity row. Prometheus answers per pod; a pod belongs to the endpoint its ``da
 names, read with one labelled LIST of the namespace's pods per tick (``pods_by_label``), so neither a
 kube-state-metrics join nor the shape of a pod's name is relied on. An endpoint without a series is missing
 data, recorded in its decision; a failed query or pod list makes the whole signal missing for that tick
-(missing data never scales down).
+(missing data never scales down). On the local runtime there is no Prometheus: each engine says how busy its
+request slots are (``LocalUse``), one scrape per Ready replica per tick.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+import time
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from string import Template
 from typing import Any
 
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -40,6 +44,7 @@ class ScaleTarget:
     ready: int
     starting: int
     gpu: bool = False
+    addresses: tuple[str, ...] = ()  # its Ready replicas' host:port (the local runtime's engines)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +107,54 @@ class HardwareUse:
         return found, ready_for
 
 
+class LocalUse:
+    """Hardware use on the local runtime, where no Prometheus watches the replicas: how busy each engine's
+    request slots were over the window, from its ``/metrics`` (``llm_slot_busy_seconds_total`` over
+    ``llm_slots``), read once per tick, averaged across the endpoint's Ready replicas.
+
+    Each replica is judged over its own samples only: a replica Ready for less than the window has a shorter one,
+    so windows never mix capacities and no replica's readiness time is needed. A replica seen once has no rate
+    yet; an endpoint with none is missing data (which never scales down)."""
+
+    def __init__(self, window_s: float, *, timeout_s: float = 1.0, monotonic: Callable[[], float] = time.monotonic):
+        self.window_s = window_s
+        self.monotonic = monotonic
+        self._http = httpx.Client(timeout=timeout_s)
+        self._seen: dict[str, deque[tuple[float, float]]] = {}  # address → (when, busy slot-seconds / slots)
+
+    def percent(self, targets: Sequence[ScaleTarget], now: datetime) -> tuple[dict[str, float], dict[str, float]]:
+        found: dict[str, float] = {}
+        live: set[str] = set()
+        for target in targets:
+            uses = [u for u in (self._use(address) for address in target.addresses) if u is not None]
+            live.update(target.addresses)
+            if uses:
+                found[target.id] = sum(uses) / len(uses)
+        for gone in set(self._seen) - live:
+            del self._seen[gone]
+        return found, {}
+
+    def _use(self, address: str) -> float | None:
+        try:
+            text = self._http.get(f"http://{address}/metrics").text
+            figures = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
+            busy, slots = figures["llm_slot_busy_seconds_total"], figures["llm_slots"]
+        except (httpx.HTTPError, KeyError, ValueError) as exc:
+            log.debug("no use from %s: %s", address, exc)
+            return None
+        now = self.monotonic()
+        samples = self._seen.setdefault(address, deque())
+        if samples and busy / slots < samples[-1][1]:
+            samples.clear()  # a restarted engine counts from zero again
+        samples.append((now, busy / slots))
+        while len(samples) > 2 and now - samples[1][0] >= self.window_s:
+            samples.popleft()
+        if len(samples) < 2 or now - samples[0][0] <= 0:
+            return None
+        (then, before), (_, after) = samples[0], samples[-1]
+        return max(0.0, min(100.0, 100 * (after - before) / (now - then)))
+
+
 def pods_by_label(kube: Kube, namespace: str) -> dict[str, EndpointPod]:
     """Every endpoint pod of ``namespace`` by name, found by its ``dais.dev/endpoint-id`` label."""
     pods, _ = kube.list("Pod", namespace, selector=ENDPOINT_ID)
@@ -122,7 +175,7 @@ def _ready_at(pod: dict[str, Any]) -> datetime | None:
 class Signals:
     """The autoscaler's one source: hardware use (when Prometheus is configured) and gateway activity."""
 
-    hardware: HardwareUse | None
+    hardware: HardwareUse | LocalUse | None
 
     def samples(self, session: Session, targets: Sequence[ScaleTarget], now: datetime) -> Mapping[str, Samples]:
         use, ready_for = self.hardware.percent(targets, now) if self.hardware is not None else ({}, {})

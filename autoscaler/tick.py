@@ -63,6 +63,7 @@ class Ticker:
                     ready=status.ready_replica if status else 0,
                     starting=max((status.target_replica - status.ready_replica) if status else 0, 0),
                     gpu=endpoint.spec["compute"].get("accelerator") == "gpu",
+                    addresses=tuple(status.addresses or ()) if status else (),
                 )
                 for endpoint, status, _ in rows
             ]

@@ -53,7 +53,12 @@ class Served:
     metrics: EngineMetrics = field(init=False)
 
     def __post_init__(self) -> None:
-        self.metrics = EngineMetrics(running=lambda: self.gate.running, waiting=lambda: self.gate.waiting)
+        self.metrics = EngineMetrics(
+            running=lambda: self.gate.running,
+            waiting=lambda: self.gate.waiting,
+            busy=self.gate.busy_seconds,
+            slots=self.gate.max_concurrency,
+        )
 
 
 class Problem(Exception):

@@ -32,6 +32,8 @@ class Gate:
         self.waiting = 0
         self._slots = asyncio.Semaphore(max_concurrency)
         self._recent: deque[float] = deque(maxlen=20)  # seconds each of the last requests held a slot
+        self._busy = 0.0  # slot-seconds of requests done
+        self._granted: set[float] = set()  # when each running request got its slot
 
     async def acquire(self) -> float:
         """Waits for a slot (raises ``Busy`` when the queue is full); returns when it was granted, for ``release``."""
@@ -43,13 +45,25 @@ class Gate:
         finally:
             self.waiting -= 1
         self.running += 1
-        return time.monotonic()
+        granted = time.monotonic()
+        while granted in self._granted:  # two grants in one clock tick: keep them apart
+            granted = math.nextafter(granted, math.inf)
+        self._granted.add(granted)
+        return granted
 
     def release(self, granted: float) -> None:
         """Frees the slot; on the event loop's thread (a stream's generating thread hands it back there)."""
-        self._recent.append(time.monotonic() - granted)
+        held = time.monotonic() - granted
+        self._recent.append(held)
+        self._busy += held
+        self._granted.discard(granted)
         self.running -= 1
         self._slots.release()
+
+    def busy_seconds(self) -> float:
+        """Slot-seconds spent on requests so far, running ones included: its rate over the slots is the use."""
+        now = time.monotonic()
+        return self._busy + sum(now - granted for granted in self._granted)
 
     def retry_after_s(self) -> int:
         """When a slot is likely free for one more: the queue ahead, at the recent mean run time."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,8 +74,8 @@ def deploy(hf: HfApi, repository: str, **kwargs: Any) -> InferenceEndpoint:
     )
 
 
-def chat(endpoint: InferenceEndpoint, **headers: str) -> httpx.Response:
-    body = {"model": CHAT, "messages": [{"role": "user", "content": "hello"}], "max_tokens": 4}
+def chat(endpoint: InferenceEndpoint, *, max_tokens: int = 4, **headers: str) -> httpx.Response:
+    body = {"model": CHAT, "messages": [{"role": "user", "content": "hello"}], "max_tokens": max_tokens}
     auth = {"Authorization": f"Bearer {ADMIN_TOKEN}", **headers}
     assert endpoint.url is not None
     return httpx.post(f"{endpoint.url}/v1/chat/completions", json=body, headers=auth, timeout=WAIT_S)
@@ -240,3 +241,44 @@ def test_an_engine_counts_as_installed_when_its_executable_is_on_path(
     server.chmod(0o755)
     assert ImageVariant.LLAMACPP in installed_engines(engines)
     assert ImageVariant.TGI not in installed_engines(engines)
+
+
+def test_load_scales_an_endpoint_up_on_its_engines_busy_slots_and_back_down_when_it_stops(
+    hub: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The scaling rules' numbers shortened from minutes to seconds; the rules are the real ones.
+    fast = {
+        "DAIS_AUTOSCALER__TICK_SECONDS": "1",
+        "DAIS_AUTOSCALER__UTILIZATION_WINDOW_SECONDS": "3",
+        "DAIS_AUTOSCALER__UP_INTERVAL_SECONDS": "2",
+        "DAIS_AUTOSCALER__DOWN_INTERVAL_SECONDS": "2",
+        "DAIS_AUTOSCALER__STABILIZATION_SECONDS": "4",
+    }
+    home = tmp_path / "home"
+    home.mkdir()
+    with dais_serve(hub, home, **fast) as running:
+        api = redirected(running, monkeypatch, tmp_path)
+        endpoint = deploy(api, CHAT, min_replica=1, max_replica=2).wait(timeout=WAIT_S)
+        stop = threading.Event()
+
+        def load() -> None:  # one request after another: the one slot of the one replica is always busy
+            while not stop.is_set():
+                chat(endpoint, max_tokens=3000)
+
+        loader = threading.Thread(target=load)
+        loader.start()
+        try:
+            wait_for(lambda: len(engine_pids(home, CHAT)) == 2, timeout=WAIT_S, what="a second replica for the load")
+        finally:
+            stop.set()
+            loader.join()
+        wait_for(lambda: len(engine_pids(home, CHAT)) == 1, timeout=WAIT_S, what="back to one replica, idle")
+        scaling = httpx.get(
+            f"{running.url}/v2/endpoint/admin/{endpoint.name}/scaling",
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        ).json()
+        changes = [(d["previous"], d["final"]) for d in reversed(scaling["decisions"]) if d["previous"] != d["final"]]
+        assert changes == [(1, 2), (2, 1)]
+        up = next(d for d in scaling["decisions"] if d["final"] == 2)
+        assert "above 80 on 1 replicas: up to 2" in up["reason"]
+        assert up["inputs"]["utilization"] > 80  # the busy slot, read from the engine
