@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,8 +52,12 @@ class Served:
     failed: str | None = None  # why the load failed
     version: str = "0.1.0"
     metrics: EngineMetrics = field(init=False)
+    # The threads that call the model: one per slot (and one spare), so that no slot waits for a thread; the
+    # event loop's default pool has min(32, cores + 4), fewer than a large MAX_CONCURRENCY on a small machine.
+    calls: ThreadPoolExecutor = field(init=False)
 
     def __post_init__(self) -> None:
+        self.calls = ThreadPoolExecutor(max_workers=self.gate.max_concurrency + 1, thread_name_prefix="model")
         self.metrics = EngineMetrics(
             running=lambda: self.gate.running,
             waiting=lambda: self.gate.waiting,
@@ -153,7 +158,7 @@ class Exchange:
         await self.start()
         status = 500
         try:
-            answer = await asyncio.to_thread(call, body, None)
+            answer = await asyncio.get_running_loop().run_in_executor(self.served.calls, call, body, None)
             assert answer is not None
             self.counted(answer.get("usage"))
             status = 200
@@ -196,7 +201,7 @@ class Exchange:
         def done(_: asyncio.Future[None]) -> None:
             self.finish(outcome["status"])
 
-        loop.run_in_executor(None, generate).add_done_callback(done)
+        loop.run_in_executor(self.served.calls, generate).add_done_callback(done)
 
         async def events() -> AsyncIterator[bytes]:
             try:
