@@ -8,7 +8,9 @@
   exits is restarted with backoff (1, 2, 4 … s); after ``max_crashes`` exits in a row without becoming Ready,
   or no Ready before the start-up deadline, it is given up and the endpoint is ``failed`` with its last lines
   and what to do. Every change enqueues the endpoint, and the reconcile loop reports it.
-- Each replica's output goes to ``DAIS_HOME/logs/<endpoint id>/<replica id>.log``, rotated at 10 MiB (3 kept).
+- Each replica's output goes to ``DAIS_HOME/logs/<endpoint id>/<replica id>.log`` as timed lines with their
+  stream, rotated at 10 MiB (3 kept), beside a record of its start, stop, restarts and exit code
+  (``core.replica_logs``): the logs route reads them, also after the replica is gone.
 - Children get no ``DAIS_*`` setting (the database URL and the secret key stay here) and die with this process
   (``PR_SET_PDEATHSIG`` on Linux); ``close()`` stops them all. A restart adopts nothing: the reconcile loop
   starts what the specs ask.
@@ -16,6 +18,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import importlib.util
 import io
@@ -42,16 +45,16 @@ from controller.local_desired import MODEL_DIR, PORT, LocalRun, ReplicaView, loc
 from controller.local_status import FetchView, ProcessView, observe_local
 from controller.runtime import Notify
 from controller.status import Observation
+from core import replica_logs
 from core.domain.catalog import EngineCatalog, HardwareRow, load_engine_catalog
 from core.domain.enums import ImageVariant
 from core.domain.machine import memory_gb
+from core.domain.timefmt import utc_now
 from core.net import free_loopback_port
 from hub.fetch import FetchError, fetch, fetched
 
 log = logging.getLogger("dais.controller.local")
 
-LOG_BYTES = 10 * 2**20
-LOG_KEEP = 3
 FETCH_RETRY_SECONDS = 60.0
 KEPT_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "CUDA_VISIBLE_DEVICES")
 
@@ -79,6 +82,8 @@ class _Replica:
     env: dict[str, str]
     health_route: str
     log_path: Path
+    writer: replica_logs.LogWriter | None = None
+    record: replica_logs.ReplicaRecord | None = None
     health_url: str = ""
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
@@ -315,8 +320,12 @@ class LocalRuntime:
         replica.crashes = 1 if replica.ready else replica.crashes + 1
         replica.exit_code, replica.process, replica.ready_at = code, None, None
         replica.last_lines = "\n".join(replica.tail)
+        if replica.record is not None:
+            replica.record = replace(replica.record, exit_code=code)
+            replica_logs.write_record(replica.log_path.parent, replica.record)
         if replica.crashes >= self.max_crashes:
             replica.given_up = True
+            _stopped_at(replica, self.clock())
             log.error(
                 "replica %s of %s gave up after %d exits in a row", replica.id, replica.endpoint_id, replica.crashes
             )
@@ -344,22 +353,30 @@ class LocalRuntime:
         replica.port = free_loopback_port()
         replica.health_url = f"http://127.0.0.1:{replica.port}/{replica.health_route.lstrip('/')}"
         command = [part.replace(PORT, str(replica.port)) for part in replica.command]
-        replica.log_path.parent.mkdir(parents=True, exist_ok=True)
+        if replica.writer is None:
+            replica.writer = replica_logs.LogWriter(replica.log_path, clock=self.clock)
         replica.process = subprocess.Popen(
             command,
             env=replica.env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+            stderr=subprocess.PIPE,
             start_new_session=True,  # a Ctrl-C at the terminal reaches dais serve, which stops its children
             preexec_fn=_die_with_parent,
         )
         replica.started_at, replica.started, replica.restart_at = self.clock(), time.monotonic(), None
+        replica.record = (
+            replica_logs.ReplicaRecord(replica.id, replica.started_at)
+            if replica.record is None
+            else replace(replica.record, restarts=replica.record.restarts + 1)
+        )
+        replica_logs.write_record(replica.log_path.parent, replica.record)
         replica.tail.clear()
-        assert replica.process.stdout is not None
-        threading.Thread(
-            target=_pump, args=(replica.process.stdout, replica), name=f"log-{replica.id}", daemon=True
-        ).start()
+        for name, stream in (("stdout", replica.process.stdout), ("stderr", replica.process.stderr)):
+            assert stream is not None
+            threading.Thread(
+                target=_pump, args=(stream, name, replica), name=f"log-{replica.id}-{name}", daemon=True
+            ).start()
         log.info("replica %s of %s starting on port %d", replica.id, replica.endpoint_id, replica.port)
 
     # -- the model cache ----------------------------------------------------------------------------------------
@@ -455,27 +472,17 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def _pump(stream: IO[bytes], replica: _Replica) -> None:
-    """The child's output to its log file (rotated), keeping the last lines for the status message."""
-    path = replica.log_path
-    out = path.open("ab")
+def _pump(stream: IO[bytes], name: str, replica: _Replica) -> None:
+    """One of the child's outputs to its log, keeping the last lines for the status message."""
     try:
-        for line in iter(stream.readline, b""):
-            replica.tail.append(line.decode("utf-8", "replace").rstrip())
-            out.write(line)
-            out.flush()
-            if out.tell() >= LOG_BYTES:
-                out.close()
-                for index in range(LOG_KEEP - 1, 0, -1):
-                    older = path.with_name(f"{path.name}.{index}")
-                    if older.exists():
-                        older.replace(path.with_name(f"{path.name}.{index + 1}"))
-                path.replace(path.with_name(f"{path.name}.1"))
-                out = path.open("ab")
-    except OSError as exc:  # the log directory was removed with the endpoint
+        for raw in iter(stream.readline, b""):
+            line = raw.decode("utf-8", "replace").rstrip()
+            replica.tail.append(line)
+            if replica.writer is not None:
+                replica.writer.write(name, line)
+    except (OSError, ValueError) as exc:  # the log directory was removed with the endpoint
         log.debug("replica %s log ended: %s", replica.id, exc)
     finally:
-        out.close()
         stream.close()
 
 
@@ -495,6 +502,17 @@ def _stop_all(replicas: list[_Replica], *, grace: float = 10.0) -> None:
             process.wait()
     for replica in replicas:
         replica.process, replica.ready_at = None, None
+        _stopped_at(replica, utc_now())
+
+
+def _stopped_at(replica: _Replica, when: datetime) -> None:
+    """The replica is gone for good: its record says when, and its log is closed (its files stay)."""
+    if replica.record is not None and replica.record.stopped_at is None:
+        replica.record = replace(replica.record, stopped_at=when)
+        with contextlib.suppress(OSError):  # the endpoint's log directory may be gone with it
+            replica_logs.write_record(replica.log_path.parent, replica.record)
+    if replica.writer is not None:
+        replica.writer.close()
 
 
 class _LogLines(io.StringIO):

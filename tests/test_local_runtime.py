@@ -17,6 +17,7 @@ import pytest
 from huggingface_hub import HfApi, InferenceClient, InferenceEndpoint
 from openai import OpenAI
 
+from core.replica_logs import LogWriter
 from tests.factories import ADMIN_TOKEN
 from tests.fixtures.dais_serve import Serve, dais_serve, engine_pids
 from tests.fixtures.hub import HubServer
@@ -282,3 +283,46 @@ def test_load_scales_an_endpoint_up_on_its_engines_busy_slots_and_back_down_when
         up = next(d for d in scaling["decisions"] if d["final"] == 2)
         assert "above 80 on 1 replicas: up to 2" in up["reason"]
         assert up["inputs"]["utilization"] > 80  # the busy slot, read from the engine
+
+
+def test_logs_show_each_replica_and_outlive_it_with_secrets_masked(hf: HfApi, serve: Serve) -> None:
+    endpoint = deploy(hf, CHAT, secrets={"API_KEY": "s3cr3t-value"}).wait(timeout=WAIT_S)
+    assert chat(endpoint).status_code == 200
+    url = f"{serve.url}/v2/endpoint/admin/{endpoint.name}/logs"
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+    def logs(**params: str | int) -> dict[str, Any]:
+        answer = httpx.get(url, params=params, headers=auth)
+        assert answer.status_code == 200, answer.text
+        found: dict[str, Any] = answer.json()
+        return found
+
+    first = logs()
+    assert first["source"] == "local"
+    ((replica),) = first["replicas"]
+    assert replica["stoppedAt"] is None
+    spans = wait_for(lambda: logs(search="dais.engine.span")["lines"], timeout=10, what="the engine's spans")
+    assert {line["stream"] for line in spans} == {"stderr"}  # the engine logs to stderr
+    assert {line["replica"] for line in spans} == {replica["id"]}
+    assert len(logs(tail=1)["lines"]) == 1
+    # Whatever a replica prints, an endpoint secret's value never comes out of the route.
+    folder = serve.home / "logs"
+    (directory,) = [d for d in folder.iterdir() if (d / f"{replica['id']}.log").exists()]
+    writer = LogWriter(directory / f"{replica['id']}.log")
+    writer.write("stdout", "connecting with s3cr3t-value")
+    writer.close()
+    masked = logs(search="connecting with")["lines"]
+    assert [line["line"] for line in masked] == ["connecting with ********"]
+
+    endpoint.pause()
+    wait_for(lambda: logs()["replicas"][0]["stoppedAt"], timeout=WAIT_S, what="the replica's stop recorded")
+    endpoint.resume().wait(timeout=WAIT_S)
+    replicas = logs()["replicas"]
+    assert replicas[0]["id"] == replica["id"]  # the gone replica stays listed, first
+    assert len(replicas) == 2
+    assert replicas[1]["stoppedAt"] is None
+    assert logs(replica=replica["id"], search="connecting with")["lines"], "the gone replica's lines stay"
+    unknown = httpx.get(url, params={"replica": "nope"}, headers=auth)
+    assert unknown.status_code == 400
+    assert "replica" in unknown.json()["error"]
+    endpoint.delete()

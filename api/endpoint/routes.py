@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query
@@ -10,7 +11,16 @@ from starlette.responses import Response
 from api.deps import ContextDep
 from api.endpoint import openmetrics, service
 from api.endpoint.render import EndpointLike, observed_of, render, render_row
-from api.endpoint.schemas import AuditPage, EndpointList, EndpointWithStatus, ScalingView
+from api.endpoint.schemas import (
+    AuditPage,
+    EndpointList,
+    EndpointLogs,
+    EndpointWithStatus,
+    LogLineOut,
+    ReplicaLog,
+    ScalingView,
+)
+from api.errors import BadRequest
 from api.responses import FastJSONResponse
 from api.schemas import Empty, documented
 from core.db.models import Endpoint
@@ -219,6 +229,52 @@ def endpoint_open_metrics(namespace: str, name: str, ctx: ContextDep) -> Respons
         service.scaling(unit.session, namespace=namespace, name=name, limit=1)  # 404 for an unknown endpoint
     body = openmetrics.figures(ctx.state.settings.prometheus, f"{namespace}/{name}")
     return Response(body, media_type=openmetrics.CONTENT_TYPE)
+
+
+@router.get("/endpoint/{namespace}/{name}/logs", response_model=EndpointLogs)
+def endpoint_logs(
+    namespace: str,
+    name: str,
+    ctx: ContextDep,
+    replica: Annotated[str | None, Query(max_length=64, description="One replica's lines (gone ones too).")] = None,
+    since: Annotated[datetime | None, Query(description="Lines from this time on (ISO 8601).")] = None,
+    until: Annotated[datetime | None, Query(description="Lines before this time (ISO 8601).")] = None,
+    search: Annotated[str | None, Query(max_length=200, description="Only lines containing this text.")] = None,
+    tail: Annotated[int, Query(ge=1, le=10_000, description="The last this many lines.")] = 1000,
+) -> EndpointLogs:
+    """The endpoint's replicas, running or gone, with their start and stop times, and their log lines (time,
+    replica, stream), oldest first; the endpoint's secret values are masked in every line."""
+    for field, value in (("since", since), ("until", until)):
+        if value is not None and value.tzinfo is None:
+            raise BadRequest(
+                f"{field}: give a time zone, as in 2026-11-29T12:00:00Z", fields=[{"field": field, "message": "naive"}]
+            )
+    settings = ctx.state.settings
+    with ctx.unit(read_only=True) as unit:
+        unit.principal.require_namespace(namespace)
+        found = service.logs(
+            unit.session,
+            namespace=namespace,
+            name=name,
+            box=ctx.state.box,
+            home=settings.home,
+            local=settings.runtime == "local",
+            replica=replica,
+            since=since,
+            until=until,
+            search=search,
+            tail=tail,
+        )
+    return EndpointLogs(
+        source=found.source,
+        replicas=[
+            ReplicaLog(
+                id=r.id, started_at=r.started_at, stopped_at=r.stopped_at, restarts=r.restarts, exit_code=r.exit_code
+            )
+            for r in found.replicas
+        ],
+        lines=[LogLineOut(time=x.time, replica=x.replica, stream=x.stream, line=x.line) for x in found.lines],
+    )
 
 
 @router.get(

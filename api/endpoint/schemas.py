@@ -3,6 +3,7 @@ themselves (``render.py``); these describe them."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pydantic import Field
@@ -92,3 +93,26 @@ class AuditEventRead(Out):
 class AuditPage(Out):
     items: list[AuditEventRead]
     next: int | None = Field(description="Pass as `before` for the next page; null on the last.")
+
+
+class ReplicaLog(Out):
+    id: str
+    started_at: datetime
+    stopped_at: datetime | None = Field(description="None while it runs.")
+    restarts: int
+    exit_code: int | None = Field(description="Of its last exit; negative: killed by that signal.")
+
+
+class LogLineOut(Out):
+    time: datetime
+    replica: str
+    stream: str = Field(description="stdout or stderr")
+    line: str
+
+
+class EndpointLogs(Out):
+    """The endpoint's replicas (gone ones too, with their times) and its log lines, oldest first."""
+
+    source: str = Field(description="Where the lines come from: local, or none and why.")
+    replicas: list[ReplicaLog]
+    lines: list[LogLineOut]

@@ -9,8 +9,9 @@ Quota checks lock the namespace's account row, so two creates cannot both squeez
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -24,6 +25,7 @@ from api.endpoint import repository
 from api.endpoint.render import EndpointLike, observed_of
 from api.errors import BadRequest, Conflict, NotFound, PreconditionFailed, ServiceUnavailable
 from api.validation import validation_error
+from core import replica_logs
 from core.db.crypto import SecretBox
 from core.db.models import AuditEvent, Endpoint, EndpointScaling, EndpointStatus, ScalingDecision
 from core.domain.catalog import EngineCatalog, EngineError, HardwareCatalog, HardwareRow
@@ -269,6 +271,60 @@ def scaling(
         raise NotFound(f"endpoint {namespace}/{name} not found")
     desired, decisions = repository.scaling_of(session, endpoint.id, limit)
     return endpoint, desired, decisions
+
+
+@dataclass(frozen=True, slots=True)
+class Logs:
+    replicas: list[replica_logs.ReplicaRecord]
+    lines: list[replica_logs.LogLine]
+    source: str
+
+
+MASK = "********"
+
+
+def logs(
+    session: Session,
+    *,
+    namespace: str,
+    name: str,
+    box: SecretBox,
+    home: Path,
+    local: bool,
+    replica: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    search: str | None,
+    tail: int,
+) -> Logs:
+    """The endpoint's replicas (gone ones too) and their lines, the endpoint's secret values masked."""
+    endpoint = repository.live_entity(session, namespace, name)
+    if endpoint is None:
+        raise NotFound(f"endpoint {namespace}/{name} not found")
+    if not local:
+        return Logs([], [], "none: replica logs are kept by the local runtime only, for now")
+    folder = replica_logs.directory(home, endpoint.id)
+    records = replica_logs.read_records(folder)
+    known = [r.id for r in records]
+    if replica is not None and replica not in known:
+        listed = ", ".join(known) or "none yet"
+        raise BadRequest(
+            f"replica: {replica!r} is not one of this endpoint's replicas ({listed})",
+            fields=[{"field": "replica", "message": "unknown replica"}],
+        )
+    found = replica_logs.read_lines(
+        folder, replicas=[replica] if replica else known, since=since, until=until, search=search, tail=tail
+    )
+    secrets = [v for v in (box.open(endpoint.secrets).get("secrets", {}) if endpoint.secrets else {}).values() if v]
+    if secrets:
+        found = [replace(line, line=_masked(line.line, secrets)) for line in found]
+    return Logs(records, found, "local")
+
+
+def _masked(text: str, secrets: list[str]) -> str:
+    for value in sorted(secrets, key=len, reverse=True):  # a secret inside a longer one is masked with it
+        text = text.replace(value, MASK)
+    return text
 
 
 def hardware_usage(session: Session, *, namespace: str) -> dict[str, int]:

@@ -1,0 +1,157 @@
+"""The local runtime's replica logs, kept under ``DAIS_HOME/logs/<endpoint id>/``: written by the runtime
+(``controller.local``), read by the API's logs route.
+
+- ``<replica>.log``: one JSON object per line of the replica's output, ``{"time", "stream", "line"}``, the time
+  taken as the line arrived (an engine's own lines carry no reliable time of their own), rotated at a size to
+  ``.1`` … ``.N`` (oldest last);
+- ``<replica>.json``: when it started and stopped, its restarts and its last exit code, rewritten atomically.
+
+A replica's files outlive its process: stopped replicas stay listed, with their times, until the endpoint is
+deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from core.domain.timefmt import utc_now
+
+MAX_BYTES = 10 * 2**20
+KEEP = 3
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    time: datetime
+    replica: str
+    stream: str  # "stdout" | "stderr"
+    line: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaRecord:
+    id: str
+    started_at: datetime
+    stopped_at: datetime | None = None
+    restarts: int = 0
+    exit_code: int | None = None
+
+
+def directory(home: Path, endpoint_id: str) -> Path:
+    return home / "logs" / endpoint_id
+
+
+class LogWriter:
+    """Appends a replica's lines, from its stdout and stderr readers at once, rotating past ``max_bytes``."""
+
+    def __init__(
+        self, path: Path, *, max_bytes: int = MAX_BYTES, keep: int = KEEP, clock: Callable[[], datetime] = utc_now
+    ) -> None:
+        self.path, self.max_bytes, self.keep, self.clock = path, max_bytes, keep, clock
+        self._lock = threading.Lock()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._out = path.open("ab")
+
+    def write(self, stream: str, line: str) -> None:
+        record = json.dumps({"time": _iso(self.clock()), "stream": stream, "line": line}, ensure_ascii=False)
+        with self._lock:
+            if self._out.closed:
+                return
+            self._out.write(record.encode() + b"\n")
+            self._out.flush()
+            if self._out.tell() >= self.max_bytes:
+                self._rotate()
+
+    def close(self) -> None:
+        with self._lock:
+            self._out.close()
+
+    def _rotate(self) -> None:
+        self._out.close()
+        for index in range(self.keep - 1, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{index}")
+            if older.exists():
+                older.replace(self.path.with_name(f"{self.path.name}.{index + 1}"))
+        self.path.replace(self.path.with_name(f"{self.path.name}.1"))
+        self._out = self.path.open("ab")
+
+
+def write_record(folder: Path, record: ReplicaRecord) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    fields = {k: _iso(v) if isinstance(v, datetime) else v for k, v in asdict(record).items()}
+    target = folder / f"{record.id}.json"
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(json.dumps(fields))
+    tmp.replace(target)
+
+
+def read_records(folder: Path) -> list[ReplicaRecord]:
+    """Every replica the endpoint has had (that still has files), oldest first."""
+    found = []
+    for path in folder.glob("*.json"):
+        try:
+            raw = json.loads(path.read_text())
+            found.append(
+                ReplicaRecord(
+                    id=str(raw["id"]),
+                    started_at=_parse(raw["started_at"]),
+                    stopped_at=_parse(raw["stopped_at"]) if raw.get("stopped_at") else None,
+                    restarts=int(raw.get("restarts") or 0),
+                    exit_code=raw.get("exit_code"),
+                )
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # being rewritten, or not ours
+    return sorted(found, key=lambda r: r.started_at)
+
+
+def read_lines(
+    folder: Path,
+    *,
+    replicas: list[str],
+    since: datetime | None = None,
+    until: datetime | None = None,
+    search: str | None = None,
+    tail: int,
+) -> list[LogLine]:
+    """The last ``tail`` lines of ``replicas`` in time order, within [``since``, ``until``) and containing
+    ``search``."""
+    lines = [
+        line
+        for replica in replicas
+        for line in _lines_of(folder, replica)
+        if (since is None or line.time >= since)
+        and (until is None or line.time < until)
+        and (not search or search in line.line)
+    ]
+    lines.sort(key=lambda line: line.time)
+    return lines[-tail:]
+
+
+def _lines_of(folder: Path, replica: str) -> Iterator[LogLine]:
+    base = folder / f"{replica}.log"
+    rotated = sorted(folder.glob(f"{replica}.log.*"), key=lambda p: -int(p.suffix[1:]) if p.suffix[1:].isdigit() else 0)
+    for path in [*rotated, base]:
+        try:
+            text = path.read_text(errors="replace")
+        except OSError:
+            continue
+        for raw in text.splitlines():
+            try:
+                record = json.loads(raw)
+                yield LogLine(_parse(record["time"]), replica, str(record["stream"]), str(record["line"]))
+            except (ValueError, KeyError, TypeError):
+                continue  # a line cut by a crash of the writer
+
+
+def _iso(when: datetime) -> str:
+    return when.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _parse(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
