@@ -155,3 +155,38 @@ def _iso(when: datetime) -> str:
 
 def _parse(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+class Follower:
+    """The lines that arrive after it was made, by byte offset in each replica's file. A file that shrank was
+    rotated: it is read again from its start (a burst that filled a whole file meanwhile is skipped)."""
+
+    def __init__(self, folder: Path, replica: str | None) -> None:
+        self.folder, self.replica = folder, replica
+        self._offsets = {path: path.stat().st_size for path in self._files()}
+
+    def new_lines(self) -> list[LogLine]:
+        found: list[LogLine] = []
+        for path in self._files():
+            size = path.stat().st_size
+            offset = self._offsets.get(path, 0)
+            if size < offset:
+                offset = 0
+            if size == offset:
+                continue
+            with path.open("rb") as handle:
+                handle.seek(offset)
+                chunk = handle.read(size - offset)
+            complete = chunk.rfind(b"\n") + 1  # a line still being written waits for the next look
+            self._offsets[path] = offset + complete
+            for raw in chunk[:complete].decode(errors="replace").splitlines():
+                try:
+                    record = json.loads(raw)
+                    found.append(LogLine(_parse(record["time"]), path.stem, str(record["stream"]), str(record["line"])))
+                except (ValueError, KeyError, TypeError):
+                    continue
+        return sorted(found, key=lambda line: line.time)
+
+    def _files(self) -> list[Path]:
+        pattern = f"{self.replica}.log" if self.replica else "*.log"
+        return [path for path in self.folder.glob(pattern) if path.is_file()]

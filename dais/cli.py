@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -428,6 +428,22 @@ class ApiClient:
             raise SystemExit(f"dais: {response.status_code}: {message}")
         return response.json()
 
+    def stream(self, path: str, **params: Any) -> Iterator[dict[str, Any]]:
+        """The events of a server-sent stream, until it ends (or Ctrl-C)."""
+        import httpx
+
+        query = {k: v for k, v in params.items() if v}
+        try:
+            with self.http.stream("GET", path, params=query, timeout=httpx.Timeout(30, read=None)) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise SystemExit(f"dais: {response.status_code}: {response.json().get('error', response.text)}")
+                for line in response.iter_lines():
+                    if line.startswith("data: "):
+                        yield json.loads(line.removeprefix("data: "))
+        except httpx.HTTPError as exc:
+            raise SystemExit(f"dais: cannot reach {self.http.base_url}: {exc}") from None
+
 
 def _client(args: argparse.Namespace) -> ApiClient:
     return ApiClient(args.url, args.token)
@@ -435,6 +451,28 @@ def _client(args: argparse.Namespace) -> ApiClient:
 
 def _print(data: Any) -> None:
     print(json.dumps(data, indent=2))
+
+
+def _cmd_endpoints_logs(args: argparse.Namespace) -> int:
+    namespace, _, name = args.endpoint.partition("/")
+    if not name:
+        raise SystemExit("dais: name the endpoint as NAMESPACE/NAME, as in admin/my-endpoint")
+    client = _client(args)
+    path = f"/v2/endpoint/{namespace}/{name}/logs"
+    query = {"replica": args.replica, "since": args.since, "search": args.search, "tail": args.tail}
+    if args.follow:
+        try:
+            for line in client.stream(path, follow="true", **query):
+                print(f"{line['time']} {line['replica']} {line['stream']}: {line['line']}", flush=True)
+        except KeyboardInterrupt:
+            pass
+        return 0
+    found = client.call("GET", path, **query)
+    if found["source"] != "local":
+        print(f"dais: {found['source']}", file=sys.stderr)
+    for line in found["lines"]:
+        print(f"{line['time']} {line['replica']} {line['stream']}: {line['line']}")
+    return 0
 
 
 def _cmd_users(args: argparse.Namespace) -> int:
@@ -558,6 +596,18 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--url", default=os.environ.get("DAIS_URL", "http://127.0.0.1:8000"))
         sub.add_argument("--token", default=os.environ.get("DAIS_TOKEN"))
         return sub
+
+    endpoints = commands.add_parser("endpoints", help="endpoints").add_subparsers(
+        dest="endpoints_command", required=True
+    )
+    logs = remote(endpoints.add_parser("logs", help="an endpoint's replica logs (the local runtime's)"))
+    logs.add_argument("endpoint", help="NAMESPACE/NAME")
+    logs.add_argument("--replica", help="one replica's lines (gone ones too)")
+    logs.add_argument("--since", help="lines from this time on (ISO 8601 with a zone)")
+    logs.add_argument("--search", help="only lines containing this text")
+    logs.add_argument("--tail", type=_positive, default=100, help="the last this many lines (default 100)")
+    logs.add_argument("-f", "--follow", action="store_true", help="then each new line, until Ctrl-C")
+    logs.set_defaults(func=_cmd_endpoints_logs)
 
     users = commands.add_parser("users", help="manage users").add_subparsers(dest="users_command", required=True)
     create_user = remote(users.add_parser("create", help="create a user (admin)"))

@@ -3,8 +3,11 @@ the real ``huggingface_hub`` client, answered by real ``dais engine`` processes 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -313,6 +316,42 @@ def test_logs_show_each_replica_and_outlive_it_with_secrets_masked(hf: HfApi, se
     writer.close()
     masked = logs(search="connecting with")["lines"]
     assert [line["line"] for line in masked] == ["connecting with ********"]
+
+    # Following: the lines so far, then each new one as the replica writes it.
+    followed: list[dict[str, Any]] = []
+    seen_before = threading.Event()
+
+    def follow() -> None:
+        params = {"follow": "true", "search": "hello from the follower", "tail": 5}
+        with httpx.stream("GET", url, params=params, headers=auth, timeout=WAIT_S) as answer:
+            seen_before.set()
+            for line in answer.iter_lines():
+                if line.startswith("data: "):
+                    followed.append(json.loads(line.removeprefix("data: ")))
+                    return
+
+    follower = threading.Thread(target=follow)
+    follower.start()
+    assert seen_before.wait(30)
+    writer = LogWriter(directory / f"{replica['id']}.log")
+    writer.write("stdout", "hello from the follower, s3cr3t-value")
+    writer.close()
+    follower.join(timeout=30)
+    assert [event["line"] for event in followed] == ["hello from the follower, ********"]
+    assert followed[0]["replica"] == replica["id"]
+
+    # The command line shows the same lines.
+    env = {**os.environ, "DAIS_URL": serve.url, "DAIS_TOKEN": ADMIN_TOKEN}
+    shown = subprocess.run(
+        [sys.executable, "-m", "dais", "endpoints", "logs", f"admin/{endpoint.name}", "--search", "hello from"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.strip().endswith(f"{replica['id']} stdout: hello from the follower, ********")
 
     endpoint.pause()
     wait_for(lambda: logs()["replicas"][0]["stoppedAt"], timeout=WAIT_S, what="the replica's stop recorded")

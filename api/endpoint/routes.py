@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Header, Query
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from api.deps import ContextDep
 from api.endpoint import openmetrics, service
@@ -27,6 +30,7 @@ from core.db.models import Endpoint
 from core.domain.spec import EndpointSpec, EndpointUpdate
 from core.domain.state import Observed
 from core.domain.timefmt import to_client_time
+from core.replica_logs import LogLine
 
 router = APIRouter(prefix="/v2", tags=["endpoints"], default_response_class=FastJSONResponse)
 EWS = documented(EndpointWithStatus, "The endpoint, with its status.")
@@ -241,9 +245,13 @@ def endpoint_logs(
     until: Annotated[datetime | None, Query(description="Lines before this time (ISO 8601).")] = None,
     search: Annotated[str | None, Query(max_length=200, description="Only lines containing this text.")] = None,
     tail: Annotated[int, Query(ge=1, le=10_000, description="The last this many lines.")] = 1000,
-) -> EndpointLogs:
+    follow: Annotated[
+        bool, Query(description="Server-sent events: the lines, then each new one as it comes, until you leave.")
+    ] = False,
+) -> EndpointLogs | StreamingResponse:
     """The endpoint's replicas, running or gone, with their start and stop times, and their log lines (time,
-    replica, stream), oldest first; the endpoint's secret values are masked in every line."""
+    replica, stream), oldest first; the endpoint's secret values are masked in every line. With ``follow``, a
+    stream of server-sent events, one line each (``{"time", "replica", "stream", "line"}``)."""
     for field, value in (("since", since), ("until", until)):
         if value is not None and value.tzinfo is None:
             raise BadRequest(
@@ -264,7 +272,10 @@ def endpoint_logs(
             until=until,
             search=search,
             tail=tail,
+            follow=follow,
         )
+    if follow:
+        return StreamingResponse(_following(found, search), media_type="text/event-stream")
     return EndpointLogs(
         source=found.source,
         replicas=[
@@ -275,6 +286,41 @@ def endpoint_logs(
         ],
         lines=[LogLineOut(time=x.time, replica=x.replica, stream=x.stream, line=x.line) for x in found.lines],
     )
+
+
+FOLLOW_POLL_S = 0.25  # how often a follower looks for new lines (the files are local: a stat per replica)
+KEEPALIVE_S = 15.0  # a comment line this often, so that a client gone silent is noticed
+
+
+def _following(found: service.Logs, search: str | None) -> Iterator[bytes]:
+    """The lines found, then the new ones as they are written; no database connection is held meanwhile."""
+
+    def event(line: LogLine) -> bytes:
+        body = {"time": to_client_time(line.time), "replica": line.replica, "stream": line.stream, "line": line.line}
+        return b"data: " + orjson.dumps(body) + b"\n\n"
+
+    yield from (event(line) for line in found.lines)
+    follower = found.follower
+    if follower is None:
+        return
+    sent = set(found.lines)  # a line written as the first ones were read may come again: once is enough
+    quiet = 0.0
+    while True:
+        fresh = [
+            masked
+            for line in follower.new_lines()
+            if not search or search in line.line
+            if (masked := found.masked(line)) not in sent
+        ]
+        sent.clear()
+        if fresh:
+            quiet = 0.0
+            yield b"".join(event(line) for line in fresh)
+        elif quiet >= KEEPALIVE_S:
+            quiet = 0.0
+            yield b": keep-alive\n\n"
+        time.sleep(FOLLOW_POLL_S)
+        quiet += FOLLOW_POLL_S
 
 
 @router.get(

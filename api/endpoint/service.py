@@ -278,6 +278,11 @@ class Logs:
     replicas: list[replica_logs.ReplicaRecord]
     lines: list[replica_logs.LogLine]
     source: str
+    follower: replica_logs.Follower | None = None  # the lines written after these, for a client that follows
+    secrets: tuple[str, ...] = ()  # values to mask in them
+
+    def masked(self, line: replica_logs.LogLine) -> replica_logs.LogLine:
+        return replace(line, line=_masked(line.line, self.secrets)) if self.secrets else line
 
 
 MASK = "********"
@@ -296,8 +301,10 @@ def logs(
     until: datetime | None,
     search: str | None,
     tail: int,
+    follow: bool = False,
 ) -> Logs:
-    """The endpoint's replicas (gone ones too) and their lines, the endpoint's secret values masked."""
+    """The endpoint's replicas (gone ones too) and their lines, the endpoint's secret values masked; with
+    ``follow``, what reads the lines written next (set up before these are read: a line is never missed)."""
     endpoint = repository.live_entity(session, namespace, name)
     if endpoint is None:
         raise NotFound(f"endpoint {namespace}/{name} not found")
@@ -312,16 +319,16 @@ def logs(
             f"replica: {replica!r} is not one of this endpoint's replicas ({listed})",
             fields=[{"field": "replica", "message": "unknown replica"}],
         )
+    follower = replica_logs.Follower(folder, replica) if follow else None
     found = replica_logs.read_lines(
         folder, replicas=[replica] if replica else known, since=since, until=until, search=search, tail=tail
     )
     secrets = [v for v in (box.open(endpoint.secrets).get("secrets", {}) if endpoint.secrets else {}).values() if v]
-    if secrets:
-        found = [replace(line, line=_masked(line.line, secrets)) for line in found]
-    return Logs(records, found, "local")
+    result = Logs(records, [], "local", follower, tuple(secrets))
+    return replace(result, lines=[result.masked(line) for line in found])
 
 
-def _masked(text: str, secrets: list[str]) -> str:
+def _masked(text: str, secrets: tuple[str, ...]) -> str:
     for value in sorted(secrets, key=len, reverse=True):  # a secret inside a longer one is masked with it
         text = text.replace(value, MASK)
     return text
