@@ -42,6 +42,18 @@ def test_user_reaches_own_namespace_only(client: TestClient, alice: str) -> None
     assert [e["name"] for e in client.get("/v2/endpoint/alice").json()["items"]] == ["my-ep"]
 
 
+def test_logs_answer_members_only_and_say_where_lines_are_kept(client: TestClient, alice: str) -> None:
+    assert client.post("/v2/endpoint/alice", json=endpoint_body(), headers=bearer(alice)).status_code == 200
+    client.post("/v2/endpoint/admin", json=endpoint_body())
+    refused = client.get("/v2/endpoint/admin/my-ep/logs", headers=bearer(alice))
+    assert refused.status_code == 403
+    own = client.get("/v2/endpoint/alice/my-ep/logs", headers=bearer(alice))
+    assert own.status_code == 200
+    assert own.json()["lines"] == []
+    assert own.json()["source"].startswith("none: ")  # no local runtime here: it says so rather than nothing
+    assert client.get("/v2/endpoint/alice/nope/logs", headers=bearer(alice)).status_code == 404
+
+
 def test_org_members_reach_the_org(client: TestClient, db: sessionmaker[Session], alice: str, clock: Clock) -> None:
     with db() as session, session.begin():
         bob = make_user(session, "bob", now=clock())
