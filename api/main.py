@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from api import bootstrap
+from api.audit.routes import router as audit_router
 from api.auth.service import Authenticator
 from api.deps import AppState
 from api.endpoint.routes import router as endpoint_router
@@ -99,6 +100,7 @@ def create_app(settings: Settings, *, state: AppState | None = None, access_log:
     app.include_router(hardware_router)
     app.include_router(identity_router)
     app.include_router(hub_router)
+    app.include_router(audit_router)
     _install_error_handlers(app)
     _install_operations(app)
     return app

@@ -7,7 +7,7 @@ from typing import Any, cast
 from sqlalchemy import ScalarSelect, Table, insert, select
 from sqlalchemy.orm import Session
 
-from core.db.models import AuditEvent
+from core.db.models import AuditEvent, Endpoint
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,3 +65,38 @@ def events_of(session: Session, endpoint_id: str, *, limit: int, before: int | N
     if before is not None:
         stmt = stmt.where(AuditEvent.id < before)
     return list(session.scalars(stmt.order_by(AuditEvent.id.desc()).limit(limit)))
+
+
+def events_in(
+    session: Session,
+    namespace: str,
+    *,
+    endpoint_id: str | None,
+    actor: str | None,
+    action: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int,
+    before: int | None,
+) -> list[tuple[AuditEvent, str | None]]:
+    """A namespace's events, newest first, each with its endpoint's name (None once the endpoint is gone)."""
+    stmt = (
+        select(AuditEvent, Endpoint.name)
+        .outerjoin(Endpoint, Endpoint.id == AuditEvent.endpoint_id)
+        .where(AuditEvent.namespace == namespace)
+    )
+    for column, value in (
+        (AuditEvent.endpoint_id, endpoint_id),
+        (AuditEvent.actor, actor),
+        (AuditEvent.action, action),
+    ):
+        if value is not None:
+            stmt = stmt.where(column == value)
+    if since is not None:
+        stmt = stmt.where(AuditEvent.created_at >= since)
+    if until is not None:
+        stmt = stmt.where(AuditEvent.created_at < until)
+    if before is not None:
+        stmt = stmt.where(AuditEvent.id < before)
+    rows = session.execute(stmt.order_by(AuditEvent.id.desc()).limit(limit)).all()
+    return [(event, name) for event, name in rows]

@@ -186,7 +186,10 @@ class EndpointActivity(Base):
 
 class AuditEvent(Base):
     __tablename__ = "audit_events"
-    __table_args__ = (Index("ix_audit_events_endpoint_id_id", "endpoint_id", "id"),)
+    __table_args__ = (
+        Index("ix_audit_events_endpoint_id_id", "endpoint_id", "id"),
+        Index("ix_audit_events_namespace_id", "namespace", "id"),  # the namespace's log, newest first
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
     endpoint_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
