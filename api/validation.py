@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -57,3 +58,12 @@ def validation_error(exc: ValidationError | Sequence[Any]) -> BadRequest:
     fields = describe(errors)
     summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields[:5])
     return BadRequest(f"invalid request: {summary}", fields=fields)
+
+
+def require_zones(**times: datetime | None) -> None:
+    """Query times must say their zone: a naive one is a 400 naming the field."""
+    for field, value in times.items():
+        if value is not None and value.tzinfo is None:
+            raise BadRequest(
+                f"{field}: give a time zone, as in 2026-11-29T12:00:00Z", fields=[{"field": field, "message": "naive"}]
+            )

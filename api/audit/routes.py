@@ -6,12 +6,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from api.audit import service
+from api.audit.render import event_item
 from api.audit.schemas import NamespaceAuditPage
 from api.deps import ContextDep
-from api.errors import BadRequest
 from api.responses import FastJSONResponse
 from api.schemas import documented
-from core.domain.timefmt import to_client_time
+from api.validation import require_zones
 
 router = APIRouter(prefix="/v2", tags=["audit"], default_response_class=FastJSONResponse)
 
@@ -34,11 +34,7 @@ def namespace_audit_log(
 ) -> dict[str, Any]:
     """Who changed what in a namespace, newest first: every endpoint's events (deleted ones' too) and the
     namespace's own, with the actor, the action, the diff (secrets redacted) and the request id."""
-    for field, value in (("since", since), ("until", until)):
-        if value is not None and value.tzinfo is None:
-            raise BadRequest(
-                f"{field}: give a time zone, as in 2026-11-29T12:00:00Z", fields=[{"field": field, "message": "naive"}]
-            )
+    require_zones(since=since, until=until)
     with ctx.unit(read_only=True) as unit:
         unit.principal.require_namespace(namespace)
         rows = service.events_in(
@@ -52,18 +48,5 @@ def namespace_audit_log(
             limit=limit,
             before=before,
         )
-        items = [
-            {
-                "id": event.id,
-                "time": to_client_time(event.created_at),
-                "actor": event.actor,
-                "action": event.action,
-                "diff": event.diff,
-                "requestId": event.request_id,
-                "sourceAddress": event.source_address,
-                "endpoint": name,
-                "endpointId": event.endpoint_id,
-            }
-            for event, name in rows
-        ]
+        items = [{**event_item(event), "endpoint": name, "endpointId": event.endpoint_id} for event, name in rows]
     return {"items": items, "next": rows[-1][0].id if len(rows) == limit else None}

@@ -11,6 +11,7 @@ import orjson
 from fastapi import APIRouter, Header, Query
 from starlette.responses import Response, StreamingResponse
 
+from api.audit.render import event_item
 from api.deps import ContextDep
 from api.endpoint import openmetrics, service
 from api.endpoint.render import EndpointLike, observed_of, render, render_row
@@ -23,9 +24,9 @@ from api.endpoint.schemas import (
     ReplicaLog,
     ScalingView,
 )
-from api.errors import BadRequest
 from api.responses import FastJSONResponse
 from api.schemas import Empty, documented
+from api.validation import require_zones
 from core.db.models import Endpoint
 from core.domain.spec import EndpointSpec, EndpointUpdate
 from core.domain.state import Observed
@@ -252,11 +253,7 @@ def endpoint_logs(
     """The endpoint's replicas, running or gone, with their start and stop times, and their log lines (time,
     replica, stream), oldest first; the endpoint's secret values are masked in every line. With ``follow``, a
     stream of server-sent events, one line each (``{"time", "replica", "stream", "line"}``)."""
-    for field, value in (("since", since), ("until", until)):
-        if value is not None and value.tzinfo is None:
-            raise BadRequest(
-                f"{field}: give a time zone, as in 2026-11-29T12:00:00Z", fields=[{"field": field, "message": "naive"}]
-            )
+    require_zones(since=since, until=until)
     settings = ctx.state.settings
     with ctx.unit(read_only=True) as unit:
         unit.principal.require_namespace(namespace)
@@ -339,16 +336,5 @@ def endpoint_events(
     with ctx.unit(read_only=True) as unit:
         unit.principal.require_namespace(namespace)
         rows = service.events(unit.session, namespace=namespace, name=name, limit=limit, before=before)
-        items = [
-            {
-                "id": e.id,
-                "time": to_client_time(e.created_at),
-                "actor": e.actor,
-                "action": e.action,
-                "diff": e.diff,
-                "requestId": e.request_id,
-                "sourceAddress": e.source_address,
-            }
-            for e in rows
-        ]
+        items = [event_item(e) for e in rows]
     return {"items": items, "next": rows[-1].id if len(rows) == limit else None}
