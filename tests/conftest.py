@@ -1,8 +1,9 @@
 """Shared fixtures: a real PostgreSQL (one server and database per xdist worker), the app on a
 connection whose outer transaction is rolled back after each test, a live server (``live_server``)
 for tests that need real commits (its tables are emptied afterwards), and a real Kubernetes control plane
-with fake nodes (``kube_cluster``, one per xdist worker), a local Hugging Face Hub (``hub``), and a real
-Prometheus scraping a test exporter (``prometheus``)."""
+with fake nodes (``kube_cluster``, one per xdist worker), a local Hugging Face Hub (``hub``), a real
+Prometheus scraping a test exporter (``prometheus``), and a real VictoriaLogs fed by a log collector
+(``victorialogs``, ``log_collector``)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ from tests.fixtures.postgres import (
     postgres_server,
 )
 from tests.fixtures.prometheus import LoadExporter, prometheus_server
+from tests.fixtures.victorialogs import LogCollector, victoria_logs_binary, victorialogs_server
 
 SECRET_KEY = new_key()
 
@@ -207,6 +209,25 @@ def prometheus(load_exporter: LoadExporter) -> Iterator[str]:
     """A real Prometheus scraping ``load_exporter`` every second, one per xdist worker; yields its URL."""
     with prometheus_server([f"127.0.0.1:{load_exporter.port}"]) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def victorialogs(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A real VictoriaLogs (tests/fixtures/victorialogs.py), one per xdist worker; yields its base URL."""
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    # Built with the cluster's binaries: the first-time build takes minutes, let its progress show.
+    with capture.global_and_fixture_disabled() if capture else nullcontext():
+        binary = victoria_logs_binary()
+    with victorialogs_server(binary) as url:
+        yield url
+
+
+@pytest.fixture
+def log_collector(victorialogs: str) -> Iterator[LogCollector]:
+    """Ships pod log lines to ``victorialogs`` the way an operator's collector would, queryable on return."""
+    collector = LogCollector(victorialogs)
+    yield collector
+    collector.close()
 
 
 @pytest.fixture(scope="session")

@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import queue
+import re
+import threading
+import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 import pytest
+import urllib3
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from tests.fixtures.kube import GPU_RESOURCE, KubeCluster, gpu_node_selectors, is_ready, versions, wait_for
+from tests.fixtures.kube import (
+    GPU_RESOURCE,
+    KubeCluster,
+    append_cri_log,
+    cri_timestamp,
+    gpu_node_selectors,
+    is_ready,
+    versions,
+    wait_for,
+)
 
 TIMEOUT = 60.0
 GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
@@ -127,3 +143,142 @@ def test_namespace_deletion_completes(api: k8s.ApiClient) -> None:
 
     # The namespace controller (KCM) empties it and kwok's pod-delete stage plays the kubelet's final delete.
     wait_for(gone, timeout=TIMEOUT, what=f"namespace {name} to be deleted")
+
+
+# --- pod logs: kwok plays the nodes' kubelet, serving each container's log from a file (serve_logs) -----------------
+
+
+def _deployment(name: str, labels: dict[str, str], pod_spec: dict[str, Any], replicas: int = 1) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        },
+    }
+
+
+def _running(core: k8s.CoreV1Api, namespace: str, name: str) -> k8s.V1Pod:
+    return wait_for(
+        lambda: (p := core.read_namespaced_pod(name, namespace)).status.phase == "Running" and p,
+        timeout=TIMEOUT,
+        what=f"pod {name} to run",
+    )
+
+
+def test_deployment_pod_logs_come_from_the_served_file(
+    api: k8s.ApiClient, namespace: str, kube_cluster: KubeCluster, tmp_path: Path
+) -> None:
+    now = dt.datetime.now(dt.UTC)
+    old, recent = now - dt.timedelta(hours=2), now - dt.timedelta(seconds=5)
+    logs = tmp_path / "web.log"
+    append_cri_log(logs, "booting", at=old)
+    append_cri_log(logs, "listening on :8080", at=recent)
+    append_cri_log(logs, "GET /health 200", at=recent, stream="stderr")
+    # Before the Deployment exists: the rule covers every pod of the namespace, whatever its generated name.
+    kube_cluster.serve_logs(namespace, logs, container="main")
+    apps, core = k8s.AppsV1Api(api), k8s.CoreV1Api(api)
+    apps.create_namespaced_deployment(
+        namespace, _deployment("web", {"app": "web"}, _pod("unused", {"dais.dev/pool": "cpu"})["spec"])
+    )
+
+    def running_pod() -> k8s.V1Pod | None:
+        pods = core.list_namespaced_pod(namespace, label_selector="app=web").items
+        return next((p for p in pods if p.status.phase == "Running"), None)
+
+    pod = wait_for(running_pod, timeout=TIMEOUT, what="the Deployment's pod to run")
+    assert pod.spec.node_name in kube_cluster.nodes
+    name = pod.metadata.name
+
+    def read(**options: Any) -> str:
+        return str(core.read_namespaced_pod_log(name, namespace, container="main", **options))
+
+    assert read() == "booting\nlistening on :8080\nGET /health 200\n"  # stdout and stderr, as kubectl logs shows
+    assert read(timestamps=True).splitlines() == [
+        f"{cri_timestamp(old)} booting",
+        f"{cri_timestamp(recent)} listening on :8080",
+        f"{cri_timestamp(recent)} GET /health 200",
+    ]
+    # The kubelet's format: RFC 3339 in UTC with nanoseconds, fixed width, then a space.
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z booting\n.*", read(timestamps=True), re.DOTALL)
+    assert read(tail_lines=2) == "listening on :8080\nGET /health 200\n"
+    assert read(tail_lines=0) == ""
+    assert read(since_seconds=3600) == "listening on :8080\nGET /health 200\n"
+    assert read(limit_bytes=4) == "boot"
+    with pytest.raises(ApiException) as missing:  # a container the pod does not have: the apiserver says so
+        core.read_namespaced_pod_log(name, namespace, container="nope")
+    assert missing.value.status == 400
+
+
+def test_followed_pod_log_streams_lines_appended_later(
+    api: k8s.ApiClient, namespace: str, kube_cluster: KubeCluster, tmp_path: Path
+) -> None:
+    core = k8s.CoreV1Api(api)
+    core.create_namespaced_pod(namespace, _pod("tail", {"dais.dev/pool": "cpu"}))
+    _running(core, namespace, "tail")
+    logs = tmp_path / "tail.log"
+    append_cri_log(logs, "first")
+    kube_cluster.serve_logs(namespace, logs, pod="tail")
+
+    response = cast(
+        urllib3.HTTPResponse,  # _preload_content=False: the raw response, read as the apiserver streams it
+        core.read_namespaced_pod_log(
+            "tail", namespace, container="main", follow=True, _preload_content=False, _request_timeout=TIMEOUT
+        ),
+    )
+    lines: queue.Queue[str | BaseException] = queue.Queue()
+
+    def pump() -> None:
+        try:
+            for line in response:
+                lines.put(line.decode().removesuffix("\n"))
+            lines.put(EOFError("the followed log ended"))
+        except BaseException as e:  # handed to the test's thread
+            lines.put(e)
+
+    def next_line(deadline: float) -> str:
+        item = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    reader = threading.Thread(target=pump, name="log-follower", daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        assert next_line(deadline) == "first"  # the request is being served: what comes next was appended after it
+        append_cri_log(logs, "second", "third")
+        assert [next_line(deadline), next_line(deadline)] == ["second", "third"]
+    finally:
+        response.shutdown()  # wakes the reader blocked on the socket
+        response.release_conn()
+        reader.join(timeout=TIMEOUT)
+    assert not reader.is_alive()
+
+
+def test_previous_container_logs_and_one_file_per_container(
+    api: k8s.ApiClient, namespace: str, kube_cluster: KubeCluster, tmp_path: Path
+) -> None:
+    core = k8s.CoreV1Api(api)
+    pod = _pod("two", {"dais.dev/pool": "cpu"})
+    pod["spec"]["containers"].append({"name": "sidecar", "image": "example.invalid/y:1"})
+    core.create_namespaced_pod(namespace, pod)
+    _running(core, namespace, "two")
+    main, previous, sidecar = (tmp_path / f"{n}.log" for n in ("main", "previous", "sidecar"))
+    append_cri_log(main, "main now")
+    append_cri_log(previous, "main before the restart", "Traceback: CUDA out of memory")
+    append_cri_log(sidecar, "sidecar now")
+    kube_cluster.serve_logs(namespace, main, pod="two", container="main", previous_logs_file=previous)
+    kube_cluster.serve_logs(namespace, sidecar, pod="two", container="sidecar")  # added to the same Logs object
+
+    def read(container: str, previous: bool = False) -> str:
+        return str(core.read_namespaced_pod_log("two", namespace, container=container, previous=previous))
+
+    assert read("main") == "main now\n"
+    assert read("main", previous=True) == "main before the restart\nTraceback: CUDA out of memory\n"
+    assert read("sidecar") == "sidecar now\n"
+    with pytest.raises(ApiException):  # no previous file for the sidecar: kwok fails the request
+        read("sidecar", previous=True)

