@@ -22,6 +22,7 @@ from api.audit.repository import AuditContext
 from api.auth.principal import Principal
 from api.auth.service import Authenticator
 from api.endpoint.service import Catalogs
+from api.endpoint.watch import FeedHub
 from api.middleware import current_request_id
 from core.db.crypto import SecretBox
 from core.domain.timefmt import utc_now
@@ -39,6 +40,7 @@ class AppState:
     box: SecretBox
     auth: Authenticator
     hub: HubResolver
+    feed: FeedHub
     clock: Callable[[], datetime] = utc_now
     read_sessions: sessionmaker[Session] | None = None  # autocommit: reads skip BEGIN and COMMIT round trips
 

@@ -21,9 +21,11 @@ from starlette.responses import Response
 from api import bootstrap
 from api.audit.routes import router as audit_router
 from api.auth.service import Authenticator
+from api.catalog.routes import router as catalog_router
 from api.deps import AppState
 from api.endpoint.routes import router as endpoint_router
 from api.endpoint.service import Catalogs
+from api.endpoint.watch import FeedHub
 from api.errors import DaisError
 from api.hardware.routes import router as hardware_router
 from api.identity.routes import router as identity_router
@@ -31,8 +33,11 @@ from api.middleware import RequestContextMiddleware, current_request_id
 from api.recommendation.routes import router as hub_router
 from api.responses import FastJSONResponse
 from api.schemas import ERRORS
+from api.usage.routes import router as usage_router
 from api.validation import validation_error
+from core.db.changes import LocalBus
 from core.db.crypto import SecretBox
+from core.db.models import FeedEvent
 from core.db.session import make_engine, make_sessionmaker
 from core.domain.catalog import load_engine_catalog, load_hardware_catalog
 from core.domain.timefmt import utc_now
@@ -64,9 +69,14 @@ def build_state(
         max_replica_ceiling=settings.max_replica_ceiling,
         containers=settings.runtime != "local",
     )
+    bus = None
+    if settings.is_sqlite:  # one process (dais serve): the feed's writers run here and wake the hub in-process
+        bus = LocalBus()
+        bus.attach(sessions, rows=(FeedEvent,))
     return AppState(
         settings=settings,
         sessions=sessions,
+        feed=FeedHub(sessions, None if settings.is_sqlite else settings.effective_database_url, bus),
         read_sessions=read_sessions,
         catalogs=catalogs,
         box=SecretBox(bootstrap.secret_key(settings)),
@@ -85,6 +95,7 @@ def create_app(settings: Settings, *, state: AppState | None = None, access_log:
         gc.collect()
         gc.freeze()
         yield
+        app.state.dais.feed.close()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -101,6 +112,8 @@ def create_app(settings: Settings, *, state: AppState | None = None, access_log:
     app.include_router(identity_router)
     app.include_router(hub_router)
     app.include_router(audit_router)
+    app.include_router(usage_router)
+    app.include_router(catalog_router)
     _install_error_handlers(app)
     _install_operations(app)
     return app

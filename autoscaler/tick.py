@@ -25,9 +25,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from autoscaler import metrics
 from autoscaler.policy import Decision, PolicyConfig, Samples, ScalingRules, State, decide
 from autoscaler.sources import ScaleTarget
+from core.db import feed
 from core.db.models import Endpoint, EndpointScaling, EndpointStatus, ScalingDecision
 from core.db.session import transaction
-from core.db.writes import woken_from_zero
+from core.db.writes import component_event, woken_from_zero
 from core.leadership import NotLeader
 
 WAKE_REASON = "woken: a request arrived while scaled to zero"
@@ -69,19 +70,21 @@ class Ticker:
             ]
             sampled = self.source.samples(session, targets, now)
             made = []
+            events: list[feed.Event] = []
             for (endpoint, _, scaling), target in zip(rows, targets, strict=True):
                 samples = sampled.get(endpoint.id) or Samples(ready=target.ready, starting=target.starting)
                 if endpoint.scaled_to_zero:
                     if samples.in_flight:
-                        made.append((endpoint.id, self._wake(session, endpoint, scaling, now)))
+                        made.append((endpoint.id, self._wake(session, endpoint, scaling, now, events)))
                     continue
                 spec = ScalingRules.from_spec(endpoint.spec, paused=endpoint.paused)
                 state = _state_of(scaling, spec, endpoint.created_at)
                 decision = decide(spec, samples, state, now, self.config)
-                self._record(session, endpoint.id, scaling, decision, previous=state.replicas, now=now)
+                self._record(session, endpoint, scaling, decision, previous=state.replicas, now=now, events=events)
                 made.append((endpoint.id, decision))
             if not self.is_leader():
                 raise NotLeader("lost the autoscaler lease; not committing this tick")
+            feed.publish(session, events, now=now)  # last: it serializes the feed's writers until the commit
         return made
 
     def wake(self, endpoint_id: str) -> Decision | None:
@@ -97,19 +100,29 @@ class Ticker:
             endpoint, scaling = row
             if not endpoint.scaled_to_zero and (scaling is None or scaling.replicas > 0):
                 return None
-            decision = self._wake(session, endpoint, scaling, self.clock())
+            events: list[feed.Event] = []
+            now = self.clock()
+            decision = self._wake(session, endpoint, scaling, now, events)
             if not self.is_leader():
                 raise NotLeader("lost the autoscaler lease; not committing this wake")
+            feed.publish(session, events, now=now)
         return decision
 
-    def _wake(self, session: Session, endpoint: Endpoint, scaling: EndpointScaling | None, now: datetime) -> Decision:
+    def _wake(
+        self,
+        session: Session,
+        endpoint: Endpoint,
+        scaling: EndpointScaling | None,
+        now: datetime,
+        events: list[feed.Event],
+    ) -> Decision:
         spec = ScalingRules.from_spec(endpoint.spec, paused=False)
         state = _state_of(scaling, spec, endpoint.created_at)
         replicas = min(max(spec.min_replica, 1), spec.max_replica)
         woke = State(replicas=replicas, since=state.since, last_up=now, last_down=now)
         decision = Decision(replicas, replicas, replicas, WAKE_REASON, {"wake": True}, woke)
         previous = 0 if endpoint.scaled_to_zero else state.replicas
-        self._record(session, endpoint.id, scaling, decision, previous=previous, now=now)
+        self._record(session, endpoint, scaling, decision, previous=previous, now=now, events=events)
         if endpoint.scaled_to_zero:
             woken_from_zero(session, endpoint, actor="autoscaler", now=now)
         return decision
@@ -117,14 +130,18 @@ class Ticker:
     @staticmethod
     def _record(
         session: Session,
-        endpoint_id: str,
+        endpoint: Endpoint,
         scaling: EndpointScaling | None,
         decision: Decision,
         *,
         previous: int,
         now: datetime,
+        events: list[feed.Event],
     ) -> None:
+        """The desired count and the policy's memory; a decision row (and the feed's event) when the count
+        changes; the audit log's event when it goes to zero."""
         assert decision.state is not None
+        endpoint_id = endpoint.id
         stored = _state_json(decision.state)
         if scaling is None:
             session.add(
@@ -162,6 +179,23 @@ class Ticker:
                     inputs=decision.inputs,
                 )
             )
+            body = {
+                "name": endpoint.name,
+                "previous": previous,
+                "replicas": decision.replicas,
+                "reason": decision.reason,
+            }
+            events.append(feed.Event(endpoint.namespace, endpoint_id, endpoint.name, "decision", body))
+            if decision.replicas == 0 and previous > 0:
+                component_event(
+                    session,
+                    endpoint_id=endpoint_id,
+                    namespace=endpoint.namespace,
+                    actor="autoscaler",
+                    action="scaleToZero",
+                    diff=[{"path": "replicas", "old": previous, "new": 0}, {"path": "reason", "new": decision.reason}],
+                    now=now,
+                )
 
 
 def _state_of(scaling: EndpointScaling | None, spec: ScalingRules, created: datetime) -> State:

@@ -18,7 +18,15 @@ from controller.cache import ClusterCache
 from controller.desired import HTTP_PORT, BuildConfig, EndpointView, build, object_name
 from controller.errors import PermanentError
 from controller.plan import plan
-from controller.status import LOG_LINES, Observation, crash_looping, observe, serving_addresses, startup_seconds
+from controller.status import (
+    LOG_LINES,
+    Observation,
+    crash_looping,
+    observe,
+    replicas_seen,
+    serving_addresses,
+    startup_seconds,
+)
 from core.domain.catalog import EngineCatalog, HardwareRow
 from core.kube.client import Kube, KubeError
 
@@ -88,7 +96,12 @@ class KubernetesRuntime:
             now=self.clock(),
             build_error=build_error,
         )
-        return replace(observation, addresses=serving_addresses(pods), startup_seconds=startup_seconds(pods))
+        return replace(
+            observation,
+            addresses=serving_addresses(pods),
+            startup_seconds=startup_seconds(pods),
+            replicas=replicas_seen(pods),
+        )
 
     def _delete(self, kind: str, name: str) -> None:
         self.fence()

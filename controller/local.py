@@ -44,7 +44,7 @@ from controller.desired import EndpointView
 from controller.local_desired import MODEL_DIR, PORT, LocalRun, ReplicaView, local_run, memory_wait, plan_replicas
 from controller.local_status import FetchView, ProcessView, observe_local
 from controller.runtime import Notify
-from controller.status import Observation
+from controller.status import Observation, ReplicaSeen
 from core import replica_logs
 from core.domain.catalog import EngineCatalog, HardwareRow, load_engine_catalog
 from core.domain.enums import ImageVariant
@@ -103,6 +103,31 @@ class _Replica:
     @property
     def ready(self) -> bool:
         return self.ready_at is not None
+
+    def seen(self) -> ReplicaSeen:
+        """As the replica list shows it: first start, restarts since, and why it last exited."""
+        if self.ready:
+            state = "ready"
+        elif self.given_up:
+            state = "failed"
+        elif self.process is None:
+            state = "restarting"
+        else:
+            state = "starting"
+        why = None
+        if self.timed_out:
+            why = "not ready before the start-up deadline"
+        elif self.exit_code is not None:
+            why = f"exited with code {self.exit_code}"
+        record = self.record
+        return ReplicaSeen(
+            id=self.id,
+            state=state,
+            host=f"127.0.0.1:{self.port}",
+            started_at=record.started_at if record is not None else self.started_at,
+            restarts=record.restarts if record is not None else 0,
+            last_termination=why,
+        )
 
     def view(self) -> ProcessView:
         assert self.started_at is not None
@@ -211,6 +236,7 @@ class LocalRuntime:
             fetch = self._fetches.get(_fetch_key(run)) if run is not None else None
             replicas = [r for r in self._replicas.get(view.id, []) if r.started_at is not None]
             processes = [r.view() for r in replicas]
+            seen = tuple(sorted((r.seen() for r in replicas), key=lambda r: r.id))
             ready = [r for r in replicas if r.ready]
         observation = observe_local(
             paused=paused,
@@ -226,7 +252,7 @@ class LocalRuntime:
         )
         started = [(r.ready_at - r.started_at).total_seconds() for r in ready if r.ready_at and r.started_at]
         observation.addresses.extend(f"127.0.0.1:{r.port}" for r in ready)
-        return replace(observation, startup_seconds=max(started) if started else None)
+        return replace(observation, startup_seconds=max(started) if started else None, replicas=seen)
 
     def upstream(self, view: EndpointView) -> str | None:
         with self._lock:

@@ -35,6 +35,24 @@ class Observation:
     conditions: list[dict[str, Any]] = field(default_factory=list)
     addresses: list[str] = field(default_factory=list)  # Ready pods' ip:port (serving_addresses)
     startup_seconds: float | None = None
+    replicas: tuple[ReplicaSeen, ...] = ()  # what runs or tries to, one per replica (replicas_seen)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaSeen:
+    """One replica as the user's replica list shows it."""
+
+    id: str
+    state: str  # pending (not placed yet), starting, ready, restarting or failed
+    host: str | None
+    started_at: datetime | None
+    restarts: int
+    last_termination: str | None
+
+    @property
+    def holds_hardware(self) -> bool:
+        """Placed on its hardware (what usage counts): every state but pending."""
+        return self.state != "pending"
 
 
 def observe(
@@ -160,6 +178,49 @@ def startup_seconds(pods: Sequence[Mapping[str, Any]]) -> float | None:
         if latest is None or ready_at > latest[0]:
             latest = (ready_at, took)
     return latest[1] if latest else None
+
+
+def replicas_seen(pods: Sequence[Mapping[str, Any]]) -> tuple[ReplicaSeen, ...]:
+    """Each pod not terminating, as a replica: its node, start, restarts and last termination."""
+    found = []
+    for pod in pods:
+        if pod.get("metadata", {}).get("deletionTimestamp"):
+            continue
+        statuses = _container_statuses(pod)
+        engine = next((s for s in statuses if s.get("name") == ENGINE_CONTAINER), {})
+        waiting = (engine.get("state", {}).get("waiting") or {}).get("reason", "")
+        node = pod.get("spec", {}).get("nodeName")
+        if _ready(pod):
+            state = "ready"
+        elif not node:
+            state = "pending"
+        elif waiting in PULL_ERRORS or waiting in CONFIG_ERRORS:
+            state = "failed"
+        elif waiting == "CrashLoopBackOff":
+            state = "restarting"
+        else:
+            state = "starting"
+        found.append(
+            ReplicaSeen(
+                id=pod["metadata"]["name"],
+                state=state,
+                host=node,
+                started_at=_created(pod),
+                restarts=sum(int(s.get("restartCount", 0)) for s in statuses),
+                last_termination=_termination(engine),
+            )
+        )
+    return tuple(sorted(found, key=lambda r: r.id))
+
+
+def _termination(status: Mapping[str, Any]) -> str | None:
+    terminated = status.get("lastState", {}).get("terminated") or status.get("state", {}).get("terminated")
+    if not terminated:
+        return None
+    reason = terminated.get("reason") or "Terminated"
+    code = terminated.get("exitCode")
+    when = terminated.get("finishedAt")
+    return f"{reason} (exit code {code})" + (f" at {when}" if when else "")
 
 
 # -- helpers ---------------------------------------------------------------------------------------------

@@ -32,6 +32,22 @@ class PrometheusSettings(BaseModel):
     timeout_seconds: float = Field(default=5, gt=0, description="One Prometheus query's timeout.")
 
 
+class LogsSettings(BaseModel):
+    """``DAIS_LOGS__*``: where endpoint log history on Kubernetes is read from (``core.log_store``)."""
+
+    store_url: str | None = Field(
+        default=None,
+        description="VictoriaLogs base URL the operator's collector ships pod logs to; without it only live logs "
+        "(the current and previous container) are served and the answer says history is not kept.",
+    )
+    retention_days: int = Field(
+        default=30,
+        ge=1,
+        description="Days of history served; start VictoriaLogs with -retentionPeriod=<days>d to keep as many.",
+    )
+    timeout_seconds: float = Field(default=10, gt=0, description="One log store query's timeout.")
+
+
 class HubSettings(BaseModel):
     """``DAIS_HUB__*``: the Hugging Face Hub (or a mirror) models come from."""
 
@@ -193,6 +209,10 @@ class Settings(BaseSettings):
     )
     hardware_catalog: Path | None = Field(default=None, description="YAML hardware catalog; default ships.")
     engine_catalog: Path | None = Field(default=None, description="YAML engine catalog; default ships.")
+    model_catalog: Path | None = Field(
+        default=None,
+        description="YAML model catalog (/api/v1/catalog: models and their deploy recipes); default ships.",
+    )
     max_replica_ceiling: int = Field(default=64, ge=1, description="Highest maxReplica a spec may ask for.")
     default_quota_accelerators: int = Field(
         default=16, ge=0, description="Per-namespace accelerator quota for catalog rows that name none."
@@ -212,6 +232,7 @@ class Settings(BaseSettings):
     controller: ControllerSettings = Field(default_factory=ControllerSettings)
     hub: HubSettings = Field(default_factory=HubSettings)
     prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
+    logs: LogsSettings = Field(default_factory=LogsSettings)
     autoscaler: AutoscalerSettings = Field(default_factory=AutoscalerSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     log_json: bool | None = Field(

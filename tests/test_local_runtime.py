@@ -26,6 +26,7 @@ from tests.fixtures.dais_serve import Serve, dais_serve, engine_pids
 from tests.fixtures.hub import HubServer
 from tests.fixtures.kube import wait_for
 from tests.fixtures.models import tiny_llama_gguf, tiny_llama_safetensors
+from tests.fixtures.sse import Watcher
 
 CHAT, EMBED, BROKEN = "dais-test/tiny-chat", "dais-test/tiny-embed", "dais-test/broken"
 SAFETENSORS = "dais-test/tiny-llama"
@@ -158,7 +159,7 @@ def test_a_killed_engine_is_restarted_and_serves_again(hf: HfApi, serve: Serve) 
     endpoint.delete()
 
 
-def test_an_engine_that_exits_at_start_fails_the_endpoint_with_its_last_lines(hf: HfApi) -> None:
+def test_an_engine_that_exits_at_start_fails_the_endpoint_with_its_last_lines(hf: HfApi, serve: Serve) -> None:
     endpoint = deploy(hf, BROKEN)
 
     def failed() -> str | None:
@@ -168,6 +169,14 @@ def test_an_engine_that_exits_at_start_fails_the_endpoint_with_its_last_lines(hf
     message = wait_for(failed, timeout=WAIT_S, what="the endpoint to fail")
     assert "exited 3 times in a row (exit code 1)" in message
     assert "could not load broken.gguf" in message
+    # The controller's own event, in the namespace's audit log beside the user's create.
+    audit = httpx.get(
+        f"{serve.url}/v2/audit-logs/admin",
+        params={"endpoint": endpoint.name},
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+    ).json()["items"]
+    assert [(e["actor"], e["action"]) for e in audit] == [("controller", "failed"), ("admin", "endpoint.create")]
+    assert "exited 3 times in a row" in audit[0]["diff"][1]["new"]
     endpoint.delete()
 
 
@@ -364,4 +373,53 @@ def test_logs_show_each_replica_and_outlive_it_with_secrets_masked(hf: HfApi, se
     unknown = httpx.get(url, params={"replica": "nope"}, headers=auth)
     assert unknown.status_code == 400
     assert "replica" in unknown.json()["error"]
+    endpoint.delete()
+
+
+def test_the_replica_list_usage_and_live_feed_follow_an_endpoints_life(hf: HfApi, serve: Serve) -> None:
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    watcher = Watcher(f"{serve.url}/v2/endpoint/admin")
+    endpoint = deploy(hf, CHAT).wait(timeout=WAIT_S)
+    mine = [e for e in watcher.events if e.get("name") == endpoint.name]
+    wait_for(
+        lambda: any(e["event"] == "status" and e["state"] == "running" for e in mine) or None,
+        timeout=30,
+        what="the running status in the live feed",
+    )
+    assert mine[0]["event"] == "status"
+    assert mine[0]["state"] in ("pending", "initializing")
+    assert chat(endpoint).status_code == 200
+
+    def listed() -> dict[str, Any]:
+        answer = httpx.get(f"{serve.url}/v2/endpoint/admin", params={"search": endpoint.name}, headers=auth)
+        (item,) = answer.json()["items"]
+        return dict(item)
+
+    wait_for(lambda: listed()["status"]["lastActivity"], timeout=30, what="the last activity recorded")
+    replicas_url = f"{serve.url}/v2/endpoint/admin/{endpoint.name}/replica"
+    (replica,) = httpx.get(replicas_url, headers=auth).json()["items"]
+    assert replica["state"] == "ready"
+    assert replica["host"].startswith("127.0.0.1:")
+    assert replica["stoppedAt"] is None
+    logs_url = f"{serve.url}/v2/endpoint/admin/{endpoint.name}/logs"
+    assert [r["id"] for r in httpx.get(logs_url, headers=auth).json()["replicas"]] == [replica["id"]]
+
+    endpoint.pause()
+    gone = wait_for(
+        lambda: [r for r in httpx.get(replicas_url, headers=auth).json()["items"] if r["state"] == "gone"] or None,
+        timeout=WAIT_S,
+        what="the replica listed as gone",
+    )
+    assert gone[0]["id"] == replica["id"]
+    assert gone[0]["stoppedAt"] is not None
+    wait_for(
+        lambda: any(e.get("name") == endpoint.name and e.get("state") == "paused" for e in watcher.events) or None,
+        timeout=30,
+        what="the paused status in the live feed",
+    )
+    usage = httpx.get(f"{serve.url}/v2/usage/admin", headers=auth).json()
+    (held,) = [t for t in usage["endpoints"] if t["key"] == endpoint.name]
+    assert 0 < held["replicaHours"] < 1
+    assert held["cost"] == 0  # this machine's row costs nothing
+    watcher.close()
     endpoint.delete()

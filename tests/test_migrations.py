@@ -24,6 +24,9 @@ TABLES = {
     "audit_events",
     "endpoint_scaling",
     "scaling_decisions",
+    "endpoint_replicas",
+    "replica_counts",
+    "endpoint_feed",
     "endpoint_activity",
 }
 

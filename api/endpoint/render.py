@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, Protocol
@@ -88,6 +89,34 @@ def _render_values(values: tuple[Any, ...], fields: tuple[str, ...], engines: En
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What the list's filters read of a row."""
+
+    name: str
+    state: str
+    tags: frozenset[str]
+    repository: str
+
+
+def row_facts(row: Row[Any]) -> Facts:
+    return _facts(tuple(row), row._fields)
+
+
+@lru_cache(maxsize=20_000)
+def _facts(values: tuple[Any, ...], fields: tuple[str, ...]) -> Facts:
+    row: Any = _Fields(zip(fields, values, strict=True))
+    spec = orjson.loads(row.spec_json)
+    shown = shown_state(
+        paused=row.paused,
+        scaled_to_zero=row.scaled_to_zero,
+        generation=row.generation,
+        min_replica=spec["compute"]["scaling"]["minReplica"],
+        observed=observed_of(row),
+    )
+    return Facts(spec["name"], shown.state.value, frozenset(spec.get("tags") or ()), spec["model"]["repository"])
+
+
 @lru_cache(maxsize=20_000)
 def _spec_facts(spec_json: bytes, engines: EngineCatalog) -> tuple[int, str, str | None]:
     spec = orjson.loads(spec_json)
@@ -130,6 +159,9 @@ def render_json(
     }
     if shown.url:
         status["url"] = shown.url
+    # The latest request through the gateway (null: none yet); only reads carry it, not a write's answer.
+    last_activity = getattr(endpoint, "last_activity", None)
+    status["lastActivity"] = to_client_time(last_activity) if last_activity else None
     extra = orjson.dumps({"accountId": None, "healthRoute": health_route, "status": status})
     return spec_json.rstrip()[:-1] + b"," + extra[1:]  # {spec…} + {extra…} → {spec…, extra…}
 

@@ -7,7 +7,15 @@ from sqlalchemy import Row, Select, Table, Text, bindparam, cast, func, insert, 
 from sqlalchemy.orm import Session, joinedload
 
 from core.db.changes import note_written
-from core.db.models import Account, Endpoint, EndpointScaling, EndpointStatus, ScalingDecision
+from core.db.models import (
+    Account,
+    Endpoint,
+    EndpointActivity,
+    EndpointReplica,
+    EndpointScaling,
+    EndpointStatus,
+    ScalingDecision,
+)
 
 # Reads go through Core rows, not ORM entities: LIST renders 100 of them per request.
 _READ_COLUMNS = (
@@ -28,6 +36,12 @@ _READ_COLUMNS = (
     EndpointStatus.target_replica,
     EndpointStatus.url,
     EndpointStatus.observed_generation,
+    # The latest request any gateway replica saw (its primary key's first column makes this an index read).
+    select(func.max(EndpointActivity.last_request_at))
+    .where(EndpointActivity.endpoint_id == Endpoint.id)
+    .correlate(Endpoint)
+    .scalar_subquery()
+    .label("last_activity"),
 )
 
 
@@ -42,6 +56,17 @@ def _live() -> Select[*tuple[Any, ...]]:
 # Built once (statement construction is a visible share of a GET's CPU).
 _LIST = _live().where(Endpoint.namespace == bindparam("namespace")).order_by(Endpoint.name)
 _GET = _live().where(Endpoint.namespace == bindparam("namespace"), Endpoint.name == bindparam("name"))
+
+
+def replicas_of(session: Session, endpoint_id: str) -> Sequence[EndpointReplica]:
+    """Running replicas by start, then gone ones, latest stop first."""
+    return session.scalars(
+        select(EndpointReplica)
+        .where(EndpointReplica.endpoint_id == endpoint_id)
+        .order_by(
+            EndpointReplica.stopped_at.is_not(None), EndpointReplica.stopped_at.desc(), EndpointReplica.started_at
+        )
+    ).all()
 
 
 def live_entity(session: Session, namespace: str, name: str) -> Endpoint | None:

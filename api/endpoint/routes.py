@@ -21,13 +21,17 @@ from api.endpoint.schemas import (
     EndpointLogs,
     EndpointWithStatus,
     LogLineOut,
+    ReplicaList,
     ReplicaLog,
+    ReplicaRead,
     ScalingView,
 )
+from api.errors import BadRequest
 from api.responses import FastJSONResponse
 from api.schemas import Empty, documented
 from api.validation import require_zones
 from core.db.models import Endpoint
+from core.domain.enums import EndpointState
 from core.domain.spec import EndpointSpec, EndpointUpdate
 from core.domain.state import Observed
 from core.domain.timefmt import to_client_time
@@ -50,15 +54,120 @@ def _after_write(ctx: ContextDep, endpoint: Endpoint) -> Response:
     return _one(ctx, endpoint, observed_of(endpoint.status))
 
 
-@router.get("/endpoint/{namespace}", responses=documented(EndpointList, "Every endpoint of the namespace."))
-def list_endpoints(namespace: str, ctx: ContextDep) -> Response:
-    """All endpoints of a namespace, as ``{"items": [...]}`` (empty, not 404, when there are none)."""
+WATCH_DOC: dict[int | str, dict[str, Any]] = {
+    200: {
+        "model": EndpointList,
+        "content": {
+            "text/event-stream": {
+                "schema": {"type": "string"},
+                "example": 'id: 42\nevent: status\ndata: {"id": 42, "type": "status", "name": "my-endpoint", '
+                '"state": "running", "message": "…", "readyReplica": 1, "targetReplica": 1, "url": "…"}\n\n',
+            }
+        },
+        "description": "The namespace's endpoints (a page of them with `limit`). With `watch=true`, server-sent "
+        "events instead: one per status change (`status`), scaling decision "
+        "(`decision`) or deletion (`deleted`); `reset` when `Last-Event-ID` is older than the feed keeps.",
+    }
+}
+
+
+@router.get(
+    "/endpoint/{namespace}",
+    responses=WATCH_DOC,
+)
+def list_endpoints(
+    namespace: str,
+    ctx: ContextDep,
+    search: Annotated[
+        str | None, Query(max_length=200, description="Endpoints whose name or model contains this (any case).")
+    ] = None,
+    tags: Annotated[
+        str | None, Query(max_length=1000, description="Comma-separated: endpoints with every one.")
+    ] = None,
+    state: Annotated[EndpointState | None, Query(description="Endpoints in this state.")] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=32, description="The `next` of the previous page: the endpoints after it.")
+    ] = None,
+    limit: Annotated[int | None, Query(ge=1, le=500, description="At most this many (default: all).")] = None,
+    watch: Annotated[
+        bool,
+        Query(
+            description="Server-sent events instead: status changes, scaling decisions and deletions of the "
+            "namespace's endpoints as they are committed. Send `Last-Event-ID` to resume."
+        ),
+    ] = False,
+    last_event_id: Annotated[str | None, Header(max_length=20)] = None,
+) -> Response:
+    """All endpoints of a namespace, as ``{"items": [...]}`` (empty, not 404, when there are none), by name.
+    Filters and pages on request; ``watch=true`` streams changes instead."""
     with ctx.unit(read_only=True) as unit:
         unit.principal.require_namespace(namespace)
-        rows = service.list_in(unit.session, namespace=namespace)
+        if watch:
+            resume = _event_id(last_event_id)
+        elif search is None and tags is None and state is None and cursor is None and limit is None:
+            rows, page_after = list(service.list_in(unit.session, namespace=namespace)), None
+        else:
+            rows, page_after = service.list_filtered(
+                unit.session,
+                namespace=namespace,
+                search=search,
+                tags=[t.strip() for t in (tags or "").split(",") if t.strip()],
+                state=state.value if state else None,
+                cursor=cursor,
+                limit=limit,
+            )
+    if watch:
+        hub = ctx.state.feed
+        start = hub.position() if resume is None else resume
+        return StreamingResponse(
+            hub.watch(namespace, start, resumed=resume is not None),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
     engines = ctx.state.catalogs.engines
     items = b",".join(render_row(row, engines=engines) for row in rows)
-    return Response(b'{"items":[' + items + b"]}", media_type="application/json")
+    return Response(
+        b'{"items":[' + items + b'],"next":' + orjson.dumps(page_after) + b"}", media_type="application/json"
+    )
+
+
+def _event_id(header: str | None) -> int | None:
+    if header is None or not header.strip():
+        return None
+    try:
+        return int(header)
+    except ValueError:
+        raise BadRequest(
+            f"Last-Event-ID: {header!r} is not an event id; send the `id` of the last event received",
+            fields=[{"field": "Last-Event-ID", "message": "not an integer"}],
+        ) from None
+
+
+@router.get(
+    "/endpoint/{namespace}/{name}/replica",
+    response_model=ReplicaList,
+    responses=documented(ReplicaList, "Running replicas, then recently gone ones."),
+)
+def endpoint_replicas(namespace: str, name: str, ctx: ContextDep) -> ReplicaList:
+    """The endpoint's replicas as the controller last observed them: id (the logs' `replica`), state, node or
+    host, start, stop, restarts and the last termination's reason. Gone replicas stay listed (the latest 50)."""
+    with ctx.unit(read_only=True) as unit:
+        unit.principal.require_namespace(namespace)
+        rows = service.replicas(unit.session, namespace=namespace, name=name)
+        return ReplicaList(
+            items=[
+                ReplicaRead(
+                    id=r.id,
+                    state=r.state,
+                    host=r.host,
+                    started_at=r.started_at,
+                    stopped_at=r.stopped_at,
+                    restarts=r.restarts,
+                    last_termination=r.last_termination,
+                )
+                for r in rows
+            ]
+        )
 
 
 @router.post("/endpoint/{namespace}", responses=EWS)

@@ -33,6 +33,9 @@ class EndpointStatusRead(Out):
     requested_revision: str | None = Field(description="The branch, tag or sha asked for; null: the default branch.")
     resolved_revision: str | None = Field(description="The commit sha the revision was pinned to.")
     url: str | None = Field(default=None, description="Where to send requests, once the endpoint serves.")
+    last_activity: str | None = Field(
+        default=None, description="The latest request through the gateway (null: none yet, or a write's answer)."
+    )
 
 
 class EndpointWithStatus(EndpointSpec):
@@ -45,6 +48,23 @@ class EndpointWithStatus(EndpointSpec):
 
 class EndpointList(Out):
     items: list[EndpointWithStatus]
+    next: str | None = Field(
+        default=None, description="With `limit`: the cursor of the next page (null on the last page)."
+    )
+
+
+class ReplicaRead(Out):
+    id: str = Field(description="The pod's name, or the local process's id (the logs' `replica`).")
+    state: str = Field(description="pending, starting, ready, restarting, failed or gone.")
+    host: str | None = Field(description="The node, or this machine's address and port.")
+    started_at: datetime | None
+    stopped_at: datetime | None = Field(description="When it was seen gone (null: it runs).")
+    restarts: int
+    last_termination: str | None = Field(description="Why it last exited, with the exit code.")
+
+
+class ReplicaList(Out):
+    items: list[ReplicaRead]
 
 
 class ScalingPolicy(Out):

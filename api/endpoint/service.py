@@ -22,12 +22,12 @@ from sqlalchemy.orm import Session
 from api.audit import repository as audit
 from api.audit.repository import AuditContext
 from api.endpoint import repository
-from api.endpoint.render import EndpointLike, observed_of
+from api.endpoint.render import EndpointLike, observed_of, row_facts
 from api.errors import BadRequest, Conflict, NotFound, PreconditionFailed, ServiceUnavailable
 from api.validation import validation_error
 from core import replica_logs
 from core.db.crypto import SecretBox
-from core.db.models import AuditEvent, Endpoint, EndpointScaling, EndpointStatus, ScalingDecision
+from core.db.models import AuditEvent, Endpoint, EndpointReplica, EndpointScaling, EndpointStatus, ScalingDecision
 from core.domain.catalog import EngineCatalog, EngineError, HardwareCatalog, HardwareRow
 from core.domain.enums import EndpointState, ImageVariant
 from core.domain.ids import new_id
@@ -55,6 +55,43 @@ def get(session: Session, *, namespace: str, name: str) -> Row[Any]:
 def list_in(session: Session, *, namespace: str) -> Sequence[Row[Any]]:
     """Every live endpoint of a namespace, as rows ready to render."""
     return repository.list_in(session, namespace)
+
+
+def list_filtered(
+    session: Session,
+    *,
+    namespace: str,
+    search: str | None,
+    tags: list[str],
+    state: str | None,
+    cursor: str | None,
+    limit: int | None,
+) -> tuple[list[Row[Any]], str | None]:
+    """A page of the namespace's endpoints by name, after ``cursor`` (the last name of the previous page):
+    those whose name or model contains ``search`` (any case), that carry every tag and are in ``state``; and
+    the next page's cursor, None on the last page. A namespace is read whole (as the unfiltered list is), so
+    the filters read the shown state, which is not a column."""
+    needle = search.lower() if search else None
+    wanted = frozenset(tags)
+    found = []
+    for row in repository.list_in(session, namespace):
+        facts = row_facts(row)
+        if cursor is not None and facts.name <= cursor:
+            continue
+        if needle and needle not in facts.name and needle not in facts.repository.lower():
+            continue
+        if not wanted <= facts.tags or (state is not None and facts.state != state):
+            continue
+        found.append(row)
+        if limit is not None and len(found) > limit:
+            return found[:limit], row_facts(found[limit - 1]).name
+    return found, None
+
+
+def replicas(session: Session, *, namespace: str, name: str) -> Sequence[EndpointReplica]:
+    """The endpoint's replicas as the controller last observed them: running ones, then recently gone ones."""
+    endpoint = get(session, namespace=namespace, name=name)
+    return repository.replicas_of(session, endpoint.id)
 
 
 def hub_token(session: Session, *, namespace: str, box: SecretBox) -> str | None:

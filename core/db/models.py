@@ -1,5 +1,6 @@
 """Tables. Who writes what (ARCHITECTURE.md): the API writes accounts, tokens, endpoints and audit events;
-the controller writes ``endpoint_status``."""
+the controller writes ``endpoint_status``, ``endpoint_replicas`` and ``replica_counts``; the controller and the
+autoscaler append to ``endpoint_feed``."""
 
 from __future__ import annotations
 
@@ -199,4 +200,60 @@ class AuditEvent(Base):
     diff: Mapped[list[dict[str, Any]]] = mapped_column(JsonDoc)
     request_id: Mapped[str] = mapped_column(String(128))
     source_address: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class EndpointReplica(Base):
+    """One replica of an endpoint, running or gone, as the controller last observed it (written only by it).
+
+    A gone replica keeps its row (``stopped_at``) for the replica list and the log picker; the controller keeps
+    the latest ``GONE_KEPT`` gone ones per endpoint."""
+
+    __tablename__ = "endpoint_replicas"
+
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("endpoints.id", ondelete="CASCADE"), primary_key=True)
+    id: Mapped[str] = mapped_column(String(253), primary_key=True, doc="the pod's name, or the local process's id")
+    state: Mapped[str] = mapped_column(String(16), doc="starting, ready, restarting, failed or gone")
+    host: Mapped[str | None] = mapped_column(String(253), nullable=True, doc="the node, or this machine and port")
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    stopped_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    restarts: Mapped[int] = mapped_column(Integer, default=0)
+    last_termination: Mapped[str | None] = mapped_column(Text, nullable=True, doc="why it last stopped or restarted")
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class ReplicaCount(Base):
+    """The history usage is computed from: a row each time the controller observes an endpoint's count of
+    replicas holding hardware change. A count holds until the endpoint's next row. No foreign key: usage
+    outlives the endpoint; a deleted endpoint's last row is a 0."""
+
+    __tablename__ = "replica_counts"
+    __table_args__ = (
+        Index("ix_replica_counts_namespace_at", "namespace", "at"),
+        Index("ix_replica_counts_endpoint_id_at", "endpoint_id", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    endpoint_id: Mapped[str] = mapped_column(String(32))
+    namespace: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(32))
+    hardware: Mapped[str] = mapped_column(String(160), doc="the hardware row's id")
+    price_per_hour: Mapped[float] = mapped_column(Float, doc="of one replica, when observed")
+    replicas: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class FeedEvent(Base):
+    """The live feed (``GET /v2/endpoint/{ns}?watch=true``): status changes, scaling decisions and deletions,
+    with ids in commit order (``core.db.feed``). Kept ``feed.RETENTION``."""
+
+    __tablename__ = "endpoint_feed"
+    __table_args__ = (Index("ix_endpoint_feed_namespace_id", "namespace", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    namespace: Mapped[str] = mapped_column(String(64))
+    endpoint_id: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(16), doc="status, decision or deleted")
+    body: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -47,7 +47,7 @@ def test_get_and_list(client: TestClient) -> None:
 
 
 def test_empty_namespace_lists_nothing(client: TestClient) -> None:
-    assert client.get(f"/v2/endpoint/{NS}").json() == {"items": []}
+    assert client.get(f"/v2/endpoint/{NS}").json()["items"] == []
 
 
 def test_unknown_endpoint_is_404_in_error_shape(client: TestClient) -> None:
@@ -135,7 +135,7 @@ def test_delete_then_404_and_name_reusable(client: TestClient) -> None:
     create(client)
     assert client.delete(f"/v2/endpoint/{NS}/my-ep").status_code == 200
     assert client.get(f"/v2/endpoint/{NS}/my-ep").status_code == 404
-    assert client.get(f"/v2/endpoint/{NS}").json() == {"items": []}
+    assert client.get(f"/v2/endpoint/{NS}").json()["items"] == []
     create(client)
 
 
