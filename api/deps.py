@@ -26,6 +26,8 @@ from api.endpoint.watch import FeedHub
 from api.middleware import current_request_id
 from core.db.crypto import SecretBox
 from core.domain.timefmt import utc_now
+from core.kube.client import Kube
+from core.log_store import LogStore
 from core.settings import Settings
 from hub.resolver import HubResolver
 
@@ -41,6 +43,8 @@ class AppState:
     auth: Authenticator
     hub: HubResolver
     feed: FeedHub
+    kube: Kube | None = None  # the Kubernetes runtime's cluster: pods' live logs
+    log_store: LogStore | None = None  # the operator's VictoriaLogs: log history
     clock: Callable[[], datetime] = utc_now
     read_sessions: sessionmaker[Session] | None = None  # autocommit: reads skip BEGIN and COMMIT round trips
 

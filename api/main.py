@@ -41,6 +41,8 @@ from core.db.models import FeedEvent
 from core.db.session import make_engine, make_sessionmaker
 from core.domain.catalog import load_engine_catalog, load_hardware_catalog
 from core.domain.timefmt import utc_now
+from core.kube.client import Kube, api_client
+from core.log_store import open_log_store
 from core.settings import Settings
 from hub.resolver import HubResolver
 
@@ -77,6 +79,8 @@ def build_state(
         settings=settings,
         sessions=sessions,
         feed=FeedHub(sessions, None if settings.is_sqlite else settings.effective_database_url, bus),
+        kube=_kube(settings),
+        log_store=open_log_store(settings.logs, clock=clock),
         read_sessions=read_sessions,
         catalogs=catalogs,
         box=SecretBox(bootstrap.secret_key(settings)),
@@ -84,6 +88,18 @@ def build_state(
         hub=HubResolver.from_settings(settings.hub, catalogs.hardware, token_ttl_s=settings.auth_cache_seconds),
         clock=clock,
     )
+
+
+def _kube(settings: Settings) -> Kube | None:
+    """The cluster's API, when replicas run there: the logs route reads the pods' live logs through it."""
+    cluster = settings.cluster
+    if settings.runtime != "kubernetes" or cluster is None:
+        return None
+    try:
+        return Kube(api_client(cluster.kubeconfig, cluster.context))
+    except Exception as exc:  # the API serves without it; the logs route says where lines are not read from
+        log.warning("no Kubernetes access (%s): the logs route shows no live pod logs", exc)
+        return None
 
 
 def create_app(settings: Settings, *, state: AppState | None = None, access_log: bool = True) -> FastAPI:

@@ -454,9 +454,7 @@ def _print(data: Any) -> None:
 
 
 def _cmd_endpoints_logs(args: argparse.Namespace) -> int:
-    namespace, _, name = args.endpoint.partition("/")
-    if not name:
-        raise SystemExit("dais: name the endpoint as NAMESPACE/NAME, as in admin/my-endpoint")
+    namespace, name = _endpoint_path(args.endpoint)
     client = _client(args)
     path = f"/v2/endpoint/{namespace}/{name}/logs"
     query = {"replica": args.replica, "since": args.since, "search": args.search, "tail": args.tail}
@@ -468,10 +466,62 @@ def _cmd_endpoints_logs(args: argparse.Namespace) -> int:
             pass
         return 0
     found = client.call("GET", path, **query)
-    if found["source"] != "local":
+    if found["source"].startswith(("none", "kubernetes, live")):
         print(f"dais: {found['source']}", file=sys.stderr)
     for line in found["lines"]:
         print(f"{line['time']} {line['replica']} {line['stream']}: {line['line']}")
+    return 0
+
+
+def _endpoint_path(endpoint: str) -> tuple[str, str]:
+    namespace, _, name = endpoint.partition("/")
+    if not name:
+        raise SystemExit("dais: name the endpoint as NAMESPACE/NAME, as in admin/my-endpoint")
+    return namespace, name
+
+
+def _cmd_endpoints_replicas(args: argparse.Namespace) -> int:
+    namespace, name = _endpoint_path(args.endpoint)
+    found = _client(args).call("GET", f"/v2/endpoint/{namespace}/{name}/replica")["items"]
+    print(f"{'REPLICA':<40} {'STATE':<10} {'HOST':<24} {'STARTED':<24} {'STOPPED':<24} RESTARTS  LAST EXIT")
+    for r in found:
+        print(
+            f"{r['id']:<40} {r['state']:<10} {r['host'] or '-':<24} {r['startedAt'] or '-':<24} "
+            f"{r['stoppedAt'] or '-':<24} {r['restarts']:<9} {r['lastTermination'] or '-'}"
+        )
+    return 0
+
+
+def _cmd_endpoints_usage(args: argparse.Namespace) -> int:
+    report = _client(args).call("GET", f"/v2/usage/{args.namespace}", **{"from": args.since, "to": args.until})
+    print(f"{'DAY':<12} {'ENDPOINT':<34} {'HARDWARE':<40} {'REPLICA-HOURS':>14} {'COST':>10}")
+    for row in report["items"]:
+        print(
+            f"{row['day']:<12} {row['endpoint']:<34} {row['hardware']:<40} "
+            f"{row['replicaHours']:>14.3f} {row['cost']:>10.2f}"
+        )
+    print(f"{'total':<88} {report['replicaHours']:>14.3f} {report['cost']:>10.2f}")
+    return 0
+
+
+def _cmd_endpoints_watch(args: argparse.Namespace) -> int:
+    try:
+        for event in _client(args).stream(f"/v2/endpoint/{args.namespace}", watch="true"):
+            detail = event.get("message") if event["type"] == "status" else event.get("reason", "")
+            what = event.get("state") or event.get("replicas", "")
+            print(f"{event['time']} {event['type']:<9} {event['name']:<32} {what} {detail or ''}".rstrip(), flush=True)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    query = {"endpoint": args.endpoint, "actor": args.actor, "action": args.action, "since": args.since}
+    found = _client(args).call("GET", f"/v2/audit-logs/{args.namespace}", limit=args.limit, **query)
+    for event in found["items"]:
+        changes = ", ".join(f"{d['path']}: {d.get('old')!r} → {d.get('new')!r}" for d in event["diff"])
+        endpoint = event["endpoint"] or "-"
+        print(f"{event['time']} {event['actor']:<16} {event['action']:<20} {endpoint:<32} {changes}")
     return 0
 
 
@@ -600,7 +650,7 @@ def build_parser() -> argparse.ArgumentParser:
     endpoints = commands.add_parser("endpoints", help="endpoints").add_subparsers(
         dest="endpoints_command", required=True
     )
-    logs = remote(endpoints.add_parser("logs", help="an endpoint's replica logs (the local runtime's)"))
+    logs = remote(endpoints.add_parser("logs", help="an endpoint's replica logs, gone replicas' too"))
     logs.add_argument("endpoint", help="NAMESPACE/NAME")
     logs.add_argument("--replica", help="one replica's lines (gone ones too)")
     logs.add_argument("--since", help="lines from this time on (ISO 8601 with a zone)")
@@ -608,6 +658,26 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--tail", type=_positive, default=100, help="the last this many lines (default 100)")
     logs.add_argument("-f", "--follow", action="store_true", help="then each new line, until Ctrl-C")
     logs.set_defaults(func=_cmd_endpoints_logs)
+    replicas = remote(endpoints.add_parser("replicas", help="an endpoint's replicas, running and recently gone"))
+    replicas.add_argument("endpoint", help="NAMESPACE/NAME")
+    replicas.set_defaults(func=_cmd_endpoints_replicas)
+    usage = remote(endpoints.add_parser("usage", help="replica-hours and cost per endpoint, hardware and day"))
+    usage.add_argument("namespace")
+    usage.add_argument("--from", dest="since", help="start (ISO 8601 with a zone; default: 30 days ago)")
+    usage.add_argument("--to", dest="until", help="end (ISO 8601 with a zone; default: now)")
+    usage.set_defaults(func=_cmd_endpoints_usage)
+    watch = remote(endpoints.add_parser("watch", help="status changes and scaling decisions as they happen"))
+    watch.add_argument("namespace")
+    watch.set_defaults(func=_cmd_endpoints_watch)
+
+    audit = remote(commands.add_parser("audit", help="who changed what in a namespace, newest first"))
+    audit.add_argument("namespace")
+    audit.add_argument("--endpoint", help="one endpoint's events, by name")
+    audit.add_argument("--actor", help="a user, or controller / autoscaler")
+    audit.add_argument("--action", help="as in endpoint.update, failed, scaleToZero")
+    audit.add_argument("--since", help="events from this time on (ISO 8601 with a zone)")
+    audit.add_argument("--limit", type=_positive, default=50, help="at most this many (default 50)")
+    audit.set_defaults(func=_cmd_audit)
 
     users = commands.add_parser("users", help="manage users").add_subparsers(dest="users_command", required=True)
     create_user = remote(users.add_parser("create", help="create a user (admin)"))

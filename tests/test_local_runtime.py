@@ -421,5 +421,22 @@ def test_the_replica_list_usage_and_live_feed_follow_an_endpoints_life(hf: HfApi
     (held,) = [t for t in usage["endpoints"] if t["key"] == endpoint.name]
     assert 0 < held["replicaHours"] < 1
     assert held["cost"] == 0  # this machine's row costs nothing
+
+    # The command line shows the same.
+    def cli(*args: str) -> str:
+        env = {**os.environ, "DAIS_URL": serve.url, "DAIS_TOKEN": ADMIN_TOKEN}
+        shown = subprocess.run(
+            [sys.executable, "-m", "dais", *args], capture_output=True, text=True, env=env, timeout=60, check=False
+        )
+        assert shown.returncode == 0, shown.stderr
+        return shown.stdout
+
+    (row,) = [
+        line for line in cli("endpoints", "replicas", f"admin/{endpoint.name}").splitlines() if replica["id"] in line
+    ]
+    assert row.split()[1] == "gone"
+    assert any(endpoint.name in line for line in cli("endpoints", "usage", "admin").splitlines())
+    audit = cli("audit", "admin", "--endpoint", endpoint.name).splitlines()
+    assert [line.split()[2] for line in audit] == ["endpoint.pause", "endpoint.create"]
     watcher.close()
     endpoint.delete()

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
+import asyncio
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
 
+import anyio
 import orjson
 from fastapi import APIRouter, Header, Query
 from starlette.responses import Response, StreamingResponse
 
 from api.audit.render import event_item
 from api.deps import ContextDep
+from api.endpoint import logs as log_sources
 from api.endpoint import openmetrics, service
 from api.endpoint.render import EndpointLike, observed_of, render, render_row
 from api.endpoint.schemas import (
@@ -363,22 +365,21 @@ def endpoint_logs(
     replica, stream), oldest first; the endpoint's secret values are masked in every line. With ``follow``, a
     stream of server-sent events, one line each (``{"time", "replica", "stream", "line"}``)."""
     require_zones(since=since, until=until)
-    settings = ctx.state.settings
+    state = ctx.state
     with ctx.unit(read_only=True) as unit:
         unit.principal.require_namespace(namespace)
         found = service.logs(
             unit.session,
             namespace=namespace,
             name=name,
-            box=ctx.state.box,
-            home=settings.home,
-            local=settings.runtime == "local",
-            replica=replica,
-            since=since,
-            until=until,
-            search=search,
-            tail=tail,
-            follow=follow,
+            box=state.box,
+            home=state.settings.home,
+            runtime=state.settings.runtime,
+            kube=state.kube,
+            kube_namespace=state.settings.controller.namespace,
+            store=state.log_store,
+            query=log_sources.Query(replica, since, until, search, tail, follow),
+            clock=state.clock,
         )
     if follow:
         return StreamingResponse(_following(found, search), media_type="text/event-stream")
@@ -394,18 +395,19 @@ def endpoint_logs(
     )
 
 
-FOLLOW_POLL_S = 0.25  # how often a follower looks for new lines (the files are local: a stat per replica)
 KEEPALIVE_S = 15.0  # a comment line this often, so that a client gone silent is noticed
 
 
-def _following(found: service.Logs, search: str | None) -> Iterator[bytes]:
-    """The lines found, then the new ones as they are written; no database connection is held meanwhile."""
+async def _following(found: log_sources.Logs, search: str | None) -> AsyncIterator[bytes]:
+    """The lines found, then the new ones as they are written. Between looks it holds no thread and no
+    database connection."""
 
     def event(line: LogLine) -> bytes:
         body = {"time": to_client_time(line.time), "replica": line.replica, "stream": line.stream, "line": line.line}
         return b"data: " + orjson.dumps(body) + b"\n\n"
 
-    yield from (event(line) for line in found.lines)
+    for line in found.lines:
+        yield event(line)
     follower = found.follower
     if follower is None:
         return
@@ -414,7 +416,7 @@ def _following(found: service.Logs, search: str | None) -> Iterator[bytes]:
     while True:
         fresh = [
             masked
-            for line in follower.new_lines()
+            for line in await anyio.to_thread.run_sync(follower.new_lines)
             if not search or search in line.line
             if (masked := found.masked(line)) not in sent
         ]
@@ -425,8 +427,8 @@ def _following(found: service.Logs, search: str | None) -> Iterator[bytes]:
         elif quiet >= KEEPALIVE_S:
             quiet = 0.0
             yield b": keep-alive\n\n"
-        time.sleep(FOLLOW_POLL_S)
-        quiet += FOLLOW_POLL_S
+        await asyncio.sleep(follower.poll_seconds)
+        quiet += follower.poll_seconds
 
 
 @router.get(

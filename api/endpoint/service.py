@@ -8,7 +8,7 @@ Quota checks lock the namespace's account row, so two creates cannot both squeez
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -21,11 +21,11 @@ from sqlalchemy.orm import Session
 
 from api.audit import repository as audit
 from api.audit.repository import AuditContext
+from api.endpoint import logs as endpoint_logs
 from api.endpoint import repository
 from api.endpoint.render import EndpointLike, observed_of, row_facts
 from api.errors import BadRequest, Conflict, NotFound, PreconditionFailed, ServiceUnavailable
 from api.validation import validation_error
-from core import replica_logs
 from core.db.crypto import SecretBox
 from core.db.models import AuditEvent, Endpoint, EndpointReplica, EndpointScaling, EndpointStatus, ScalingDecision
 from core.domain.catalog import EngineCatalog, EngineError, HardwareCatalog, HardwareRow
@@ -33,6 +33,8 @@ from core.domain.enums import EndpointState, ImageVariant
 from core.domain.ids import new_id
 from core.domain.spec import REDACTED, EndpointSpec, merge_spec, spec_diff
 from core.domain.state import shown_state
+from core.kube.client import Kube
+from core.log_store import LogStore
 from hub.resolve import HubUnavailable, Refused, Resolution
 from hub.resolver import HubResolver
 
@@ -310,21 +312,6 @@ def scaling(
     return endpoint, desired, decisions
 
 
-@dataclass(frozen=True, slots=True)
-class Logs:
-    replicas: list[replica_logs.ReplicaRecord]
-    lines: list[replica_logs.LogLine]
-    source: str
-    follower: replica_logs.Follower | None = None  # the lines written after these, for a client that follows
-    secrets: tuple[str, ...] = ()  # values to mask in them
-
-    def masked(self, line: replica_logs.LogLine) -> replica_logs.LogLine:
-        return replace(line, line=_masked(line.line, self.secrets)) if self.secrets else line
-
-
-MASK = "********"
-
-
 def logs(
     session: Session,
     *,
@@ -332,43 +319,27 @@ def logs(
     name: str,
     box: SecretBox,
     home: Path,
-    local: bool,
-    replica: str | None,
-    since: datetime | None,
-    until: datetime | None,
-    search: str | None,
-    tail: int,
-    follow: bool = False,
-) -> Logs:
+    runtime: str,
+    kube: Kube | None,
+    kube_namespace: str,
+    store: LogStore | None,
+    query: endpoint_logs.Query,
+    clock: Callable[[], datetime],
+) -> endpoint_logs.Logs:
     """The endpoint's replicas (gone ones too) and their lines, the endpoint's secret values masked; with
-    ``follow``, what reads the lines written next (set up before these are read: a line is never missed)."""
+    ``follow``, what reads the lines written next."""
     endpoint = repository.live_entity(session, namespace, name)
     if endpoint is None:
         raise NotFound(f"endpoint {namespace}/{name} not found")
-    if not local:
-        return Logs([], [], "none: replica logs are kept by the local runtime only, for now")
-    folder = replica_logs.directory(home, endpoint.id)
-    records = replica_logs.read_records(folder)
-    known = [r.id for r in records]
-    if replica is not None and replica not in known:
-        listed = ", ".join(known) or "none yet"
-        raise BadRequest(
-            f"replica: {replica!r} is not one of this endpoint's replicas ({listed})",
-            fields=[{"field": "replica", "message": "unknown replica"}],
-        )
-    follower = replica_logs.Follower(folder, replica) if follow else None
-    found = replica_logs.read_lines(
-        folder, replicas=[replica] if replica else known, since=since, until=until, search=search, tail=tail
-    )
+    if runtime == "local":
+        found = endpoint_logs.local(home, endpoint.id, query)
+    elif runtime == "kubernetes" and kube is not None:
+        observed = repository.replicas_of(session, endpoint.id)
+        found = endpoint_logs.kubernetes(kube, kube_namespace, endpoint.id, observed, store, query, clock=clock)
+    else:
+        return endpoint_logs.Logs([], [], "none: no runtime runs replicas for this API (DAIS_CONTROLLER__RUNTIME)")
     secrets = [v for v in (box.open(endpoint.secrets).get("secrets", {}) if endpoint.secrets else {}).values() if v]
-    result = Logs(records, [], "local", follower, tuple(secrets))
-    return replace(result, lines=[result.masked(line) for line in found])
-
-
-def _masked(text: str, secrets: tuple[str, ...]) -> str:
-    for value in sorted(secrets, key=len, reverse=True):  # a secret inside a longer one is masked with it
-        text = text.replace(value, MASK)
-    return text
+    return replace(found, secrets=tuple(secrets)).with_masked_lines()
 
 
 def hardware_usage(session: Session, *, namespace: str) -> dict[str, int]:

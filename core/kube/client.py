@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -180,8 +181,24 @@ class Kube:
             response.close()  # a watch may end half-read: never hand a connection with unread data back
             response.release_conn()
 
-    def log(self, namespace: str, pod: str, *, container: str, previous: bool, tail_lines: int) -> str:
-        query = {"container": container, "previous": str(previous).lower(), "tailLines": str(tail_lines)}
+    def log(
+        self,
+        namespace: str,
+        pod: str,
+        *,
+        container: str,
+        previous: bool,
+        tail_lines: int | None,
+        since_time: datetime | None = None,
+        timestamps: bool = False,
+    ) -> str:
+        """A container's log (its previous run's with ``previous``); with ``timestamps``, each line starts with
+        its RFC 3339 time and a space, as the kubelet stores it."""
+        query = {"container": container, "previous": str(previous).lower(), "timestamps": str(timestamps).lower()}
+        if tail_lines is not None:
+            query["tailLines"] = str(tail_lines)
+        if since_time is not None:
+            query["sinceTime"] = since_time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         # Short: the API server proxies this to the node's kubelet, which may be slow or unreachable.
         response = self._send("GET", KINDS["Pod"].path(namespace, pod) + "/log", query=query, read_timeout=5.0)
         self.observe("log", "Pod", response.status)

@@ -9,24 +9,28 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import yaml
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from api.main import build_state, create_app
 from controller import metrics
 from controller.app import Controller
 from controller.desired import TEMPLATE_HASH
-from core.db.models import Endpoint, EndpointStatus
+from core.db.models import Endpoint, EndpointStatus, FeedEvent, ReplicaCount
 from core.kube.client import Kube
 from core.kube.labels import ENDPOINT_ID
-from core.settings import ControllerSettings
+from core.settings import ControllerSettings, LogsSettings
 from tests.conftest import LiveServer, make_settings
 from tests.factories import ADMIN_TOKEN, endpoint_body
-from tests.fixtures.kube import KubeCluster, wait_for
+from tests.fixtures.kube import KubeCluster, append_cri_log, wait_for
+from tests.fixtures.victorialogs import LogCollector
 
 NS = "admin"
 WAIT = 30.0
@@ -195,6 +199,8 @@ def test_create_runs_on_a_fake_gpu_node_with_the_right_objects(stack: Stack) -> 
     node = pod["spec"]["nodeName"]
     assert stack.cluster.nodes[node].get("dais.dev/gpu") == "nvidia-a10g"
     assert pod["status"]["phase"] == "Running"
+    (replica,) = stack.api.get(f"/v2/endpoint/{NS}/gpu-one/replica").json()["items"]
+    assert (replica["id"], replica["host"], replica["state"]) == (pod["metadata"]["name"], node, "ready")
 
 
 def test_a_second_pass_writes_nothing(stack: Stack) -> None:
@@ -288,6 +294,17 @@ def test_delete_leaves_nothing_behind(stack: Stack) -> None:
 
     wait_for(gone, timeout=WAIT, what="the endpoint's objects and row to be gone")
     assert stack.api.get(f"/v2/endpoint/{NS}/doomed").status_code == 404
+    with stack.server.sessions() as session:  # usage's history ends with a 0, the feed with the deletion
+        counts = session.scalars(
+            select(ReplicaCount.replicas).where(ReplicaCount.endpoint_id == endpoint_id).order_by(ReplicaCount.id)
+        ).all()
+        kinds = session.scalars(
+            select(FeedEvent.kind).where(FeedEvent.endpoint_id == endpoint_id).order_by(FeedEvent.id)
+        ).all()
+    assert counts[0] == 1
+    assert counts[-1] == 0
+    assert kinds[0] == "status"
+    assert kinds[-1] == "deleted"
 
 
 def test_more_gpus_than_any_node_has_stays_pending_and_says_why(stack: Stack) -> None:
@@ -369,3 +386,71 @@ def test_objects_without_a_row_are_removed(stack: Stack) -> None:
         }
     )
     wait_for(lambda: not stack.objects("Secret", orphan_id), timeout=WAIT, what="the orphan to be deleted")
+
+
+def test_logs_come_live_from_the_pods_and_from_the_log_store_for_gone_ones(
+    stack: Stack, victorialogs: str, log_collector: LogCollector, tmp_path: Path
+) -> None:
+    """The API on the Kubernetes runtime: a running pod's lines through the API server (KWOK serves them from a
+    file as a kubelet would), its previous run's too, and a gone pod's from VictoriaLogs; secrets masked."""
+    current, previous = tmp_path / "engine.log", tmp_path / "engine-previous.log"
+    stack.cluster.serve_logs(stack.namespace, current, container="engine", previous_logs_file=previous)
+    endpoint_id = stack.create("logged", secrets={"API_KEY": "s3cr3t-value"})
+    stack.wait_state("logged", "running")
+    (pod,) = stack.live_pods(endpoint_id)
+    pod_name = pod["metadata"]["name"]
+    started = datetime.now(UTC)
+    append_cri_log(current, "loading the model", "listening with s3cr3t-value", at=started)
+    append_cri_log(previous, "the run before", at=started - timedelta(minutes=5))
+    gone_at = started - timedelta(hours=1)
+    log_collector.ship(
+        endpoint_id=endpoint_id,
+        pod="ep-logged-gone-1",
+        namespace=stack.namespace,
+        lines=[(gone_at, "stderr", "out of memory"), (gone_at + timedelta(seconds=1), "stdout", "bye")],
+    )
+    settings = make_settings(
+        stack.server.settings.effective_database_url,
+        stack.server.settings.home,
+        controller=ControllerSettings(
+            kubeconfig=stack.cluster.kubeconfig, namespace=stack.namespace, runtime="kubernetes"
+        ),
+        logs=LogsSettings(store_url=victorialogs),
+    )
+    app = create_app(settings, state=build_state(settings, sessions=stack.server.sessions))
+    with TestClient(app, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as api:
+
+        def logs(**params: Any) -> dict[str, Any]:
+            answer = api.get(f"/v2/endpoint/{NS}/logged/logs", params=params)
+            assert answer.status_code == 200, answer.text
+            found: dict[str, Any] = answer.json()
+            return found
+
+        found = logs()
+        assert found["source"] == "kubernetes and the log store"
+        assert {r["id"] for r in found["replicas"]} == {pod_name, "ep-logged-gone-1"}
+        shown = [(x["replica"], x["line"]) for x in found["lines"]]
+        assert shown == [
+            ("ep-logged-gone-1", "out of memory"),
+            ("ep-logged-gone-1", "bye"),
+            (pod_name, "loading the model"),
+            (pod_name, "listening with ********"),
+        ]
+        assert found["lines"][2]["stream"] == "engine"  # the kubelet merges stdout and stderr: the container
+        assert [x["line"] for x in logs(replica="ep-logged-gone-1", search="memory")["lines"]] == ["out of memory"]
+        assert [x["line"] for x in logs(tail=1)["lines"]] == ["listening with ********"]
+        since = (started - timedelta(seconds=1)).isoformat()
+        assert [x["replica"] for x in logs(since=since)["lines"]] == [pod_name, pod_name]
+        unknown = api.get(f"/v2/endpoint/{NS}/logged/logs", params={"replica": "nope"})
+        assert unknown.status_code == 400
+        assert "replica" in unknown.json()["error"]
+
+        # A restart: the previous run's lines come too, before the current run's.
+        engine_status = next(s for s in pod["status"]["containerStatuses"] if s["name"] == "engine")
+        stack.set_pod_status(pod, {"containerStatuses": [{**engine_status, "restartCount": 1}]})
+        wait_for(
+            lambda: any(x["line"] == "the run before" for x in logs()["lines"]) or None,
+            timeout=WAIT,
+            what="the previous run's lines",
+        )
+    stack.api.delete(f"/v2/endpoint/{NS}/logged")
