@@ -39,7 +39,7 @@ from core.db.changes import LocalBus
 from core.db.crypto import SecretBox
 from core.db.models import FeedEvent
 from core.db.session import make_engine, make_sessionmaker
-from core.domain.catalog import load_engine_catalog, load_hardware_catalog
+from core.domain.catalog import load_engine_catalog, load_hardware_catalog, load_model_catalog
 from core.domain.timefmt import utc_now
 from core.kube.client import Kube, api_client
 from core.log_store import open_log_store
@@ -61,13 +61,15 @@ def build_state(
         sessions = make_sessionmaker(engine)
         if not settings.is_sqlite:  # SQLite: every transaction is BEGIN IMMEDIATE by design; keep it
             read_sessions = make_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"))
+    engines = load_engine_catalog(settings.engine_catalog)
     catalogs = Catalogs(
         hardware=load_hardware_catalog(
             settings.hardware_catalog,
             default_quota=settings.default_quota_accelerators,
             machine=settings.runtime == "local",
         ),
-        engines=load_engine_catalog(settings.engine_catalog),
+        engines=engines,
+        models=load_model_catalog(settings.model_catalog, engines=engines),
         max_replica_ceiling=settings.max_replica_ceiling,
         containers=settings.runtime != "local",
     )

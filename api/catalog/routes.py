@@ -7,12 +7,10 @@ the start naming the entry and the field to fix.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
-from starlette.applications import Starlette
+from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from api.catalog import service
@@ -24,33 +22,18 @@ from api.errors import BadRequest
 from api.responses import FastJSONResponse
 from api.schemas import documented
 from core.db.models import Endpoint
-from core.domain.catalog import CatalogEngine, CatalogModel, CatalogRecipe, ModelCatalog, load_model_catalog
+from core.domain.catalog import CatalogEngine, CatalogModel, CatalogRecipe, ModelCatalog
 from core.domain.enums import Accelerator
 from core.domain.timefmt import to_client_time
 
 
-def catalog_of(app: Starlette) -> ModelCatalog:
-    """The app's model catalog (``DAIS_MODEL_CATALOG``, else the shipped one), loaded on first use."""
-    catalog: ModelCatalog | None = getattr(app.state, "model_catalog", None)
-    if catalog is None:
-        state: AppState = app.state.dais
-        catalog = load_model_catalog(state.settings.model_catalog, engines=state.catalogs.engines)
-        app.state.model_catalog = catalog
-    return catalog
-
-
-@asynccontextmanager
-async def _load_catalog(app: FastAPI) -> AsyncIterator[None]:
-    catalog_of(app)  # at start-up, so that a broken file stops the start rather than failing requests
-    yield
-
-
 async def _catalog(request: Request) -> ModelCatalog:
-    return catalog_of(request.app)
+    state: AppState = request.app.state.dais
+    return state.catalogs.models
 
 
 CatalogDep = Annotated[ModelCatalog, Depends(_catalog)]
-router = APIRouter(prefix="/api", tags=["catalog"], default_response_class=FastJSONResponse, lifespan=_load_catalog)
+router = APIRouter(prefix="/api", tags=["catalog"], default_response_class=FastJSONResponse)
 DEPLOYED = documented(Deployed, "The endpoint created, with its status.")
 
 

@@ -28,7 +28,7 @@ from api.errors import BadRequest, Conflict, NotFound, PreconditionFailed, Servi
 from api.validation import validation_error
 from core.db.crypto import SecretBox
 from core.db.models import AuditEvent, Endpoint, EndpointReplica, EndpointScaling, EndpointStatus, ScalingDecision
-from core.domain.catalog import EngineCatalog, EngineError, HardwareCatalog, HardwareRow
+from core.domain.catalog import EngineCatalog, EngineError, HardwareCatalog, HardwareRow, ModelCatalog
 from core.domain.enums import EndpointState, ImageVariant
 from core.domain.ids import new_id
 from core.domain.spec import REDACTED, EndpointSpec, merge_spec, spec_diff
@@ -43,6 +43,7 @@ from hub.resolver import HubResolver
 class Catalogs:
     hardware: HardwareCatalog
     engines: EngineCatalog
+    models: ModelCatalog  # the curated model configurations of /api/v1/catalog
     max_replica_ceiling: int
     containers: bool = True  # False on the local runtime: replicas are processes, no image can run
 
