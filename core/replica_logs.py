@@ -58,10 +58,10 @@ class LogWriter:
         self._out = path.open("ab")
 
     def write(self, stream: str, line: str) -> None:
-        record = json.dumps({"time": _iso(self.clock()), "stream": stream, "line": line}, ensure_ascii=False)
-        with self._lock:
+        with self._lock:  # timed under the lock: a file's lines are in time order (readers rely on it)
             if self._out.closed:
                 return
+            record = json.dumps({"time": _iso(self.clock()), "stream": stream, "line": line}, ensure_ascii=False)
             self._out.write(record.encode() + b"\n")
             self._out.flush()
             if self._out.tell() >= self.max_bytes:
@@ -120,33 +120,59 @@ def read_lines(
     tail: int,
 ) -> list[LogLine]:
     """The last ``tail`` lines of ``replicas`` in time order, within [``since``, ``until``) and containing
-    ``search``."""
-    lines = [
-        line
-        for replica in replicas
-        for line in _lines_of(folder, replica)
-        if (since is None or line.time >= since)
-        and (until is None or line.time < until)
-        and (not search or search in line.line)
-    ]
+    ``search``. Each replica's files are read backwards from their end, so a tail costs what it shows, not the
+    size of the files (a replica's lines are in time order: they are timed as they are written)."""
+    lines: list[LogLine] = []
+    for replica in replicas:
+        found: list[LogLine] = []
+        for line in _lines_backwards(folder, replica):
+            if since is not None and line.time < since:
+                break
+            if (until is None or line.time < until) and (not search or search in line.line):
+                found.append(line)
+                if len(found) == tail:
+                    break
+        lines.extend(found)
     lines.sort(key=lambda line: line.time)
     return lines[-tail:]
 
 
-def _lines_of(folder: Path, replica: str) -> Iterator[LogLine]:
-    base = folder / f"{replica}.log"
-    rotated = sorted(folder.glob(f"{replica}.log.*"), key=lambda p: -int(p.suffix[1:]) if p.suffix[1:].isdigit() else 0)
-    for path in [*rotated, base]:
-        try:
-            text = path.read_text(errors="replace")
-        except OSError:
-            continue
-        for raw in text.splitlines():
+def _lines_backwards(folder: Path, replica: str) -> Iterator[LogLine]:
+    """A replica's lines, newest first: its current file from the end, then the rotated ones (``.1`` is the
+    newest of those)."""
+    rotated = sorted(
+        (p for p in folder.glob(f"{replica}.log.*") if p.suffix[1:].isdigit()), key=lambda p: int(p.suffix[1:])
+    )
+    for path in [folder / f"{replica}.log", *rotated]:
+        for raw in _backwards(path):
             try:
                 record = json.loads(raw)
                 yield LogLine(_parse(record["time"]), replica, str(record["stream"]), str(record["line"]))
             except (ValueError, KeyError, TypeError):
                 continue  # a line cut by a crash of the writer
+
+
+def _backwards(path: Path, block: int = 1 << 16) -> Iterator[bytes]:
+    """The file's complete lines, last first, read a block at a time from its end."""
+    try:
+        handle = path.open("rb")
+    except OSError:
+        return
+    with handle:
+        position = handle.seek(0, 2)
+        rest = b""
+        while position > 0:
+            step = min(block, position)
+            position -= step
+            handle.seek(position)
+            chunk = handle.read(step) + rest
+            parts = chunk.split(b"\n")
+            rest = parts[0]  # may continue in the block before
+            for part in reversed(parts[1:]):
+                if part:
+                    yield part
+        if rest:
+            yield rest
 
 
 def _iso(when: datetime) -> str:
