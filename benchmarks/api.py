@@ -102,7 +102,15 @@ def _dais_executable() -> str:
 
 
 @contextmanager
-def api_server(database_url: str, *, workers: int, secret_key: str, home: Path, hub_url: str) -> Iterator[ApiServer]:
+def api_server(
+    database_url: str,
+    *,
+    workers: int,
+    secret_key: str,
+    home: Path,
+    hub_url: str,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[ApiServer]:
     """``dais api --workers N`` on a free loopback port; yields its base URL once /readyz answers 200."""
     port = free_port()
     env = {
@@ -119,6 +127,7 @@ def api_server(database_url: str, *, workers: int, secret_key: str, home: Path, 
         "DAIS_MAX_REPLICA_CEILING": "64",
         # Creates resolve their model on the Hub: here the local one of the tests, serving the one model used.
         "DAIS_HUB__URL": hub_url,
+        **(extra_env or {}),
     }
     log_path = home / f"api-{port}.log"
     command = [_dais_executable(), "api", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
