@@ -151,8 +151,11 @@ class Release:
         return found
 
     def can(self, component: str, verb: str, resource: str, namespace: str) -> bool:
+        """``resource`` may name a subresource (``pods/log``): can-i reads ``pods/log`` as the pod named log."""
         account = f"system:serviceaccount:{self.namespace}:dais-{component}"
-        result = self.kubectl("auth", "can-i", verb, resource, "-n", namespace, "--as", account, check=False)
+        kind, _, sub = resource.partition("/")
+        asked = [kind, f"--subresource={sub}"] if sub else [kind]
+        result = self.kubectl("auth", "can-i", verb, *asked, "-n", namespace, "--as", account, check=False)
         return result.stdout.strip() == "yes"
 
 
@@ -223,6 +226,7 @@ def test_upgrade_runs_the_migration_again_and_keeps_generated_secrets(release: R
         ("controller", "delete", "services", "endpoints", True),
         ("controller", "patch", "secrets", "endpoints", True),
         ("controller", "get", "pods/log", "endpoints", True),
+        ("controller", "get", "pods/exec", "endpoints", False),
         ("controller", "update", "leases.coordination.k8s.io", "endpoints", True),
         ("controller", "get", "secrets", "release", False),  # only where it manages endpoints
         ("controller", "create", "deployments.apps", "default", False),
@@ -237,7 +241,13 @@ def test_upgrade_runs_the_migration_again_and_keeps_generated_secrets(release: R
         ("gateway", "get", "secrets", "endpoints", False),
         ("gateway", "get", "secrets", "release", False),
         ("gateway", "list", "pods", "endpoints", False),
+        ("api", "list", "pods", "endpoints", True),  # the logs route's live lines
+        ("api", "get", "pods/log", "endpoints", True),
+        ("api", "get", "pods", "endpoints", False),
         ("api", "get", "secrets", "release", False),
+        ("api", "get", "secrets", "endpoints", False),
+        ("api", "delete", "pods", "endpoints", False),
+        ("api", "list", "pods", "release", False),
         ("api", "list", "deployments.apps", "endpoints", False),
     ],
 )
