@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from autoscaler.policy import PolicyConfig, Samples
 from autoscaler.sources import ScaleTarget, Traffic, gateway_activity
 from autoscaler.tick import Ticker
-from core.db.models import EndpointActivity, EndpointScaling, ScalingDecision
+from core.db.models import EndpointActivity, EndpointScaling, FeedEvent, ScalingDecision
 from tests.conftest import Clock
 from tests.factories import endpoint_body
 
@@ -76,3 +76,33 @@ def test_gateway_figures_are_summed_over_fresh_rows_and_a_gone_gateways_keep_onl
     ]
     traffic = gateway_activity(rows, now=now)["e"]
     assert traffic == Traffic(now - timedelta(seconds=1), 3, 2.0, 6.0, 3.0)
+
+
+class Idle:
+    """An endpoint nobody has called for ten minutes."""
+
+    def samples(self, session: Session, targets: Sequence[ScaleTarget], now: datetime) -> Mapping[str, Samples]:
+        return {
+            t.id: Samples(ready=1, utilization=0.0, in_flight=0, last_request=now - timedelta(minutes=10))
+            for t in targets
+        }
+
+
+def test_going_to_zero_is_an_audit_event_and_every_decision_is_in_the_live_feed(
+    client: TestClient, db: sessionmaker[Session], clock: Clock
+) -> None:
+    body = endpoint_body("sleepy")
+    body["compute"]["scaling"] = {"minReplica": 0, "maxReplica": 2, "scaleToZeroTimeout": 5}
+    assert client.post("/v2/endpoint/admin", json=body).status_code == 200
+    clock.now += timedelta(minutes=10)
+    ticker = Ticker(sessions=db, source=Idle(), config=PolicyConfig(), clock=clock)
+    ((_, decision),) = ticker.tick()
+    assert decision.replicas == 0
+
+    events = client.get("/v2/audit-logs/admin", params={"endpoint": "sleepy", "actor": "autoscaler"}).json()["items"]
+    assert [e["action"] for e in events] == ["scaleToZero"]
+    assert events[0]["diff"][0] == {"path": "replicas", "old": 1, "new": 0}
+    assert events[0]["diff"][1]["new"].startswith("scaled to zero: no request for 10.0 min")
+    with db() as session:
+        fed = session.scalars(select(FeedEvent).where(FeedEvent.name == "sleepy")).all()
+    assert [(e.kind, e.body["replicas"]) for e in fed] == [("decision", 0)]

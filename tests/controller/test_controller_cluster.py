@@ -369,6 +369,31 @@ def test_a_crash_looping_engine_fails_with_its_reason(stack: Stack) -> None:
     )
     status = stack.wait_state("oom", "failed")
     assert "ran out of memory (OOMKilled) on aws-us-east-1-intel-spr-x1" in status["message"]
+    (replica,) = stack.api.get(f"/v2/endpoint/{NS}/oom/replica").json()["items"]
+    assert (replica["state"], replica["restarts"]) == ("restarting", 5)
+    assert replica["lastTermination"] == "OOMKilled (exit code 137)"
+
+    # It comes back by itself (the kubelet's next restart holds): the audit log has both turns.
+    stack.set_pod_status(
+        pod,
+        {
+            "conditions": [{"type": "Ready", "status": "True"}],
+            "containerStatuses": [
+                {
+                    "name": "engine",
+                    "image": pod["spec"]["containers"][0]["image"],
+                    "imageID": "",
+                    "ready": True,
+                    "restartCount": 6,
+                    "state": {"running": {"startedAt": "2026-11-29T12:00:00Z"}},
+                    "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}},
+                }
+            ],
+        },
+    )
+    stack.wait_state("oom", "running")
+    events = stack.api.get(f"/v2/audit-logs/{NS}", params={"endpoint": "oom", "actor": "controller"}).json()
+    assert [e["action"] for e in events["items"]] == ["recovered", "failed"]
 
 
 def test_objects_without_a_row_are_removed(stack: Stack) -> None:
