@@ -25,6 +25,7 @@ COPY gateway ./gateway
 COPY engine ./engine
 COPY dais ./dais
 COPY migrations ./migrations
+COPY console ./console
 # Runtime dependencies only (no dev extra), at the versions the test suite ran with.
 RUN /opt/dais/bin/pip install -c constraints.txt . \
  && if [ -n "$XLLAMACPP_INDEX" ]; then \

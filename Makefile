@@ -15,12 +15,13 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 deps: $(VENV)/.installed
 
-# PostgreSQL and Prometheus server binaries for the test harness (the tests start their own servers).
+# PostgreSQL and Prometheus server binaries for the test harness (the tests start their own servers), and
+# Chromium for the console's browser tests (Playwright drives Debian's; its own browser download cannot work here).
 system-deps:
-	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! command -v prometheus >/dev/null; then \
-	  echo "installing postgresql and prometheus (Debian packages) for the test harness"; \
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! command -v prometheus >/dev/null || ! command -v chromium >/dev/null; then \
+	  echo "installing postgresql, prometheus and chromium (Debian packages) for the test harness"; \
 	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -q && \
-	  $(if $(filter 0,$(shell id -u)),,sudo) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql prometheus; \
+	  $(if $(filter 0,$(shell id -u)),,sudo) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql prometheus chromium; \
 	fi
 
 # The test cluster's binaries (kube-apiserver, KCM, scheduler, etcd, kwok from their Go modules; helm and

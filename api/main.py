@@ -22,6 +22,7 @@ from api import bootstrap
 from api.audit.routes import router as audit_router
 from api.auth.service import Authenticator
 from api.catalog.routes import router as catalog_router
+from api.console import mount_console
 from api.deps import AppState
 from api.endpoint.routes import router as endpoint_router
 from api.endpoint.service import Catalogs
@@ -134,6 +135,7 @@ def create_app(settings: Settings, *, state: AppState | None = None, access_log:
     app.include_router(catalog_router)
     _install_error_handlers(app)
     _install_operations(app)
+    mount_console(app)
     return app
 
 
