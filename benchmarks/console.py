@@ -53,8 +53,10 @@ SETTLED = """async (count) => {
     transferred_bytes: entries.reduce((sum, e) => sum + (e.transferSize || 0), 0),
     decoded_bytes: entries.reduce((sum, e) => sum + (e.decodedBodySize || 0), 0),
     requests: entries.length,
-    slowest: entries.map((e) => [e.name.split("/").slice(3).join("/"), Math.round(e.startTime), Math.round(e.responseEnd)])
-      .sort((a, b) => b[2] - a[2]).slice(0, 4),
+    slowest: entries
+      .map((e) => [e.name.split("/").slice(3).join("/"), Math.round(e.startTime), Math.round(e.responseEnd)])
+      .sort((a, b) => b[2] - a[2])
+      .slice(0, 4),
   };
 }"""
 

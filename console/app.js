@@ -73,9 +73,10 @@ function App() {
   const [first, ...rest] = parts;
   let screen;
   if (first === "e" && rest.length >= 2) {
-    screen = html`<${Lazy} name="e" namespace=${rest[0]} name_=${rest[1]} tab=${rest[2] || "overview"} me=${me} />`;
+    // Keyed by screen: moving between lazily loaded screens never renders one with the other's props.
+    screen = html`<${Lazy} key="e" name="e" namespace=${rest[0]} name_=${rest[1]} tab=${rest[2] || "overview"} me=${me} />`;
   } else if (first === "new" || first === "account") {
-    screen = html`<${Lazy} name=${first} me=${me} namespaces=${namespaces} />`;
+    screen = html`<${Lazy} key=${first} name=${first} me=${me} namespaces=${namespaces} />`;
   } else {
     const namespace = first === "ns" && rest[0] ? rest[0] : me.name;
     screen = html`<${EndpointList} namespace=${namespace} namespaces=${namespaces} />`;

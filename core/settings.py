@@ -183,6 +183,13 @@ class GatewaySettings(BaseModel):
     forward_authorization: bool = Field(
         default=False, description="Pass the caller's Authorization header on to the engine."
     )
+    cors_origins: list[str] = Field(
+        default=["*"],
+        description="Origins of the browser pages that may call endpoints (CORS), such as the console's "
+        '(["https://dais.example.com"]); "*" any page, [] none. The gateway answers preflights itself and '
+        "replaces the engine's CORS headers. Tokens travel only in the Authorization header, never as cookies, "
+        "so a page calls with a token only when its user gave it one.",
+    )
     token_cache_seconds: float = Field(
         default=4, ge=0, lt=5, description="How long a checked token is remembered (revocations apply within 5 s)."
     )

@@ -6,6 +6,12 @@ engine sends is written to the client as it arrives, so server-sent events are n
 path's first two segments choose the endpoint, and they are matched against the routing table as they are:
 ``..``, encoded slashes and backslashes are refused before any lookup, and no header but ``Host`` (with a
 configured domain) takes part in routing.
+
+Browsers (the web console's playground, any page of ``DAIS_GATEWAY__CORS_ORIGINS``) get CORS from the gateway
+itself: a preflight is answered here, before any token check (a preflight carries none) and whether or not the
+endpoint exists, and every answer to an allowed ``Origin`` (errors included, so a page can read why) carries
+``Access-Control-Allow-Origin``; the engine's own CORS headers are never relayed. Credentials are never allowed:
+the token is a header the page sends, not a cookie the browser attaches by itself.
 """
 
 from __future__ import annotations
@@ -110,6 +116,7 @@ class Proxy:
         self.pool = pool
         self.internal = internal
         self.own = own  # the gateway's own paths (/healthz, /metrics ...), tried for non-endpoint paths
+        self.cors = Cors(settings.cors_origins) if settings.cors_origins else None
         self._hosts: dict[str, bytes] = {}
         self.outstanding: dict[str, int] = {}  # per upstream base URL, for least-outstanding balancing
         self._turn = 0
@@ -147,6 +154,8 @@ class Proxy:
     def __call__(self, request: Request, client: Connection) -> Coroutine[Any, Any, None] | None:
         """Answers at once what needs no waiting (unknown endpoint, bad path, a denial from the token cache) and
         returns None; otherwise returns the coroutine that serves the request."""
+        if self.cors is not None and b"origin" in request.fields and self.cors.apply(request, client):
+            return None  # a preflight, answered
         target = parse_target(request.target, request.header(b"host"), self.settings.domain)
         if target is None:
             if self.own is not None and self.own(request, client):
@@ -419,7 +428,57 @@ def _answer_headers(headers: Headers) -> Headers:
     for name, value in headers:
         if name.lower() == b"connection":
             listed.update(t.strip().lower() for t in value.split(b","))
-    return [(n, v) for n, v in headers if n.lower() not in _NOT_RELAYED and (not listed or n.lower() not in listed)]
+    return [
+        (n, v)
+        for n, v in headers
+        if n.lower() not in _NOT_RELAYED
+        and not n.lower().startswith(b"access-control-")  # CORS is the gateway's (see Cors)
+        and (not listed or n.lower() not in listed)
+    ]
+
+
+class Cors:
+    """Which browser pages may read endpoints' answers: ``origins`` (``Origin`` values, or ``*`` for any)."""
+
+    METHODS = b"GET, HEAD, POST, PUT, PATCH, DELETE"
+    MAX_AGE = b"600"  # seconds a browser may reuse a preflight's answer
+    _HEADER_NAMES = re.compile(rb"^[A-Za-z0-9!#$%&'*+.^_`|~-]+(?:[ \t]*,[ \t]*[A-Za-z0-9!#$%&'*+.^_`|~-]+)*$")
+
+    def __init__(self, origins: list[str]) -> None:
+        self.any = "*" in origins
+        self.origins = frozenset(o.strip().rstrip("/").encode() for o in origins if o != "*")
+
+    def allowed(self, origin: bytes) -> bytes | None:
+        """The ``Access-Control-Allow-Origin`` value for a request from ``origin``; None: not allowed."""
+        if self.any:
+            return b"*"
+        return origin if origin in self.origins else None
+
+    def apply(self, request: Request, client: Connection) -> bool:
+        """For a request with an ``Origin``: answers a preflight (True), or marks the answer to come with the CORS
+        headers (False). A request from an origin not allowed gets none and goes on as any other."""
+        fields = request.fields
+        allow = self.allowed(fields[b"origin"])
+        if allow is None:
+            return False
+        if request.method == "OPTIONS" and b"access-control-request-method" in fields:
+            headers = [
+                (b"access-control-allow-origin", allow),
+                (b"access-control-allow-methods", self.METHODS),
+                (b"access-control-max-age", self.MAX_AGE),
+                (b"date", http_date()),
+            ]
+            asked = fields.get(b"access-control-request-headers", b"").strip()
+            if asked and self._HEADER_NAMES.match(asked):  # any header: Authorization, X-Scale-Up-Timeout, ...
+                headers.append((b"access-control-allow-headers", asked))
+            if not self.any:
+                headers.append((b"vary", b"origin, access-control-request-method, access-control-request-headers"))
+            client.begin(204, None, headers, length=None, bodiless=True)
+            return True
+        client.extra = [(b"access-control-allow-origin", allow), (b"access-control-expose-headers", b"*")]
+        if not self.any:
+            client.extra.append((b"vary", b"origin"))
+        return False
 
 
 def _content_type(headers: Headers) -> str:

@@ -214,6 +214,7 @@ class Connection(asyncio.Protocol):
         self._framing = ""  # "" not started, "length", "chunked", "close" (until the connection closes), "none"
         self._ended = False
         self._close_after = False
+        self.extra: Headers = []  # headers the handler adds to its answer, whatever it is (CORS)
         self._paused: set[str] = set()
         self.on_write_pause: Callable[[bool], None] | None = None  # the upstream being relayed, to follow suit
         self.idle_since: float | None = None  # set between requests; the server's sweep closes it after a while
@@ -346,6 +347,7 @@ class Connection(asyncio.Protocol):
         self._framing = ""
         self._ended = False
         self._close_after = not request.keep_alive
+        self.extra = []
         try:
             work = self.server.handler(request, self)
         except Exception:
@@ -457,6 +459,8 @@ class Connection(asyncio.Protocol):
             out.append(b": ")
             out.append(value)
             out.append(b"\r\n")
+        for name, value in self.extra:
+            out.append(b"%s: %s\r\n" % (name, value))
         if self._close_after:
             out.append(b"connection: close\r\n")
         out.append(extra)
@@ -488,6 +492,7 @@ class Connection(asyncio.Protocol):
             return
         self._active = self._active or Request("GET", "", "1.1", [], {}, self.peer)
         self._out = []
+        self.extra = []
         self._close_after = True
         body = orjson.dumps({"error": message, "statusCode": status})
         self.send(status, [(b"content-type", b"application/json")], body)

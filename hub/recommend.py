@@ -48,6 +48,8 @@ def recommend(
         "repository": repository,
         "revision": facts.sha,
         "task": facts.pipeline_tag,
+        "library": facts.library,
+        "gated": facts.gated,
         "weightBytes": weights.bytes,
         "weightSource": weights.source,
         "neededBytes": needed,

@@ -170,6 +170,13 @@ def _item(model: CatalogModel, recipes: list[CatalogRecipe]) -> dict[str, Any]:
                 "engineType": r.engine_type.value,
                 "ggufFile": r.gguf_file,
                 "revision": r.revision,
+                # The rest of what a deploy of the recipe creates: a form can start from it (the console does).
+                "type": r.type.value,
+                "framework": service.recipe_framework(r),
+                "hardware": r.hardware.model_dump(by_alias=True, exclude_none=True),
+                "scaling": r.scaling.model_dump(by_alias=True),
+                "env": dict(r.env),
+                "options": dict(r.options),
             }
             for r in recipes
         ],

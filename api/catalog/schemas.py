@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field
 
@@ -13,12 +13,31 @@ from core.domain.enums import Accelerator
 from core.domain.spec import NAME_PATTERN, RequestBody
 
 
+class RecipeHardwareRead(Out):
+    vendor: str | None = None
+    region: str | None = None
+    instance_type: str | None = None
+    instance_size: str | None = None
+
+
+class RecipeScalingRead(Out):
+    min_replica: int
+    max_replica: int
+    scale_to_zero_timeout: int | None
+
+
 class RecipeRead(Out):
     public_id: str = Field(description="Pass it as recipe_id to deploy exactly this recipe.")
     accelerator: Accelerator
     engine_type: CatalogEngine
     gguf_file: str | None = Field(description="The GGUF file served, for llamacpp recipes.")
     revision: str | None = Field(description="The revision the recipe pins; null: the default branch.")
+    type: str = Field(description="The endpoint's security level.")
+    framework: str = Field(description="model.framework of the endpoint.")
+    hardware: RecipeHardwareRead = Field(description="What the recipe pins; the deploy chooses the rest.")
+    scaling: RecipeScalingRead
+    env: dict[str, str] = Field(description="model.env of the endpoint.")
+    options: dict[str, Any] = Field(description="Engine knobs, under model.image.<engine> (with modelPath).")
 
 
 class CatalogModelRead(Out):

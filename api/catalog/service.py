@@ -113,9 +113,14 @@ def random_suffix() -> str:
     return "".join(secrets.choice(alphabet) for _ in range(SUFFIX_LENGTH))
 
 
+def recipe_framework(recipe: CatalogRecipe) -> str:
+    """``model.framework`` of the recipe's endpoint: its own, else llamacpp for llamacpp and pytorch otherwise."""
+    return recipe.framework or ("llamacpp" if recipe.engine_type is CatalogEngine.LLAMACPP else "pytorch")
+
+
 def endpoint_spec(model: CatalogModel, recipe: CatalogRecipe, *, name: str, compute: HardwareRow) -> EndpointSpec:
     """The create body the recipe stands for, on ``compute``."""
-    framework = recipe.framework or ("llamacpp" if recipe.engine_type is CatalogEngine.LLAMACPP else "pytorch")
+    framework = recipe_framework(recipe)
     body = {
         "name": name,
         "type": recipe.type.value,

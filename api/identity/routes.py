@@ -4,12 +4,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from api.deps import ContextDep
+from api.deps import ContextDep, RequestContext
 from api.identity import service
 from api.identity.schemas import (
     HubTokenSet,
     HubTokenState,
     OrgCreate,
+    OrgList,
     OrgRead,
     TokenCreate,
     TokenCreated,
@@ -46,6 +47,53 @@ def create_org(body: OrgCreate, ctx: ContextDep) -> dict[str, Any]:
     with ctx.unit() as unit:
         unit.principal.require_admin()
         return service.create_org(unit.session, body=body, ctx=unit.audit, now=unit.now)
+
+
+@router.get("/orgs", response_model=None, responses=documented(OrgList, "The orgs."))
+def list_orgs(ctx: ContextDep) -> dict[str, Any]:
+    """The orgs you belong to, with their members (admins: every org)."""
+    with ctx.unit(read_only=True) as unit:
+        return {"items": service.list_orgs(unit.session, principal=unit.principal)}
+
+
+@router.get("/orgs/{org}", response_model=None, responses=documented(OrgRead, "The org and its members."))
+def get_org(org: str, ctx: ContextDep) -> dict[str, Any]:
+    """An org and its members (its members and admins; anyone else gets 403, whether or not it exists)."""
+    with ctx.unit(read_only=True) as unit:
+        return service.get_org(unit.session, name=org, principal=unit.principal)
+
+
+@router.put(
+    "/orgs/{org}/members/{user}", response_model=None, responses=documented(OrgRead, "The org, with the member.")
+)
+def add_org_member(org: str, user: str, ctx: ContextDep) -> dict[str, Any]:
+    """Add a user to an org (an admin or a member of the org); adding a member again changes nothing."""
+    return _change_member(ctx, org=org, user=user, present=True)
+
+
+@router.delete(
+    "/orgs/{org}/members/{user}", response_model=None, responses=documented(OrgRead, "The org, without the member.")
+)
+def remove_org_member(org: str, user: str, ctx: ContextDep) -> dict[str, Any]:
+    """Remove a user from an org (an admin or a member of the org): they lose its namespace at once."""
+    return _change_member(ctx, org=org, user=user, present=False)
+
+
+def _change_member(ctx: RequestContext, *, org: str, user: str, present: bool) -> dict[str, Any]:
+    with ctx.unit() as unit:
+        view, user_id = service.change_member(
+            unit.session,
+            org_name=org,
+            username=user,
+            present=present,
+            principal=unit.principal,
+            ctx=unit.audit,
+            now=unit.now,
+        )
+        tokens = service.token_ids_of(unit.session, user_id)
+    for token_id in tokens:  # committed: the member's next call here sees their new namespaces
+        ctx.state.auth.forget(token_id)
+    return view
 
 
 @router.post("/tokens", response_model=None, responses=documented(TokenCreated, "The token, shown this once."))

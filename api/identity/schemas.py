@@ -83,6 +83,10 @@ class OrgRead(Out):
     members: list[str]
 
 
+class OrgList(Out):
+    items: list[OrgRead] = Field(description="The orgs the caller belongs to (an admin: every org), by name.")
+
+
 class TokenRead(Out):
     id: str
     name: str

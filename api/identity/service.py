@@ -70,6 +70,71 @@ def create_org(session: Session, *, body: OrgCreate, ctx: AuditContext, now: dat
     return {"id": org.id, "name": org.name, "type": "org", "members": sorted(body.members)}
 
 
+def _org(session: Session, name: str) -> Account:
+    org = repository.by_name(session, name)
+    if org is None or org.kind != AccountKind.ORG:
+        raise NotFound(f"org {name!r} not found: an admin creates orgs with POST /api/orgs")
+    return org
+
+
+def _org_view(session: Session, org: Account) -> dict[str, Any]:
+    return {"id": org.id, "name": org.name, "type": "org", "members": repository.member_names(session, org.id)}
+
+
+def list_orgs(session: Session, *, principal: Principal) -> list[dict[str, Any]]:
+    """The orgs the caller belongs to (an admin: every org), each with its members."""
+    orgs = repository.orgs_visible_to(session, user_id=None if principal.is_admin else principal.account_id)
+    return [_org_view(session, org) for org in orgs]
+
+
+def get_org(session: Session, *, name: str, principal: Principal) -> dict[str, Any]:
+    """An org and its members, for its members and admins (anyone else: 403, whether or not it exists)."""
+    principal.require_namespace(name)
+    return _org_view(session, _org(session, name))
+
+
+def change_member(
+    session: Session,
+    *,
+    org_name: str,
+    username: str,
+    present: bool,
+    principal: Principal,
+    ctx: AuditContext,
+    now: datetime,
+) -> tuple[dict[str, Any], str]:
+    """Adds (``present``) or removes a member, as an admin or a member of the org. Adding a member twice
+    changes nothing; removing a user who is not a member is 404. Returns the org and the user's id (whose
+    cached principals must be forgotten: their namespaces changed)."""
+    principal.require_namespace(org_name)
+    org = _org(session, org_name)
+    user = repository.by_name(session, username)
+    if user is None or user.kind != AccountKind.USER:
+        raise NotFound(f"user {username!r} not found: an admin creates users with POST /api/users")
+    member = repository.is_member(session, org_id=org.id, user_id=user.id)
+    if present and not member:
+        repository.add_member(session, org_id=org.id, user_id=user.id)
+        session.flush()
+    elif not present:
+        if not member:
+            raise NotFound(f"user {username!r} is not a member of org {org_name!r}")
+        repository.remove_member(session, org_id=org.id, user_id=user.id)
+    if present != member:
+        audit.record(
+            session,
+            ctx=ctx,
+            action="org.member.add" if present else "org.member.remove",
+            now=now,
+            namespace=org_name,
+            diff=[{"path": "members", "old": None if present else username, "new": username if present else None}],
+        )
+    return _org_view(session, org), user.id
+
+
+def token_ids_of(session: Session, user_id: str) -> list[str]:
+    return [token.id for token, _ in token_repo.tokens_of(session, user_id)]
+
+
 def issue_token(
     session: Session,
     *,
@@ -139,7 +204,9 @@ def list_tokens(session: Session, *, principal: Principal, user: str | None) -> 
         if user not in (None, principal.name):
             raise Forbidden("only admins may list another user's tokens")
         user_id = principal.account_id
-    return [_token_view(t, name, None) for t, name in token_repo.tokens_of(session, user_id)]
+    found = token_repo.tokens_of(session, user_id)
+    scopes = repository.endpoint_names(session, [t.endpoint_id for t, _ in found if t.endpoint_id])
+    return [_token_view(t, name, scopes.get(t.endpoint_id or "")) for t, name in found]
 
 
 def revoke_token(

@@ -10,6 +10,8 @@ from api.errors import BadRequest, NotFound, ServiceUnavailable
 from api.recommendation.schemas import Recommendation
 from api.responses import FastJSONResponse
 from api.schemas import documented
+from core.domain.catalog import EngineCatalog
+from core.domain.enums import Accelerator, ImageVariant
 from hub.client import HubError
 from hub.recommend import recommend
 
@@ -36,7 +38,7 @@ def recommendation(
             token = service.hub_token(unit.session, namespace=namespace, box=ctx.state.box)
     hub = ctx.state.hub
     try:
-        return recommend(
+        found = recommend(
             repository_ref,
             client=hub.client,
             hardware=hub.hardware,
@@ -53,3 +55,13 @@ def recommendation(
         if exc.kind == "not_found":
             raise NotFound(exc.message) from None
         raise BadRequest(exc.message, fields=[{"field": "repository", "message": exc.message}]) from None
+    return {**found, "engine": suggested_engine(found, ctx.state.catalogs.engines)}
+
+
+def suggested_engine(found: dict[str, Any], engines: EngineCatalog) -> str:
+    """llamacpp for GGUF files; else what the huggingface variant runs for the task on the cheapest fitting row."""
+    if found["ggufFile"]:
+        return ImageVariant.LLAMACPP.value
+    rows = found["items"]
+    accelerator = Accelerator(rows[0]["accelerator"]) if rows else Accelerator.CPU
+    return engines.engine_for(ImageVariant.HUGGINGFACE, task=found["task"], accelerator=accelerator).value

@@ -24,6 +24,12 @@ class Recommendation(Out):
     repository: str
     revision: str = Field(description="The commit sha the answer is about.")
     task: str | None
+    library: str | None = Field(description="The Hub's library_name (transformers, gguf, …).")
+    gated: bool = Field(description="Whether the model is gated on the Hub (it needs a token with access).")
+    engine: str = Field(
+        description="The model.image variant suggested: llamacpp for a repository of GGUF files, else the engine "
+        "Dais runs for the task on the cheapest row that holds it (the huggingface toolkit when none is specific)."
+    )
     weight_bytes: int
     weight_source: str = Field(description="Where the weight size came from (safetensors metadata, file sizes).")
     needed_bytes: int = Field(description="Weights plus headroom.")

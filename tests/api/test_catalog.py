@@ -304,7 +304,20 @@ def test_list_answers_the_documented_shape(client: TestClient) -> None:
     assert response.status_code == 200, response.text
     CatalogList.model_validate_json(response.content, strict=True)
     assert response.json()["items"][0]["recipes"] == [
-        {"publicId": "model-vllm-gpu", "accelerator": "gpu", "engineType": "vllm", "ggufFile": None, "revision": "main"}
+        {
+            "publicId": "model-vllm-gpu",
+            "accelerator": "gpu",
+            "engineType": "vllm",
+            "ggufFile": None,
+            "revision": "main",
+            # What a deploy of the recipe creates besides (the console's create form starts from it):
+            "type": "private",
+            "framework": "pytorch",
+            "hardware": {"instanceType": "nvidia-l4", "instanceSize": "x1"},
+            "scaling": {"minReplica": 1, "maxReplica": 1, "scaleToZeroTimeout": None},
+            "env": {},
+            "options": {"maxModelLen": 1024},
+        }
     ]
 
 
