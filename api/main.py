@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from api import bootstrap
+from api.analytics.routes import router as analytics_router
 from api.audit.routes import router as audit_router
 from api.auth.service import Authenticator
 from api.catalog.routes import router as catalog_router
@@ -133,6 +134,7 @@ def create_app(settings: Settings, *, state: AppState | None = None, access_log:
     app.include_router(audit_router)
     app.include_router(usage_router)
     app.include_router(catalog_router)
+    app.include_router(analytics_router)
     _install_error_handlers(app)
     _install_operations(app)
     mount_console(app)

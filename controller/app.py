@@ -10,7 +10,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -20,12 +20,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from controller import metrics
 from controller.cache import ClusterCache
 from controller.desired import BuildConfig
+from controller.history import ReplicaSampler
 from controller.kubernetes import KubernetesRuntime
-from controller.local import LocalRuntime
+from controller.local import LocalRuntime, ReplicaUse
 from controller.queue import WorkQueue
 from controller.reconcile import Reconciler
 from controller.retry import Requeue, retry_for
 from controller.runtime import Runtime
+from core.db import feed
 from core.db.changes import LocalBus, listen_postgres
 from core.db.crypto import SecretBox
 from core.db.models import Endpoint
@@ -141,13 +143,16 @@ class Controller:
         *,
         lost: threading.Event,
         halt: threading.Event,
+        use: Callable[[], Mapping[str, ReplicaUse]] | None = None,
     ) -> bool:
-        """Workers, notifications and the periodic resync, until ``stop`` or a lost lease."""
+        """Workers, notifications, the periodic resync and the metric history's sampler, until ``stop`` or a lost
+        lease."""
         config = self.settings.controller
 
         def resync() -> None:
             with transaction(self.sessions) as session:
                 ids = set(session.scalars(select(Endpoint.id)))
+                feed.prune(session, now=self.clock())  # the live feed keeps feed.RETENTION
             for endpoint_id in sorted(ids | held()):  # orphans too: ids with objects but no row
                 queue.add(endpoint_id)
 
@@ -158,6 +163,9 @@ class Controller:
         ]
         for worker in workers:
             worker.start()
+        if config.history:
+            sampler = ReplicaSampler(self.sessions, clock=self.clock, use=use)
+            threading.Thread(target=sampler.run, args=(halt,), name="metric-history", daemon=True).start()
         if self.bus is not None:
             self.bus.subscribe(queue.add)
             resync()
@@ -207,7 +215,9 @@ class Controller:
         self.healthy.set()
         log.info("controller: local runtime, replicas run as processes on this machine (models in %s)", runtime.models)
         try:
-            return self._serve(stop, queue, reconciler, runtime.endpoint_ids, lost=threading.Event(), halt=halt)
+            return self._serve(
+                stop, queue, reconciler, runtime.endpoint_ids, lost=threading.Event(), halt=halt, use=runtime.usage
+            )
         finally:
             halt.set()
             supervisor.join(timeout=60)

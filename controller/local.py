@@ -11,6 +11,9 @@
 - Each replica's output goes to ``DAIS_HOME/logs/<endpoint id>/<replica id>.log`` as timed lines with their
   stream, rotated at 10 MiB (3 kept), beside a record of its start, stop, restarts and exit code
   (``core.replica_logs``): the logs route reads them, also after the replica is gone.
+- ``usage()`` measures each running replica's process from ``/proc`` (Linux): CPU cores in use since the last
+  call, and resident memory, for the embedded metric history. No GPU figures: those need the driver's counters
+  per process, which the local runtime does not read.
 - Children get no ``DAIS_*`` setting (the database URL and the secret key stay here) and die with this process
   (``PR_SET_PDEATHSIG`` on Linux); ``close()`` stops them all. A restart adopts nothing: the reconcile loop
   starts what the specs ask.
@@ -57,6 +60,33 @@ log = logging.getLogger("dais.controller.local")
 
 FETCH_RETRY_SECONDS = 60.0
 KEPT_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "CUDA_VISIBLE_DEVICES")
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaUse:
+    """Hardware use of an endpoint's replicas that could be measured, summed over them."""
+
+    replicas: int
+    cpu_cores: float
+    memory_bytes: float
+
+
+def process_use(pid: int) -> tuple[float, int] | None:
+    """CPU seconds a process has used (user and system) and its resident bytes, from ``/proc``; None when it is
+    gone or there is no ``/proc``."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+        statm = Path(f"/proc/{pid}/statm").read_bytes()
+    except OSError:
+        return None
+    # The command name (2nd field) may hold spaces and parentheses: count the fields after its closing one.
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime and stime, fields 14 and 15
+    return ticks / _CLOCK_TICKS, int(statm.split()[1]) * _PAGE_BYTES
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 @dataclass
@@ -165,6 +195,7 @@ class LocalRuntime:
     _replicas: dict[str, list[_Replica]] = field(default_factory=dict)
     _fetches: dict[str, _Fetch] = field(default_factory=dict)
     _http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=1.0))
+    _cpu_seen: dict[int, tuple[float, float]] = field(default_factory=dict)  # pid → (monotonic, CPU seconds)
 
     @property
     def models(self) -> Path:
@@ -272,6 +303,36 @@ class LocalRuntime:
     def endpoint_ids(self) -> set[str]:
         with self._lock:
             return set(self._replicas)
+
+    def usage(self) -> dict[str, ReplicaUse]:
+        """Per endpoint id, its running replicas' CPU cores in use since the last call and their resident memory,
+        summed; a replica seen for the first time has no rate yet and is not counted."""
+        with self._lock:
+            running = [
+                (r.endpoint_id, r.process.pid)
+                for replicas in self._replicas.values()
+                for r in replicas
+                if r.process is not None
+            ]
+        now = time.monotonic()
+        seen: dict[int, tuple[float, float]] = {}
+        found: dict[str, ReplicaUse] = {}
+        for endpoint_id, pid in running:
+            use = process_use(pid)
+            if use is None:
+                continue
+            cpu_seconds, resident = use
+            seen[pid] = (now, cpu_seconds)
+            before = self._cpu_seen.get(pid)
+            if before is None or now <= before[0]:
+                continue
+            cores = max(0.0, cpu_seconds - before[1]) / (now - before[0])
+            summed = found.get(endpoint_id, ReplicaUse(0, 0.0, 0.0))
+            found[endpoint_id] = ReplicaUse(
+                summed.replicas + 1, summed.cpu_cores + cores, summed.memory_bytes + resident
+            )
+        self._cpu_seen = seen
+        return found
 
     # -- the supervisor -----------------------------------------------------------------------------------------
 

@@ -1,9 +1,12 @@
 """The one Prometheus client: instant queries over the HTTP API (``/api/v1/query``), for the autoscaler's
-hardware use and the API's per-endpoint figures."""
+hardware use and the API's per-endpoint figures, and range queries (``/api/v1/query_range``) for the API's
+metric history."""
 
 from __future__ import annotations
 
 import httpx
+
+Points = list[tuple[float, float]]
 
 
 class PrometheusError(Exception):
@@ -31,6 +34,26 @@ class PrometheusClient:
         if data["resultType"] != "vector":
             raise PrometheusError(f"expected an instant vector, got {data['resultType']}: {query}")
         return [(series["metric"], float(series["value"][1])) for series in data["result"]]
+
+    def matrix(self, query: str, *, start: float, end: float, step: float) -> list[tuple[dict[str, str], Points]]:
+        """A range query evaluated at ``start``, ``start + step`` … up to ``end`` (Unix seconds): each series' labels
+        and its points (time, value), which skip the times without a value."""
+        self.queries += 1
+        params = {"query": query, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"}
+        try:
+            response = self._client.get("/api/v1/query_range", params=params)
+            body = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise PrometheusError(f"Prometheus query failed: {exc}") from exc
+        if response.status_code != 200 or body.get("status") != "success":
+            raise PrometheusError(f"Prometheus {response.status_code}: {body.get('error') or response.text[:200]}")
+        data = body["data"]
+        if data["resultType"] != "matrix":
+            raise PrometheusError(f"expected a range vector, got {data['resultType']}: {query}")
+        return [
+            (series["metric"], [(float(at), float(value)) for at, value in series["values"]])
+            for series in data["result"]
+        ]
 
     def close(self) -> None:
         self._client.close()

@@ -48,6 +48,18 @@ class LogsSettings(BaseModel):
     timeout_seconds: float = Field(default=10, gt=0, description="One log store query's timeout.")
 
 
+class MetricHistorySettings(BaseModel):
+    """``DAIS_METRIC_HISTORY__*``: how ``GET /v2/endpoint/{ns}/{name}/metrics`` reads an endpoint's history (from
+    ``DAIS_PROMETHEUS__URL`` when set, else from the embedded store the gateway and the controller write)."""
+
+    prometheus_window_seconds: float = Field(
+        default=60,
+        ge=1,
+        description="The shortest window of a rate or an average in the Prometheus queries (a longer step widens "
+        "it to the step): at least four of Prometheus's scrape intervals, or short steps show nothing.",
+    )
+
+
 class HubSettings(BaseModel):
     """``DAIS_HUB__*``: the Hugging Face Hub (or a mirror) models come from."""
 
@@ -110,6 +122,11 @@ class ControllerSettings(ClusterSettings, LeaseSettings):
     lease_name: str = "dais-controller"
     listen: str = Field(default="127.0.0.1:9091", description="host:port serving /metrics and /healthz.")
     max_backoff_seconds: float = Field(default=300, gt=0, description="Ceiling of the per-endpoint retry delay.")
+    history: bool = Field(
+        default=True,
+        description="Write each endpoint's replicas (and, on the local runtime, their CPU and memory) every 10 s "
+        "to the database, and roll up and prune the embedded metric history. Turn off where Prometheus keeps it.",
+    )
 
 
 CPU_UTILIZATION_QUERY = (
@@ -195,6 +212,11 @@ class GatewaySettings(BaseModel):
     )
     poll_seconds: float = Field(default=30, gt=0, description="Safety re-read of the routing table.")
     activity_seconds: float = Field(default=5, ge=1, description="How often activity is written per endpoint.")
+    history: bool = Field(
+        default=True,
+        description="Write each endpoint's traffic every 10 s to the database: the embedded metric history "
+        "(GET .../metrics without Prometheus). Turn off where Prometheus keeps the history.",
+    )
 
 
 class Settings(BaseSettings):
@@ -240,6 +262,7 @@ class Settings(BaseSettings):
     hub: HubSettings = Field(default_factory=HubSettings)
     prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
     logs: LogsSettings = Field(default_factory=LogsSettings)
+    metric_history: MetricHistorySettings = Field(default_factory=MetricHistorySettings)
     autoscaler: AutoscalerSettings = Field(default_factory=AutoscalerSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     log_json: bool | None = Field(

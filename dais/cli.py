@@ -525,6 +525,40 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+METRICS_SHOWN = "requests_2xx,requests_4xx,requests_5xx,latency_p50_ms,latency_p99_ms,pending,replicas_ready,tokens_out"
+
+
+def _cmd_endpoints_metrics(args: argparse.Namespace) -> int:
+    namespace, _, name = args.endpoint.partition("/")
+    if not name:
+        raise SystemExit("dais: name the endpoint as NAMESPACE/NAME, as in admin/my-endpoint")
+    series = None if args.series == "all" else args.series
+    query = {"from": args.since, "to": args.until, "step": args.step, "series": series, "source": args.source}
+    found = _client(args).call("GET", f"/v2/endpoint/{namespace}/{name}/metrics", **query)
+    if args.json:
+        _print(found)
+        return 0
+    print(f"dais: {found['source']}, a point every {found['step']} s", file=sys.stderr)
+    names = list(found["series"])
+    rows = [["time", *names]]
+    for i, moment in enumerate(found["timestamps"]):
+        rows.append([moment.replace(".000Z", "Z"), *(_figure(n, found["series"][n][i]) for n in names)])
+    widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
+    for time, *cells in rows:
+        print("  ".join([time.ljust(widths[0]), *(c.rjust(w) for c, w in zip(cells, widths[1:], strict=True))]))
+    return 0
+
+
+def _figure(series: str, value: float | None) -> str:
+    if value is None:
+        return "-"
+    if series.endswith("_bytes"):
+        for unit, size in (("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10)):
+            if value >= size:
+                return f"{value / size:.1f}{unit}"
+    return f"{value:.4g}"
+
+
 def _cmd_users(args: argparse.Namespace) -> int:
     _print(_client(args).call("POST", "/api/users", {"name": args.name, "admin": args.admin}))
     return 0
@@ -658,6 +692,15 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--tail", type=_positive, default=100, help="the last this many lines (default 100)")
     logs.add_argument("-f", "--follow", action="store_true", help="then each new line, until Ctrl-C")
     logs.set_defaults(func=_cmd_endpoints_logs)
+    history = remote(endpoints.add_parser("metrics", help="an endpoint's metric history, a row per point"))
+    history.add_argument("endpoint", help="NAMESPACE/NAME")
+    history.add_argument("--from", dest="since", help="start (ISO 8601 with a zone; default: an hour ago)")
+    history.add_argument("--to", dest="until", help="end (ISO 8601 with a zone; default: now)")
+    history.add_argument("--step", help="seconds between points, or 30s, 5m, 1h (default: about 300 points)")
+    history.add_argument("--series", default=METRICS_SHOWN, help=f"comma-separated, or all (default: {METRICS_SHOWN})")
+    history.add_argument("--source", choices=["prometheus", "embedded"], help="default: Prometheus when configured")
+    history.add_argument("--json", action="store_true", help="the answer as it came")
+    history.set_defaults(func=_cmd_endpoints_metrics)
     replicas = remote(endpoints.add_parser("replicas", help="an endpoint's replicas, running and recently gone"))
     replicas.add_argument("endpoint", help="NAMESPACE/NAME")
     replicas.set_defaults(func=_cmd_endpoints_replicas)

@@ -1,7 +1,8 @@
 """``dais gateway``: the data plane process. One event loop serves the public listener (and the in-cluster one,
 the only one that serves ``privateService`` endpoints, and the gateway's ``/metrics``); a worker thread
 follows database notifications into the routing table; periodic tasks re-read the whole table (the safety
-net for lost notifications) and write activity for the autoscaler.
+net for lost notifications), write activity for the autoscaler and each endpoint's traffic every 10 s for the
+embedded metric history (``gateway.history``).
 
 Server and client are the gateway's own (``gateway.server``, ``gateway.upstream``): asyncio protocols on
 httptools, run on uvloop where it is installed. See ``gateway.server`` for why not a framework.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
 import threading
@@ -23,12 +25,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db.changes import CHANNEL, ROUTES_CHANNEL, LocalBus, listen_postgres, request_wake
+from core.db.metric_samples import AlreadyWritten, next_sample_at
 from core.domain.catalog import EngineCatalog
 from core.net import split_host_port
 from core.settings import GatewaySettings
 from gateway import metrics
 from gateway.activity import Activity, release_gateway, write_rows
 from gateway.auth import TokenCache
+from gateway.history import TrafficHistory, write_samples
 from gateway.hold import ColdStarts
 from gateway.proxy import Proxy, error
 from gateway.routing import RoutingTable, load_routes
@@ -64,6 +68,10 @@ class Gateway:
         self.clock = clock
         self.table = RoutingTable()
         self.activity = Activity(clock=clock)
+        self.history = TrafficHistory()
+        # Its samples' source: unique per process, so that a restart, or two gateways on one host, never write the
+        # same key (the name alone is the host's).
+        self.history_source = f"{self.name[:48]}/{os.getpid()}"
         self.cold: ColdStarts | None = None  # built with the event loop, in serve()
         self.ready = threading.Event()
         self.ports: dict[str, int] = {}  # "public" / "internal" → bound port (0 in settings picks a free one)
@@ -72,6 +80,7 @@ class Gateway:
         self._dirty: set[str] = set()
         self._dirty_event: asyncio.Event | None = None
         self._reload_all = False
+        self._history_at = 0  # the end of the last metric history sample, Unix seconds
 
     # -- lifecycle --------------------------------------------------------------------------------------------
 
@@ -132,6 +141,8 @@ class Gateway:
                 loop.create_task(self._poll()),
                 loop.create_task(self._write_activity()),
             ]
+            if self.settings.history:
+                tasks.append(loop.create_task(self._write_history()))
             self.ready.set()
             await loop.run_in_executor(None, self._stop.wait)
             for task in tasks:
@@ -147,6 +158,8 @@ class Gateway:
             if listener is not None:
                 listener.join(timeout=5)
             await self._last_activity()
+            if self.settings.history:
+                await self._history_sample(next_sample_at(self.clock().timestamp(), self._history_at))
 
     async def _last_activity(self) -> None:
         """On the way out: the last period's figures (its last request times), then nothing in flight."""
@@ -274,3 +287,30 @@ class Gateway:
             except Exception as exc:
                 log.warning("could not write activity (%s); the next period writes the figures again", exc)
                 self.activity.unwritten(rows)
+
+    # -- the embedded metric history --------------------------------------------------------------------------
+
+    async def _write_history(self) -> None:
+        """A sample every 10 s, at the multiples of 10 s of the clock (so every writer's samples line up)."""
+        while True:
+            at = next_sample_at(self.clock().timestamp(), self._history_at)
+            await asyncio.sleep(max(0.0, at - self.clock().timestamp()))
+            await self._history_sample(at)
+
+    async def _history_sample(self, at: int) -> None:
+        self._history_at = at
+        batches = self.history.queue(at, self.history.sample(self._endpoint_id))
+        try:
+            await asyncio.to_thread(write_samples, self.sessions, batches, source=self.history_source)
+        except AlreadyWritten as exc:  # sending it again would fail again
+            log.warning("metric history samples dropped: %s", exc)
+            self.history.written(batches)
+        except Exception as exc:
+            log.warning("could not write the metric history (%s); the next sample sends it again", exc)
+        else:
+            self.history.written(batches)
+
+    def _endpoint_id(self, label: str) -> str | None:
+        namespace, _, name = label.partition("/")
+        route = self.table.get(namespace, name)
+        return route.endpoint_id if route is not None else None

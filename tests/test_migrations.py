@@ -28,6 +28,7 @@ TABLES = {
     "replica_counts",
     "endpoint_feed",
     "endpoint_activity",
+    "metric_samples",
 }
 
 

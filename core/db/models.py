@@ -1,6 +1,8 @@
 """Tables. Who writes what (ARCHITECTURE.md): the API writes accounts, tokens, endpoints and audit events;
 the controller writes ``endpoint_status``, ``endpoint_replicas`` and ``replica_counts``; the controller and the
-autoscaler append to ``endpoint_feed``."""
+autoscaler append to ``endpoint_feed``; ``metric_samples`` (the embedded metric history) gets each gateway
+replica's traffic rows and the controller's replica rows, and only the controller rolls them up and prunes them
+(``core.db.metric_samples``)."""
 
 from __future__ import annotations
 
@@ -11,12 +13,15 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Column,
     Float,
     ForeignKey,
     Index,
     Integer,
     LargeBinary,
+    SmallInteger,
     String,
+    Table,
     Text,
     text,
 )
@@ -257,3 +262,47 @@ class FeedEvent(Base):
     kind: Mapped[str] = mapped_column(String(16), doc="status, decision or deleted")
     body: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+DURATION_BUCKETS_MS = (1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000)
+"""Upper bounds of the gateway's request-duration histogram (``llm_internal_request_duration_ms``), in
+milliseconds; +Inf follows the last. ``metric_samples`` keeps one count per bucket."""
+
+DURATION_COLUMNS = tuple(f"duration_b{i:02d}" for i in range(len(DURATION_BUCKETS_MS) + 1))
+TRAFFIC_COUNTS = (
+    "requests_2xx",
+    "requests_3xx",
+    "requests_4xx",
+    "requests_5xx",
+    "failures",
+    *DURATION_COLUMNS,
+    "prompt_tokens",
+    "completion_tokens",
+)
+TRAFFIC_SECONDS = ("pending_s", "held_s")
+REPLICA_SECONDS = (
+    "ready_s",
+    "desired_s",
+    "measured_s",
+    "cpu_s",
+    "memory_bs",
+    "gpu_measured_s",
+    "gpu_s",
+    "gpu_memory_bs",
+)
+
+metric_samples = Table(
+    "metric_samples",
+    Base.metadata,
+    # The read's range scan: one endpoint, one resolution, a span of ``at``.
+    Column("endpoint_id", String(32), primary_key=True),
+    Column("resolution", SmallInteger, primary_key=True, doc="seconds: 10 (as sampled) or 300 (rolled up)"),
+    Column("at", BigInteger, primary_key=True, doc="the sample's end, Unix seconds, a multiple of its resolution"),
+    Column("source", String(64), primary_key=True, doc="the gateway replica's name, or 'controller'"),
+    *(Column(name, Integer, nullable=True) for name in TRAFFIC_COUNTS),
+    *(Column(name, Float, nullable=True) for name in (*TRAFFIC_SECONDS, *REPLICA_SECONDS)),
+    Index("ix_metric_samples_resolution_at", "resolution", "at"),  # the rollup's and the pruning's
+)
+"""The embedded metric history: each figure a sum over the sample's seconds (see ``core.db.metric_samples``). A Core
+table, not a mapped class: rows are written and read in bulk, never as objects. No foreign key: a sample written as
+its endpoint is deleted must not fail the whole batch; rows of deleted endpoints age out with the rest."""
