@@ -153,7 +153,11 @@ def kubernetes(
         for line in _pod_lines(kube, namespace, pod, since=query.since, tail=query.tail)
         if (query.until is None or line.time < query.until) and (not query.search or query.search in line.line)
     ]
-    lines = sorted(set(stored_lines) | set(live), key=lambda line: (line.time, line.replica))[-query.tail :]
+    # Once each (the store's copy, which knows its stream), in time order; lines of one instant keep the order
+    # their source gave (the sort is stable).
+    stored_keys = {(x.time, x.replica, x.line) for x in stored_lines}
+    merged = [*stored_lines, *(x for x in live if (x.time, x.replica, x.line) not in stored_keys)]
+    lines = sorted(merged, key=lambda line: (line.time, line.replica))[-query.tail :]
     source = "kubernetes and the log store" if store is not None else f"kubernetes, live pods only: {NO_STORE}"
     follower = (
         _KubeFollower(kube, namespace, endpoint_id, query.replica, since=max((x.time for x in lines), default=clock()))

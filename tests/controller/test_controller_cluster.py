@@ -425,7 +425,9 @@ def test_logs_come_live_from_the_pods_and_from_the_log_store_for_gone_ones(
     (pod,) = stack.live_pods(endpoint_id)
     pod_name = pod["metadata"]["name"]
     started = datetime.now(UTC)
-    append_cri_log(current, "loading the model", "listening with s3cr3t-value", at=started)
+    listening = started + timedelta(milliseconds=1)
+    append_cri_log(current, "loading the model", at=started)
+    append_cri_log(current, "listening with s3cr3t-value", at=listening)
     append_cri_log(previous, "the run before", at=started - timedelta(minutes=5))
     gone_at = started - timedelta(hours=1)
     log_collector.ship(
@@ -433,6 +435,13 @@ def test_logs_come_live_from_the_pods_and_from_the_log_store_for_gone_ones(
         pod="ep-logged-gone-1",
         namespace=stack.namespace,
         lines=[(gone_at, "stderr", "out of memory"), (gone_at + timedelta(seconds=1), "stdout", "bye")],
+    )
+    # The collector ships the running pod's lines too: shown once, with the stream only the store knows.
+    log_collector.ship(
+        endpoint_id=endpoint_id,
+        pod=pod_name,
+        namespace=stack.namespace,
+        lines=[(listening, "stderr", "listening with s3cr3t-value")],
     )
     settings = make_settings(
         stack.server.settings.effective_database_url,
@@ -462,6 +471,7 @@ def test_logs_come_live_from_the_pods_and_from_the_log_store_for_gone_ones(
             (pod_name, "listening with ********"),
         ]
         assert found["lines"][2]["stream"] == "engine"  # the kubelet merges stdout and stderr: the container
+        assert found["lines"][3]["stream"] == "stderr"  # the store's copy of a line both hold
         assert [x["line"] for x in logs(replica="ep-logged-gone-1", search="memory")["lines"]] == ["out of memory"]
         assert [x["line"] for x in logs(tail=1)["lines"]] == ["listening with ********"]
         since = (started - timedelta(seconds=1)).isoformat()
