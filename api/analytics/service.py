@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from bisect import bisect_left
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from functools import partial
 from itertools import accumulate
 from string import Template
 from typing import Any
@@ -37,6 +39,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from api.analytics import repository
+from api.analytics.cache import Matrix, RangeCache
 from api.errors import BadRequest, NotFound, ServiceUnavailable
 from core.db.metric_samples import COARSE, KEPT, MINUTE, RAW, RAW_SERVED
 from core.db.models import DURATION_BUCKETS_MS, DURATION_COLUMNS
@@ -50,6 +53,7 @@ DEFAULT_RANGE = timedelta(hours=1)
 STEPS = (10, 20, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)  # the default's choices
 PROMETHEUS_QUERIES_AT_ONCE = 8
 _POOL = ThreadPoolExecutor(PROMETHEUS_QUERIES_AT_ONCE, thread_name_prefix="prometheus")  # shared by requests
+RANGES = RangeCache()  # final points of range queries, per process: a refresh asks only for the newest steps
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _STEP = re.compile(r"\s*(\d{1,9})\s*([smhd]?)\s*")
 
@@ -414,11 +418,14 @@ def from_prometheus(
         with PrometheusClient(url, timeout=settings.prometheus.timeout_seconds) as prometheus:
             futures = {
                 name: _POOL.submit(
-                    prometheus.matrix,
-                    Template(query).substitute(values),
+                    RANGES.matrix,
+                    partial(_range_query, prometheus),
+                    source=url,
+                    query=Template(query).substitute(values),
                     start=window.first,
                     end=window.last,
                     step=window.step,
+                    now=time.time(),
                 )
                 for name, query in queries.items()
             }
@@ -450,6 +457,10 @@ def from_prometheus(
 
 
 CLASSES = "requests by code"
+
+
+def _range_query(prometheus: PrometheusClient, query: str, start: float, end: float, step: float) -> Matrix:
+    return prometheus.matrix(query, start=start, end=end, step=step)
 
 
 def deployment(endpoint: EndpointRef) -> str:

@@ -7,6 +7,7 @@ status as the kubelet would (KWOK makes them Ready; failures are written by the 
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -479,6 +480,18 @@ def test_logs_come_live_from_the_pods_and_from_the_log_store_for_gone_ones(
         unknown = api.get(f"/v2/endpoint/{NS}/logged/logs", params={"replica": "nope"})
         assert unknown.status_code == 400
         assert "replica" in unknown.json()["error"]
+
+        # Following: the lines so far, then each new one the pod writes, as server-sent events.
+        params = {"follow": "true", "tail": "1", "search": "request"}
+        with api.stream("GET", f"/v2/endpoint/{NS}/logged/logs", params=params) as streamed:
+            assert streamed.status_code == 200
+            append_cri_log(current, "request served with s3cr3t-value")
+            followed = []
+            for line in streamed.iter_lines():
+                if line.startswith("data: "):
+                    followed.append(json.loads(line.removeprefix("data: ")))
+                    break
+        assert [(x["replica"], x["line"]) for x in followed] == [(pod_name, "request served with ********")]
 
         # A restart: the previous run's lines come too, before the current run's.
         engine_status = next(s for s in pod["status"]["containerStatuses"] if s["name"] == "engine")
