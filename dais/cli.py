@@ -480,6 +480,20 @@ def _endpoint_path(endpoint: str) -> tuple[str, str]:
     return namespace, name
 
 
+def _cmd_endpoints_create(args: argparse.Namespace) -> int:
+    """POST /v2/endpoint/{namespace} with a create body as JSON (the console's form and its equivalent request)."""
+    text = sys.stdin.read() if args.body == "-" else Path(args.body).read_text()
+    try:
+        body = json.loads(text)
+    except ValueError as exc:
+        raise SystemExit(
+            f"dais: --body is not JSON ({exc}): pass a create body, as the README's curl example"
+        ) from None
+    created = _client(args).call("POST", f"/v2/endpoint/{args.namespace}", body)
+    print(f"{args.namespace}/{created['name']}: {created['status']['state']} ({created['status']['message']})")
+    return 0
+
+
 def _cmd_endpoints_replicas(args: argparse.Namespace) -> int:
     namespace, name = _endpoint_path(args.endpoint)
     found = _client(args).call("GET", f"/v2/endpoint/{namespace}/{name}/replica")["items"]
@@ -701,6 +715,10 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--source", choices=["prometheus", "embedded"], help="default: Prometheus when configured")
     history.add_argument("--json", action="store_true", help="the answer as it came")
     history.set_defaults(func=_cmd_endpoints_metrics)
+    create = remote(endpoints.add_parser("create", help="create an endpoint from a create body (JSON)"))
+    create.add_argument("namespace")
+    create.add_argument("--body", default="-", help="a file holding the create body as JSON; - (default): stdin")
+    create.set_defaults(func=_cmd_endpoints_create)
     replicas = remote(endpoints.add_parser("replicas", help="an endpoint's replicas, running and recently gone"))
     replicas.add_argument("endpoint", help="NAMESPACE/NAME")
     replicas.set_defaults(func=_cmd_endpoints_replicas)

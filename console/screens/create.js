@@ -260,19 +260,32 @@ export function pythonOf(namespace, body, origin = location.origin) {
   ].join("\n");
 }
 
+/** The same create with the ``dais`` command line (``dais endpoints create``, the body on stdin). */
+export function cliOf(namespace, body, origin = location.origin) {
+  return [
+    `export DAIS_URL=${origin}   # and DAIS_TOKEN=dais_… (your token)`,
+    `dais endpoints create ${namespace} <<'EOF'`,
+    JSON.stringify(body, null, 2),
+    "EOF",
+  ].join("\n");
+}
+
+const EQUIVALENTS = { curl: curlOf, python: pythonOf, dais: cliOf };
+
 function EquivalentRequest({ namespace, body }) {
   const [kind, setKind] = useState("curl");
-  const text = kind === "curl" ? curlOf(namespace, body) : pythonOf(namespace, body);
+  const text = EQUIVALENTS[kind](namespace, body);
   return html`<aside class="create-equivalent panel" aria-labelledby="equivalent-title">
     <div class="toolbar">
       <h2 id="equivalent-title">Equivalent request</h2>
-      <${CopyButton} text=${text} label=${kind === "curl" ? "Copy curl" : "Copy Python"} />
+      <${CopyButton} text=${text} label=${{ curl: "Copy curl", python: "Copy Python", dais: "Copy dais command" }[kind]} />
     </div>
     <fieldset class="segmented">
       <legend class="sr-only">Show the request as</legend>
       ${[
         ["curl", "curl"],
         ["python", "huggingface_hub"],
+        ["dais", "dais CLI"],
       ].map(
         ([value, label]) => html`<label class="inline"
           ><input type="radio" name="equivalent" value=${value} checked=${kind === value} onChange=${() => setKind(value)} />
@@ -283,7 +296,7 @@ function EquivalentRequest({ namespace, body }) {
     <pre class="create-code" data-kind=${kind} tabindex="0" aria-label=${`The same call with ${kind}`}><code>${text}</code></pre>
     <p class="help">
       Updated as you type. Secret values are left out (${SECRET_PLACEHOLDER}); the token is read from <code>DAIS_TOKEN</code>.
-      Dais has no create command of its own: <code>hf endpoints deploy</code> works too.
+      <code>hf endpoints deploy</code> works too.
     </p>
   </aside>`;
 }

@@ -3,7 +3,11 @@ the API's errors next to their fields, keyboard-only use, and deploying from the
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -109,6 +113,29 @@ def test_create_through_the_form_and_see_it_run(serve: Serve, page: Page) -> Non
     expect(code).to_contain_text(f'"{name}",')
     expect(code).to_contain_text('instance_type="cpu"')
     expect(code).to_contain_text('custom_image={"llamacpp": {}}')
+    page.get_by_label("dais CLI").check()
+    expect(code).to_contain_text("dais endpoints create admin <<'EOF'")
+    # The command shown does what the form does: run as shown (another name), it creates the same endpoint.
+    shown = code.inner_text()
+    twin = f"{name}-cli"[:32]
+    body = json.loads(shown.split("<<'EOF'\n", 1)[1].rsplit("\nEOF", 1)[0])
+    assert body["name"] == name
+    body["name"] = twin
+    ran = subprocess.run(
+        [sys.executable, "-m", "dais", "endpoints", "create", "admin"],
+        input=json.dumps(body),
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DAIS_URL": serve.url, "DAIS_TOKEN": ADMIN_TOKEN},
+        timeout=60,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.startswith(f"admin/{twin}: pending")
+    with api(serve) as client:
+        made = client.get(f"/v2/endpoint/admin/{twin}").json()
+        assert (made["model"]["repository"], made["model"]["env"]) == (CHAT, {"GREETING": "hello"})
+        assert client.delete(f"/v2/endpoint/admin/{twin}").status_code == 200
     page.get_by_label("curl", exact=True).check()
     text = code.inner_text()
     assert "s3cret-value" not in text
