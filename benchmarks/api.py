@@ -127,6 +127,8 @@ def api_server(
         "DAIS_MAX_REPLICA_CEILING": "64",
         # Creates resolve their model on the Hub: here the local one of the tests, serving the one model used.
         "DAIS_HUB__URL": hub_url,
+        # The API alone, with the shipped cloud hardware catalog (the local runtime's is this machine's).
+        "DAIS_CONTROLLER__RUNTIME": "none",
         **(extra_env or {}),
     }
     log_path = home / f"api-{port}.log"
