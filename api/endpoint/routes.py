@@ -28,6 +28,7 @@ from api.endpoint.schemas import (
     ReplicaRead,
     ScalingView,
 )
+from api.endpoint.watch import KEEPALIVE_S
 from api.errors import BadRequest
 from api.responses import FastJSONResponse
 from api.schemas import Empty, documented
@@ -393,9 +394,6 @@ def endpoint_logs(
         ],
         lines=[LogLineOut(time=x.time, replica=x.replica, stream=x.stream, line=x.line) for x in found.lines],
     )
-
-
-KEEPALIVE_S = 15.0  # a comment line this often, so that a client gone silent is noticed
 
 
 async def _following(found: log_sources.Logs, search: str | None) -> AsyncIterator[bytes]:

@@ -27,7 +27,7 @@ from core.db.models import FeedEvent
 from core.domain.timefmt import to_client_time
 
 log = logging.getLogger("dais.api.watch")
-KEEPALIVE_S = 15.0
+KEEPALIVE_S = 15.0  # a comment line this often on a quiet stream, so that a client gone silent is noticed
 QUEUE_BOUND = 10_000  # events a slow watcher may fall behind by before it is told to reconnect
 
 
