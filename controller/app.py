@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -208,6 +208,7 @@ class Controller:
             notify=queue.add,
             engines=load_engine_catalog(self.settings.engine_catalog),
             memory_bytes=int(config.local_memory_gb * 2**30) if config.local_memory_gb else None,
+            log_retention=timedelta(days=self.settings.logs.retention_days),
         )
         supervisor = threading.Thread(target=runtime.run, args=(halt,), name="local-runtime", daemon=True)
         supervisor.start()

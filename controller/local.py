@@ -26,6 +26,7 @@ import ctypes
 import importlib.util
 import io
 import logging
+import math
 import os
 import shutil
 import signal
@@ -37,7 +38,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO
 
@@ -187,6 +188,8 @@ class LocalRuntime:
     max_crashes: int = 3
     check_seconds: float = 0.25
     memory_bytes: int | None = None  # what replicas may be promised in all; default: 90 % of this machine's memory
+    log_retention: timedelta = timedelta(days=30)  # DAIS_LOGS__RETENTION_DAYS
+    prune_seconds: float = 3600.0
     _lock: threading.RLock = field(default_factory=threading.RLock)
     _labels: dict[str, str] = field(default_factory=dict)  # endpoint id → namespace/name
     _needs: dict[str, int] = field(default_factory=dict)  # endpoint id → bytes one replica is promised
@@ -337,11 +340,16 @@ class LocalRuntime:
     # -- the supervisor -----------------------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
-        """Watches the children until ``stop``, then stops them all."""
+        """Watches the children until ``stop``, then stops them all; prunes the replicas' logs past their
+        retention now and then."""
+        pruned_at = -math.inf
         try:
             while not stop.wait(self.check_seconds):
                 for endpoint_id in self._check():
                     self.notify(endpoint_id)
+                if time.monotonic() - pruned_at >= self.prune_seconds:
+                    pruned_at = time.monotonic()
+                    self._prune_logs()
         finally:
             self.close()
 
@@ -351,6 +359,15 @@ class LocalRuntime:
             self._replicas.clear()
         _stop_all(everything)
         self._http.close()
+
+    def _prune_logs(self) -> None:
+        try:
+            removed = replica_logs.prune(self.logs, before=self.clock() - self.log_retention)
+        except OSError as exc:
+            log.warning("could not prune replica logs under %s: %s", self.logs, exc)
+            return
+        if removed:
+            log.info("pruned %d replica log files older than %s", removed, self.log_retention)
 
     def _check(self) -> set[str]:
         """One look at every replica; the endpoints whose replicas changed."""

@@ -7,7 +7,8 @@
 - ``<replica>.json``: when it started and stopped, its restarts and its last exit code, rewritten atomically.
 
 A replica's files outlive its process: stopped replicas stay listed, with their times, until the endpoint is
-deleted.
+deleted or ``DAIS_LOGS__RETENTION_DAYS`` after they stopped (``prune``); readers never show a line older than
+that either.
 """
 
 from __future__ import annotations
@@ -135,6 +136,25 @@ def read_lines(
         lines.extend(found)
     lines.sort(key=lambda line: line.time)
     return lines[-tail:]
+
+
+def prune(logs: Path, *, before: datetime) -> int:
+    """Removes under ``logs`` (every endpoint's folder) what holds nothing newer than ``before``: rotated files
+    last written before it, and replicas that stopped before it (their record and files). How many files went."""
+    cutoff = before.timestamp()
+    removed = 0
+    for folder in (p for p in logs.iterdir() if p.is_dir()) if logs.is_dir() else ():
+        gone = {r.id for r in read_records(folder) if r.stopped_at is not None and r.stopped_at < before}
+        for path in folder.iterdir():
+            replica, _, rest = path.name.partition(".")
+            rotated = rest.startswith("log.") and rest[4:].isdigit()
+            try:
+                if replica in gone or (rotated and path.stat().st_mtime < cutoff):
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue  # rotated or removed meanwhile
+    return removed
 
 
 def _lines_backwards(folder: Path, replica: str) -> Iterator[LogLine]:

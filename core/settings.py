@@ -43,7 +43,8 @@ class LogsSettings(BaseModel):
     retention_days: int = Field(
         default=30,
         ge=1,
-        description="Days of history served; start VictoriaLogs with -retentionPeriod=<days>d to keep as many.",
+        description="Days of history served; start VictoriaLogs with -retentionPeriod=<days>d to keep as many. "
+        "The local runtime deletes its replicas' log files past it.",
     )
     timeout_seconds: float = Field(default=10, gt=0, description="One log store query's timeout.")
 

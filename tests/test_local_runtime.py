@@ -11,6 +11,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -325,6 +326,14 @@ def test_logs_show_each_replica_and_outlive_it_with_secrets_masked(hf: HfApi, se
     writer.close()
     masked = logs(search="connecting with")["lines"]
     assert [line["line"] for line in masked] == ["connecting with ********"]
+    # Lines older than DAIS_LOGS__RETENTION_DAYS (30) are not shown, even before the runtime prunes their file.
+    ages = iter([timedelta(days=31), timedelta(days=29)])
+    oldest = LogWriter(directory / f"{replica['id']}.log.9", clock=lambda: datetime.now(UTC) - next(ages))
+    for line in ("from 31 days ago", "from 29 days ago"):
+        oldest.write("stdout", f"a line {line}")
+    oldest.close()
+    aged = logs(search="a line from", since="2000-01-01T00:00:00Z")["lines"]
+    assert [line["line"] for line in aged] == ["a line from 29 days ago"]
 
     # Following: the lines so far, then each new one as the replica writes it.
     followed: list[dict[str, Any]] = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import anyio
@@ -381,6 +381,7 @@ def endpoint_logs(
             store=state.log_store,
             query=log_sources.Query(replica, since, until, search, tail, follow),
             clock=state.clock,
+            retention=timedelta(days=state.settings.logs.retention_days),
         )
     if follow:
         return StreamingResponse(_following(found, search), media_type="text/event-stream")

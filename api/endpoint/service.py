@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -326,6 +326,7 @@ def logs(
     store: LogStore | None,
     query: endpoint_logs.Query,
     clock: Callable[[], datetime],
+    retention: timedelta,
 ) -> endpoint_logs.Logs:
     """The endpoint's replicas (gone ones too) and their lines, the endpoint's secret values masked; with
     ``follow``, what reads the lines written next."""
@@ -333,6 +334,8 @@ def logs(
     if endpoint is None:
         raise NotFound(f"endpoint {namespace}/{name} not found")
     if runtime == "local":
+        oldest = clock() - retention  # what the runtime has not pruned yet is not shown either
+        query = replace(query, since=max(query.since or oldest, oldest))
         found = endpoint_logs.local(home, endpoint.id, query)
     elif runtime == "kubernetes" and kube is not None:
         observed = repository.replicas_of(session, endpoint.id)

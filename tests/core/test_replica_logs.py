@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from core.replica_logs import LogWriter, read_lines
+from core.replica_logs import LogWriter, ReplicaRecord, prune, read_lines, read_records, write_record
 
 
 class Clock:
@@ -51,3 +52,40 @@ def test_a_line_cut_by_a_crash_is_skipped(tmp_path: Path) -> None:
         handle.write(b'{"time": "2026-11-29T12:00:0')  # a writer killed mid-line
     assert [x.line for x in read_lines(tmp_path, replicas=["r"], tail=5)] == ["whole"]
     assert read_lines(tmp_path, replicas=["missing"], tail=5) == []
+
+
+def test_prune_removes_what_is_past_retention_and_keeps_the_rest(tmp_path: Path) -> None:
+    clock = Clock()
+    logs = tmp_path / "logs"
+    folder = logs / "endpoint1"
+    running = LogWriter(folder / "run.log", max_bytes=500, keep=3, clock=clock)
+    for i in range(40):
+        running.write("stdout", f"line {i}")
+    running.close()
+    rotated = sorted(folder.glob("run.log.*"))
+    assert len(rotated) == 3
+    old, recent = rotated[-1], rotated[0]  # .3 is the oldest
+    now = clock.now
+    os.utime(old, (now.timestamp() - 40 * 86400,) * 2)
+    write_record(folder, ReplicaRecord("run", started_at=now - timedelta(days=50)))
+    gone_long_ago = ReplicaRecord("old", now - timedelta(days=45), stopped_at=now - timedelta(days=31))
+    gone_lately = ReplicaRecord("late", now - timedelta(days=45), stopped_at=now - timedelta(days=29))
+    for record in (gone_long_ago, gone_lately):
+        write_record(folder, record)
+        (folder / f"{record.id}.log").write_text("{}\n")
+        (folder / f"{record.id}.log.1").write_text("{}\n")
+
+    assert prune(logs, before=now - timedelta(days=30)) == 4  # old's record and 2 logs, run's oldest rotation
+
+    assert {p.name for p in folder.iterdir()} == {
+        "run.json",
+        "run.log",
+        recent.name,
+        rotated[1].name,
+        "late.json",
+        "late.log",
+        "late.log.1",
+    }
+    assert {r.id for r in read_records(folder)} == {"late", "run"}
+    assert prune(logs, before=now - timedelta(days=30)) == 0
+    assert prune(tmp_path / "absent", before=now) == 0
