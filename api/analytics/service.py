@@ -22,6 +22,7 @@ step keeps to about ``DEFAULT_POINTS``.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import time
@@ -54,6 +55,15 @@ STEPS = (10, 20, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 432
 PROMETHEUS_QUERIES_AT_ONCE = 8
 _POOL = ThreadPoolExecutor(PROMETHEUS_QUERIES_AT_ONCE, thread_name_prefix="prometheus")  # shared by requests
 RANGES = RangeCache()  # final points of range queries, per process: a refresh asks only for the newest steps
+
+
+@functools.lru_cache(maxsize=4)
+def _prometheus(url: str, timeout: float) -> PrometheusClient:
+    """One client per Prometheus, shared by requests and threads (httpx's pool is thread-safe): its kept-alive
+    connections spare each answer a dozen connects."""
+    return PrometheusClient(url, timeout=timeout)
+
+
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _STEP = re.compile(r"\s*(\d{1,9})\s*([smhd]?)\s*")
 
@@ -414,34 +424,40 @@ def from_prometheus(
     queries = {name: SERIES[name].query for name in series if name not in classes}
     if classes:
         queries[CLASSES] = 'sum by (code) (rate(llm_requests_total{endpoint="$label"}[$window]))'
+    prometheus = _prometheus(url, settings.prometheus.timeout_seconds)
     try:
-        with PrometheusClient(url, timeout=settings.prometheus.timeout_seconds) as prometheus:
-            futures = {
-                name: _POOL.submit(
-                    RANGES.matrix,
-                    partial(_range_query, prometheus),
-                    source=url,
-                    query=Template(query).substitute(values),
-                    start=window.first,
-                    end=window.last,
-                    step=window.step,
-                    now=time.time(),
-                )
-                for name, query in queries.items()
-            }
-            found = {name: future.result() for name, future in futures.items()}
+        futures = {
+            name: _POOL.submit(
+                RANGES.matrix,
+                partial(_range_query, prometheus),
+                source=url,
+                query=Template(query).substitute(values),
+                start=window.first,
+                end=window.last,
+                step=window.step,
+                now=time.time(),
+            )
+            for name, query in queries.items()
+        }
+        found = {name: future.result() for name, future in futures.items()}
     except PrometheusError as exc:
         raise ServiceUnavailable(f"Prometheus at {url} did not answer ({exc}): retry, or check the server") from None
 
     first, step, count = window.first, window.step, window.points
+    slots = {float(at): k for k, at in enumerate(window.times())}  # Prometheus answers at exactly these times
 
     def aligned(matrix: list[tuple[dict[str, str], Points]]) -> list[float | None]:
+        """The points at their timestamps' places. Values stay as Prometheus wrote them (the shortest text of
+        its float64): rounding them cost more than the rest of the answer and only lost precision."""
         values_at: list[float | None] = [None] * count
         for _, points in matrix:
             for at, value in points:
-                k = int((at - first) / step + 0.5)
-                if 0 <= k < count and math.isfinite(value):
-                    values_at[k] = round(value, 6)
+                k = slots.get(at)
+                if k is None:  # off the grid: the nearest step
+                    k = int((at - first) / step + 0.5)
+                    if not 0 <= k < count:
+                        continue
+                values_at[k] = value if math.isfinite(value) else None
         return values_at
 
     answer: dict[str, list[float | None]] = {}
