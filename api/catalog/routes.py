@@ -17,6 +17,7 @@ from api.catalog import service
 from api.catalog.schemas import CatalogList, Deployed, LegacyDeploy, ModelDeploy, RecipeDeploy, RepoList
 from api.deps import AppState, ContextDep, RequestContext
 from api.endpoint import service as endpoints
+from api.endpoint.hub_calls import Answers, with_hub
 from api.endpoint.render import render
 from api.errors import BadRequest
 from api.responses import FastJSONResponse
@@ -118,22 +119,26 @@ def _deploy(
     ctx: RequestContext, *, namespace: str, name: str | None, pick: Callable[[], tuple[CatalogModel, CatalogRecipe]]
 ) -> Response:
     """The caller must reach ``namespace`` before anything about the catalog is answered (403 before 404)."""
-    with ctx.unit() as unit:
-        unit.principal.require_namespace(namespace)
-        model, recipe = pick()
-        endpoint = service.deploy(
-            unit.session,
-            namespace=namespace,
-            model=model,
-            recipe=recipe,
-            name=name,
-            catalogs=ctx.state.catalogs,
-            box=ctx.state.box,
-            hub=ctx.state.hub,
-            ctx=unit.audit,
-            now=unit.now,
-        )
-    return _deployed(ctx, endpoint)
+
+    def run(answers: Answers) -> Endpoint:
+        with ctx.unit() as unit:
+            unit.principal.require_namespace(namespace)
+            model, recipe = pick()
+            return service.deploy(
+                unit.session,
+                namespace=namespace,
+                model=model,
+                recipe=recipe,
+                name=name,
+                catalogs=ctx.state.catalogs,
+                box=ctx.state.box,
+                hub=ctx.state.hub,
+                answers=answers,
+                ctx=unit.audit,
+                now=unit.now,
+            )
+
+    return _deployed(ctx, with_hub(run, what=f"the deploy to {namespace}"))
 
 
 def _deployed(ctx: RequestContext, endpoint: Endpoint) -> Response:

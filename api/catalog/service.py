@@ -15,6 +15,7 @@ A deploy turns a recipe into a full create body (``EndpointSpec``) and hands it 
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 import string
@@ -26,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from api.audit.repository import AuditContext
 from api.endpoint import service as endpoints
+from api.endpoint.hub_calls import Answers
 from api.errors import BadRequest, NotFound
 from api.validation import validation_error
 from core.db.crypto import SecretBox
@@ -34,7 +36,7 @@ from core.domain.catalog import CatalogEngine, CatalogModel, CatalogRecipe, Hard
 from core.domain.enums import Accelerator
 from core.domain.fit import capacity_bytes, estimate_weights, fits, needed_bytes, pick_gguf
 from core.domain.spec import EndpointSpec
-from hub.client import HubError
+from hub.client import HubError, ModelFacts
 from hub.resolver import HubResolver
 
 SUFFIX_LENGTH = 6
@@ -155,6 +157,7 @@ def choose_hardware(
     hardware: HardwareCatalog,
     hub: HubResolver,
     box: SecretBox,
+    answers: Answers,
 ) -> HardwareRow:
     """The row the recipe pins, else the cheapest of its accelerator that holds the model."""
     pins = recipe.hardware
@@ -172,7 +175,7 @@ def choose_hardware(
             "(list them with GET /api/v1/catalog/list) or ask an admin to change the recipe",
             fields=[{"field": "accelerator", "message": f"no {recipe.accelerator.value} hardware"}],
         )
-    needed = _needed_bytes(session, model=model, recipe=recipe, namespace=namespace, hub=hub, box=box)
+    needed = _needed_bytes(session, model=model, recipe=recipe, namespace=namespace, hub=hub, box=box, answers=answers)
     if needed is not None:
         # None fits: the largest row, which create then refuses naming the rows that would hold the model.
         usable = [c for c in usable if fits(c, needed)] or [max(usable, key=capacity_bytes)]
@@ -180,19 +183,34 @@ def choose_hardware(
 
 
 def _needed_bytes(
-    session: Session, *, model: CatalogModel, recipe: CatalogRecipe, namespace: str, hub: HubResolver, box: SecretBox
+    session: Session,
+    *,
+    model: CatalogModel,
+    recipe: CatalogRecipe,
+    namespace: str,
+    hub: HubResolver,
+    box: SecretBox,
+    answers: Answers,
 ) -> int | None:
-    """Weights plus headroom, as the Hub sizes them; None when it cannot say (create then reports why)."""
+    """Weights plus headroom, as the Hub sizes them; None when it cannot say (create then reports why). The Hub
+    is asked outside the transaction (``hub_calls``)."""
     token = endpoints.hub_token(session, namespace=namespace, box=box)
-    try:
-        facts = hub.client.model(model.repo_id, recipe.revision, token)
-    except HubError:
+    key = ("size", model.repo_id, recipe.revision, hashlib.sha256(token.encode()).hexdigest() if token else None)
+    facts = answers.get(key, lambda: _facts(hub, model.repo_id, recipe.revision, token))
+    if facts is None:
         return None
     gguf = recipe.gguf_file
     if gguf is None and recipe.engine_type is CatalogEngine.LLAMACPP:
         gguf = pick_gguf(list(facts.files))
     weights = estimate_weights(safetensors_parameters=facts.safetensors_parameters, files=facts.files, gguf_file=gguf)
     return needed_bytes(weights, hub.headroom) if weights is not None else None
+
+
+def _facts(hub: HubResolver, repo_id: str, revision: str | None, token: str | None) -> ModelFacts | None:
+    try:
+        return hub.client.model(repo_id, revision, token)
+    except HubError:
+        return None
 
 
 def deploy(
@@ -205,16 +223,32 @@ def deploy(
     catalogs: endpoints.Catalogs,
     box: SecretBox,
     hub: HubResolver,
+    answers: Answers,
     ctx: AuditContext,
     now: datetime,
     suffix: Callable[[], str] = random_suffix,
 ) -> Endpoint:
     """Creates the recipe's endpoint through ``endpoints.create``; its answers (400, 404, 409, 503) are this
-    call's."""
+    call's. Run it through ``hub_calls.with_hub``, which asks the Hub outside the transaction."""
     compute = choose_hardware(
-        session, model=model, recipe=recipe, namespace=namespace, hardware=catalogs.hardware, hub=hub, box=box
+        session,
+        model=model,
+        recipe=recipe,
+        namespace=namespace,
+        hardware=catalogs.hardware,
+        hub=hub,
+        box=box,
+        answers=answers,
     )
     spec = endpoint_spec(model, recipe, name=name or default_name(model.repo_id, suffix()), compute=compute)
     return endpoints.create(
-        session, namespace=namespace, spec=spec, catalogs=catalogs, box=box, hub=hub, ctx=ctx, now=now
+        session,
+        namespace=namespace,
+        spec=spec,
+        catalogs=catalogs,
+        box=box,
+        hub=hub,
+        answers=answers,
+        ctx=ctx,
+        now=now,
     )

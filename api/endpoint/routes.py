@@ -16,6 +16,7 @@ from api.audit.render import event_item
 from api.deps import ContextDep
 from api.endpoint import logs as log_sources
 from api.endpoint import openmetrics, service
+from api.endpoint.hub_calls import Answers, with_hub
 from api.endpoint.render import EndpointLike, observed_of, render, render_row
 from api.endpoint.schemas import (
     AuditPage,
@@ -176,19 +177,23 @@ def endpoint_replicas(namespace: str, name: str, ctx: ContextDep) -> ReplicaList
 @router.post("/endpoint/{namespace}", responses=EWS)
 def create_endpoint(namespace: str, spec: EndpointSpec, ctx: ContextDep) -> Response:
     """Create an endpoint; it starts ``pending``. Unknown fields are ignored; a duplicate name is 409."""
-    with ctx.unit() as unit:
-        unit.principal.require_namespace(namespace)
-        endpoint = service.create(
-            unit.session,
-            namespace=namespace,
-            spec=spec,
-            catalogs=ctx.state.catalogs,
-            box=ctx.state.box,
-            hub=ctx.state.hub,
-            ctx=unit.audit,
-            now=unit.now,
-        )
-    return _one(ctx, endpoint, None)
+
+    def run(answers: Answers) -> Endpoint:
+        with ctx.unit() as unit:
+            unit.principal.require_namespace(namespace)
+            return service.create(
+                unit.session,
+                namespace=namespace,
+                spec=spec,
+                catalogs=ctx.state.catalogs,
+                box=ctx.state.box,
+                hub=ctx.state.hub,
+                answers=answers,
+                ctx=unit.audit,
+                now=unit.now,
+            )
+
+    return _one(ctx, with_hub(run, what=f"endpoint {namespace}/{spec.name}"), None)
 
 
 @router.get("/endpoint/{namespace}/{name}", responses=EWS)
@@ -212,21 +217,26 @@ def update_endpoint(
 
     ``{}`` changes nothing. With ``If-Match: "<generation>"`` the update applies only to that generation.
     """
-    with ctx.unit() as unit:
-        unit.principal.require_namespace(namespace)
-        endpoint = service.update(
-            unit.session,
-            namespace=namespace,
-            name=name,
-            patch=patch.model_dump(mode="json", by_alias=True, exclude_unset=True),
-            if_match=if_match,
-            catalogs=ctx.state.catalogs,
-            box=ctx.state.box,
-            hub=ctx.state.hub,
-            ctx=unit.audit,
-            now=unit.now,
-        )
-    return _after_write(ctx, endpoint)
+    changes = patch.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+    def run(answers: Answers) -> Endpoint:
+        with ctx.unit() as unit:
+            unit.principal.require_namespace(namespace)
+            return service.update(
+                unit.session,
+                namespace=namespace,
+                name=name,
+                patch=changes,
+                if_match=if_match,
+                catalogs=ctx.state.catalogs,
+                box=ctx.state.box,
+                hub=ctx.state.hub,
+                answers=answers,
+                ctx=unit.audit,
+                now=unit.now,
+            )
+
+    return _after_write(ctx, with_hub(run, what=f"endpoint {namespace}/{name}"))
 
 
 @router.delete("/endpoint/{namespace}/{name}", response_model=None, responses=documented(Empty, "Deleted."))

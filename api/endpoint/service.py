@@ -4,16 +4,19 @@ Lost-update safety: every read-modify-write locks the endpoint row first (``SELE
 SQLite every transaction is ``BEGIN IMMEDIATE``), bumps ``generation`` and honours ``If-Match``. Duplicate
 names are refused by a partial unique index, not by a pre-check, so concurrent creates cannot both win.
 Quota checks lock the namespace's account row, so two creates cannot both squeeze under the quota.
+No transaction is open while the Hub is asked (``hub_calls``): a slow Hub holds no lock and no connection.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
@@ -23,6 +26,7 @@ from api.audit import repository as audit
 from api.audit.repository import AuditContext
 from api.endpoint import logs as endpoint_logs
 from api.endpoint import repository
+from api.endpoint.hub_calls import Answers
 from api.endpoint.render import EndpointLike, observed_of, row_facts
 from api.errors import BadRequest, Conflict, NotFound, PreconditionFailed, ServiceUnavailable
 from api.validation import validation_error
@@ -111,11 +115,13 @@ def create(
     catalogs: Catalogs,
     box: SecretBox,
     hub: HubResolver,
+    answers: Answers,
     ctx: AuditContext,
     now: datetime,
 ) -> Endpoint:
+    """A new endpoint; run it through ``hub_calls.with_hub``, which asks the Hub outside the transaction."""
     compute = _check_context(spec, catalogs)
-    resolution = _resolve(session, spec, compute=compute, namespace=namespace, hub=hub, box=box)
+    resolution = _resolve(session, spec, compute=compute, namespace=namespace, hub=hub, box=box, answers=answers)
     _check_engine(spec, compute, catalogs, resolution)
     endpoint = Endpoint(
         id=new_id(),
@@ -164,9 +170,13 @@ def update(
     catalogs: Catalogs,
     box: SecretBox,
     hub: HubResolver,
+    answers: Answers,
     ctx: AuditContext,
     now: datetime,
 ) -> Endpoint:
+    """The patch merged into the endpoint as it is now; run it through ``hub_calls.with_hub``. A pause or any
+    other change made while the Hub was asked is kept, and the Hub is asked again only when the change touched
+    what its answer depends on."""
     endpoint = _locked(session, namespace, name, if_match)
     old_material = _material(endpoint, box)
     current = _with_material(endpoint.spec, old_material)
@@ -185,7 +195,7 @@ def update(
         or _model_changed(endpoint.spec, merged, patch)
         or _token_changed(material_of=spec, old=old_material)
     ):
-        resolution = _resolve(session, spec, compute=compute, namespace=namespace, hub=hub, box=box)
+        resolution = _resolve(session, spec, compute=compute, namespace=namespace, hub=hub, box=box, answers=answers)
     _check_engine(spec, compute, catalogs, resolution)
     stored = _stored(spec, compute, resolution)
     material = spec.secret_material()
@@ -448,13 +458,39 @@ def _check_engine(spec: EndpointSpec, compute: HardwareRow, catalogs: Catalogs, 
 
 
 def _resolve(
-    session: Session, spec: EndpointSpec, *, compute: HardwareRow, namespace: str, hub: HubResolver, box: SecretBox
+    session: Session,
+    spec: EndpointSpec,
+    *,
+    compute: HardwareRow,
+    namespace: str,
+    hub: HubResolver,
+    box: SecretBox,
+    answers: Answers,
 ) -> Resolution:
-    """Asks the Hub, with the endpoint's own HF_TOKEN secret or else the namespace's Hub token."""
+    """The Hub's answer, with the endpoint's own HF_TOKEN secret or else the namespace's Hub token: from
+    ``answers``, else ``NeedsHub`` (the Hub is asked once the transaction is rolled back)."""
     token = spec.model.secrets.get("HF_TOKEN")
     if token is None:
         sealed = hub.namespace_token(namespace, lambda: repository.hub_token_of(session, namespace))
         token = box.open(sealed)["token"] if sealed else None
+    model = spec.model
+    config = model.image[model.variant.value].model_dump(mode="json", by_alias=True, exclude_none=True)
+    # Everything hub.resolve reads: the answer is reused only for this very question.
+    key = (
+        "resolve",
+        compute.id,
+        model.repository,
+        model.revision,
+        model.task,
+        model.variant.value,
+        orjson.dumps(config, option=orjson.OPT_SORT_KEYS),
+        hashlib.sha256(token.encode()).hexdigest() if token else None,
+    )
+    return answers.get(key, lambda: _ask_hub(hub, spec, compute=compute, token=token))
+
+
+def _ask_hub(hub: HubResolver, spec: EndpointSpec, *, compute: HardwareRow, token: str | None) -> Resolution:
+    """Network I/O, with retries: never called inside a transaction."""
     try:
         return hub.resolve(spec, compute=compute, token=token)
     except Refused as exc:
