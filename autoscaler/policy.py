@@ -28,6 +28,8 @@ Rules (reference/autoscaling.md §0 and §2; every number is a ``PolicyConfig`` 
   it), applied only as the highest recommendation of the last ``stabilization``
   (300 s, HPA's window; a first look assumes the window held the current count). Never while a replica is
   starting; missing metrics block it.
+- Missing hardware use (Prometheus down, say) never scales down, and the decision says why; the gateway's
+  pending requests per replica still scale up, against the operator's pending-requests threshold.
 - ``minReplica`` (or 1 while not scaled to zero) and ``maxReplica`` always hold.
 """
 
@@ -93,6 +95,7 @@ class Samples:
     ready_for_s: float | None = None  # since the newest Ready replica turned Ready; None: long enough or unknown
     arrival_rps: float | None = None  # requests arriving at the gateway per second, mean over the use window
     completion_rps: float | None = None  # requests the replicas completed per second, same window (shed ones not)
+    missing_why: str | None = None  # why the hardware use is missing, when a source knows ("Prometheus unreachable…")
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +147,13 @@ def decide(spec: ScalingRules, samples: Samples, state: State, now: datetime, co
     held = replace(state, recommendations=recommendations)
 
     if value is None:
-        reason = f"holding at {current}: no {measure} data (missing metrics never scale down)"
+        missing = f"no {measure} data" + (f" ({samples.missing_why})" if samples.missing_why else "")
+        wanted_up = _up_on_requests(spec, samples, current, config) if up_due else None
+        if wanted_up is not None:
+            raw, wanted, reason = wanted_up
+            stamped = replace(held, last_up=now, recommendations=(*recommendations, (now, wanted)))
+            return _bounded(wanted, raw, wanted, f"{missing}; {reason}", inputs, stamped, spec, floor)
+        reason = f"holding at {current}: {missing}; missing metrics never scale down"
         return _bounded(current, current, current, reason, inputs, held, spec, floor)
     hardware = spec.pending_requests is None
     window_s = config.utilization_window_s
@@ -213,6 +222,25 @@ def decide(spec: ScalingRules, samples: Samples, state: State, now: datetime, co
     else:
         reason = f"holding at {current}: {measure} {value:.1f}; the highest recommendation in {window:g} s is {highest}"
     return _bounded(stabilized, raw, stabilized, reason, inputs, held, spec, floor)
+
+
+def _up_on_requests(
+    spec: ScalingRules, samples: Samples, current: int, config: PolicyConfig
+) -> tuple[int, int, str] | None:
+    """Without hardware use, the gateway's pending requests still show a load the replicas do not keep up with:
+    the raw recommendation, the count asked for and why; None when they ask for nothing or are themselves the
+    missing measure."""
+    pending, threshold = samples.pending_per_replica, config.pending_requests
+    if spec.pending_requests is not None or pending is None:
+        return None
+    capacity = samples.ready + samples.starting
+    effective = pending * samples.ready / capacity if capacity else pending
+    if effective <= threshold:
+        return None
+    raw = math.ceil(samples.ready * pending / threshold) if samples.ready else current
+    wanted = min(max(raw, current + 1), spec.max_replica)
+    why = f"pending requests per replica {effective:.1f} above {threshold:g} on {capacity} replicas: up to {wanted}"
+    return raw, wanted, why
 
 
 def _in_flight(samples: Samples) -> float | None:

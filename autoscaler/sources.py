@@ -5,9 +5,12 @@ Each tick costs a constant number of queries however many endpoints there are: o
 activity row. Prometheus answers per pod; a pod belongs to the endpoint its ``dais.dev/endpoint-id`` label
 names, read with one labelled LIST of the namespace's pods per tick (``pods_by_label``), so neither a
 kube-state-metrics join nor the shape of a pod's name is relied on. An endpoint without a series is missing
-data, recorded in its decision; a failed query or pod list makes the whole signal missing for that tick
-(missing data never scales down). On the local runtime there is no Prometheus: each engine says how busy its
-request slots are (``LocalUse``), one scrape per Ready replica per tick.
+data, recorded in its decision; a failed query or pod list makes the whole signal missing for that tick, and
+the decision says why (missing data never scales down). On the local runtime there is no Prometheus: each
+engine says how busy its request slots are (``LocalUse``), one scrape per Ready replica per tick.
+
+What goes over the network (Prometheus, the pod list, the engines' scrapes) is ``measure``, called with no
+transaction open; ``samples`` adds the gateway's activity rows inside the tick's transaction.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import logging
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from string import Template
 from typing import Any
@@ -48,6 +51,24 @@ class ScaleTarget:
 
 
 @dataclass(frozen=True, slots=True)
+class Measured:
+    """Hardware use per endpoint id: mean percent over the window; seconds since its newest Ready pod turned
+    Ready; and why it is missing, for an endpoint whose signal failed this tick."""
+
+    use: Mapping[str, float] = field(default_factory=dict)
+    ready_for: Mapping[str, float] = field(default_factory=dict)
+    missing: Mapping[str, str] = field(default_factory=dict)
+
+    def without(self, ids: set[str]) -> Measured:
+        """Nothing for ``ids`` (endpoints that changed hardware since they were measured)."""
+        return Measured(
+            {k: v for k, v in self.use.items() if k not in ids},
+            {k: v for k, v in self.ready_for.items() if k not in ids},
+            {k: v for k, v in self.missing.items() if k not in ids},
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class EndpointPod:
     endpoint_id: str
     ready_at: datetime | None = None  # when its Ready condition last turned True; None while not Ready
@@ -75,20 +96,20 @@ class HardwareUse:
             True: Template(settings.gpu_query).substitute(values),
         }
 
-    def percent(self, targets: Sequence[ScaleTarget], now: datetime) -> tuple[dict[str, float], dict[str, float]]:
-        """Per endpoint id: the mean use in percent, and seconds since its newest Ready pod turned Ready."""
+    def measure(self, targets: Sequence[ScaleTarget], now: datetime) -> Measured:
         by_id = {target.id: target for target in targets}
         try:
             owners = self._pods()
         except KubeError as exc:
             log.warning("hardware use missing this tick: cannot list the endpoints' pods: %s", exc)
-            return {}, {}
+            return Measured(missing=dict.fromkeys(by_id, f"cannot list the endpoints' pods: {exc}"))
         newest: dict[str, datetime] = {}
         for pod in owners.values():
             if pod.ready_at is not None and (pod.endpoint_id not in newest or pod.ready_at > newest[pod.endpoint_id]):
                 newest[pod.endpoint_id] = pod.ready_at
         ready_for = {endpoint_id: max(0.0, (now - at).total_seconds()) for endpoint_id, at in newest.items()}
         found: dict[str, float] = {}
+        missing: dict[str, str] = {}
         for gpu, query in self._queries.items():
             if not any(target.gpu == gpu for target in targets):
                 continue
@@ -96,6 +117,7 @@ class HardwareUse:
                 series = self._prometheus.vector(query)
             except PrometheusError as exc:
                 log.warning("%s use missing this tick: %s", "GPU" if gpu else "CPU", exc)
+                missing.update(dict.fromkeys((t.id for t in targets if t.gpu == gpu), _why(exc)))
                 continue
             per_pod: dict[str, list[float]] = defaultdict(list)
             for labels, value in series:
@@ -104,7 +126,17 @@ class HardwareUse:
                 if target is not None and target.gpu == gpu and value == value:  # NaN: no limit or no samples
                     per_pod[target.id].append(value)
             found.update({endpoint_id: sum(values) / len(values) for endpoint_id, values in per_pod.items()})
-        return found, ready_for
+        return Measured(found, ready_for, missing)
+
+
+def _why(exc: PrometheusError) -> str:
+    """What a decision says of a failed query: the same words every tick while the failure lasts."""
+    cause = exc.__cause__
+    if isinstance(cause, httpx.TimeoutException):
+        return f"Prometheus did not answer in time ({type(cause).__name__})"
+    if isinstance(cause, httpx.TransportError):
+        return f"Prometheus unreachable: {cause or type(cause).__name__}"
+    return f"Prometheus failed: {exc}"
 
 
 class LocalUse:
@@ -122,7 +154,7 @@ class LocalUse:
         self._http = httpx.Client(timeout=timeout_s)
         self._seen: dict[str, deque[tuple[float, float]]] = {}  # address → (when, busy slot-seconds / slots)
 
-    def percent(self, targets: Sequence[ScaleTarget], now: datetime) -> tuple[dict[str, float], dict[str, float]]:
+    def measure(self, targets: Sequence[ScaleTarget], now: datetime) -> Measured:
         found: dict[str, float] = {}
         live: set[str] = set()
         for target in targets:
@@ -132,7 +164,7 @@ class LocalUse:
                 found[target.id] = sum(uses) / len(uses)
         for gone in set(self._seen) - live:
             del self._seen[gone]
-        return found, {}
+        return Measured(found)
 
     def _use(self, address: str) -> float | None:
         try:
@@ -177,8 +209,14 @@ class Signals:
 
     hardware: HardwareUse | LocalUse | None
 
-    def samples(self, session: Session, targets: Sequence[ScaleTarget], now: datetime) -> Mapping[str, Samples]:
-        use, ready_for = self.hardware.percent(targets, now) if self.hardware is not None else ({}, {})
+    def measure(self, targets: Sequence[ScaleTarget], now: datetime) -> Measured:
+        """Hardware use: network I/O, so never called inside a transaction."""
+        return self.hardware.measure(targets, now) if self.hardware is not None else Measured()
+
+    def samples(
+        self, session: Session, targets: Sequence[ScaleTarget], measured: Measured, now: datetime
+    ) -> Mapping[str, Samples]:
+        """``measured`` with the gateway's activity rows, read in the tick's transaction."""
         activity = gateway_activity(session.scalars(select(EndpointActivity)), now=now)
         sampled = {}
         for target in targets:
@@ -187,11 +225,12 @@ class Signals:
             sampled[target.id] = Samples(
                 ready=target.ready,
                 starting=target.starting,
-                utilization=use.get(target.id),
+                utilization=measured.use.get(target.id),
                 pending_per_replica=traffic.pending / target.ready if target.ready else traffic.pending,
                 in_flight=traffic.in_flight,
                 last_request=traffic.last_request,
-                ready_for_s=ready_for.get(target.id),
+                ready_for_s=measured.ready_for.get(target.id),
+                missing_why=measured.missing.get(target.id),
                 arrival_rps=traffic.arrival_rps,
                 completion_rps=traffic.completion_rps,
             )

@@ -1,5 +1,11 @@
-"""One autoscaler tick for every endpoint: read, sample once per signal, decide, write in one transaction;
-and the wake fast path for one endpoint.
+"""One autoscaler tick for every endpoint: read, measure once per signal, then read again, decide and write
+in one transaction; and the wake fast path for one endpoint.
+
+No transaction is open while the sources go over the network (Prometheus, the pod list, the engines): a
+short one reads what to measure, the measuring runs with no connection held, and the tick's transaction
+re-reads every endpoint, its status and scaling state, and the gateway's activity, so the decision is made
+on what is stored at that moment. An endpoint created or moved to other hardware meanwhile has no hardware
+use this tick (missing data, which never scales down).
 
 The desired count and the policy's memory go to ``endpoint_scaling``; a ``scaling_decisions`` row is written
 whenever the count changes, with the inputs, raw, stabilized and final counts and the reason. The controller
@@ -24,7 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from autoscaler import metrics
 from autoscaler.policy import Decision, PolicyConfig, Samples, ScalingRules, State, decide
-from autoscaler.sources import ScaleTarget
+from autoscaler.sources import Measured, ScaleTarget
 from core.db import feed
 from core.db.models import Endpoint, EndpointScaling, EndpointStatus, ScalingDecision
 from core.db.session import transaction
@@ -35,7 +41,13 @@ WAKE_REASON = "woken: a request arrived while scaled to zero"
 
 
 class Source(Protocol):
-    def samples(self, session: Session, targets: Sequence[ScaleTarget], now: datetime) -> Mapping[str, Samples]:
+    def measure(self, targets: Sequence[ScaleTarget], now: datetime) -> Measured:
+        """What comes over the network; called with no transaction open."""
+        ...
+
+    def samples(
+        self, session: Session, targets: Sequence[ScaleTarget], measured: Measured, now: datetime
+    ) -> Mapping[str, Samples]:
         """Samples per endpoint id, with a constant number of queries however many targets there are."""
         ...
 
@@ -50,41 +62,39 @@ class Ticker:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def tick(self) -> list[tuple[str, Decision]]:
-        with self.lock, transaction(self.sessions) as session:
+        with self.lock:
             now = self.clock()
-            rows = session.execute(
-                select(Endpoint, EndpointStatus, EndpointScaling)
-                .outerjoin(EndpointStatus, EndpointStatus.endpoint_id == Endpoint.id)
-                .outerjoin(EndpointScaling, EndpointScaling.endpoint_id == Endpoint.id)
-                .where(Endpoint.deleted_at.is_(None), Endpoint.paused.is_(False))
-            ).all()
-            targets = [
-                ScaleTarget(
-                    id=endpoint.id,
-                    ready=status.ready_replica if status else 0,
-                    starting=max((status.target_replica - status.ready_replica) if status else 0, 0),
-                    gpu=endpoint.spec["compute"].get("accelerator") == "gpu",
-                    addresses=tuple(status.addresses or ()) if status else (),
-                )
-                for endpoint, status, _ in rows
-            ]
-            sampled = self.source.samples(session, targets, now)
-            made = []
-            events: list[feed.Event] = []
-            for (endpoint, _, scaling), target in zip(rows, targets, strict=True):
-                samples = sampled.get(endpoint.id) or Samples(ready=target.ready, starting=target.starting)
-                if endpoint.scaled_to_zero:
-                    if samples.in_flight:
-                        made.append((endpoint.id, self._wake(session, endpoint, scaling, now, events)))
-                    continue
-                spec = ScalingRules.from_spec(endpoint.spec, paused=endpoint.paused)
-                state = _state_of(scaling, spec, endpoint.created_at)
-                decision = decide(spec, samples, state, now, self.config)
-                self._record(session, endpoint, scaling, decision, previous=state.replicas, now=now, events=events)
-                made.append((endpoint.id, decision))
-            if not self.is_leader():
-                raise NotLeader("lost the autoscaler lease; not committing this tick")
-            feed.publish(session, events, now=now)  # last: it serializes the feed's writers until the commit
+            with transaction(self.sessions) as session:
+                measuring = _to_measure(session)
+            measured = self.source.measure(measuring, now)  # the network, with no transaction open
+            with transaction(self.sessions) as session:
+                return self._decide(session, measuring, measured, now)
+
+    def _decide(
+        self, session: Session, measuring: list[ScaleTarget], measured: Measured, now: datetime
+    ) -> list[tuple[str, Decision]]:
+        """Decisions on the endpoints as stored now, with what was measured of those that kept their hardware."""
+        rows = _live(session)
+        targets = _targets(rows)
+        gpu = {target.id: target.gpu for target in measuring}
+        moved = {target.id for target in targets if gpu.get(target.id, target.gpu) != target.gpu}
+        sampled = self.source.samples(session, targets, measured.without(moved), now)
+        made = []
+        events: list[feed.Event] = []
+        for (endpoint, _, scaling), target in zip(rows, targets, strict=True):
+            samples = sampled.get(endpoint.id) or Samples(ready=target.ready, starting=target.starting)
+            if endpoint.scaled_to_zero:
+                if samples.in_flight:
+                    made.append((endpoint.id, self._wake(session, endpoint, scaling, now, events)))
+                continue
+            spec = ScalingRules.from_spec(endpoint.spec, paused=endpoint.paused)
+            state = _state_of(scaling, spec, endpoint.created_at)
+            decision = decide(spec, samples, state, now, self.config)
+            self._record(session, endpoint, scaling, decision, previous=state.replicas, now=now, events=events)
+            made.append((endpoint.id, decision))
+        if not self.is_leader():
+            raise NotLeader("lost the autoscaler lease; not committing this tick")
+        feed.publish(session, events, now=now)  # last: it serializes the feed's writers until the commit
         return made
 
     def wake(self, endpoint_id: str) -> Decision | None:
@@ -196,6 +206,59 @@ class Ticker:
                     diff=[{"path": "replicas", "old": previous, "new": 0}, {"path": "reason", "new": decision.reason}],
                     now=now,
                 )
+
+
+Live = tuple[Endpoint, EndpointStatus | None, EndpointScaling | None]
+
+
+def _live(session: Session) -> list[Live]:
+    """Every live, unpaused endpoint with its status and scaling state."""
+    rows = session.execute(
+        select(Endpoint, EndpointStatus, EndpointScaling)
+        .outerjoin(EndpointStatus, EndpointStatus.endpoint_id == Endpoint.id)
+        .outerjoin(EndpointScaling, EndpointScaling.endpoint_id == Endpoint.id)
+        .where(Endpoint.deleted_at.is_(None), Endpoint.paused.is_(False))
+    )
+    return [(endpoint, status, scaling) for endpoint, status, scaling in rows]
+
+
+def _targets(rows: Sequence[Live]) -> list[ScaleTarget]:
+    return [
+        _target(
+            endpoint.id,
+            endpoint.spec["compute"].get("accelerator"),
+            *((status.ready_replica, status.target_replica, status.addresses) if status else (None, None, None)),
+        )
+        for endpoint, status, _ in rows
+    ]
+
+
+def _to_measure(session: Session) -> list[ScaleTarget]:
+    """The targets of ``_live``'s endpoints, reading only the columns measuring needs."""
+    rows = session.execute(
+        select(
+            Endpoint.id,
+            Endpoint.spec["compute"]["accelerator"].as_string(),
+            EndpointStatus.ready_replica,
+            EndpointStatus.target_replica,
+            EndpointStatus.addresses,
+        )
+        .outerjoin(EndpointStatus, EndpointStatus.endpoint_id == Endpoint.id)
+        .where(Endpoint.deleted_at.is_(None), Endpoint.paused.is_(False))
+    )
+    return [_target(*row) for row in rows]
+
+
+def _target(
+    endpoint_id: str, accelerator: str | None, ready: int | None, target: int | None, addresses: list[str] | None
+) -> ScaleTarget:
+    return ScaleTarget(
+        id=endpoint_id,
+        ready=ready or 0,
+        starting=max((target or 0) - (ready or 0), 0),
+        gpu=accelerator == "gpu",
+        addresses=tuple(addresses or ()),
+    )
 
 
 def _state_of(scaling: EndpointScaling | None, spec: ScalingRules, created: datetime) -> State:

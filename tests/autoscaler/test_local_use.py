@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from autoscaler.sources import LocalUse, ScaleTarget
+from autoscaler.sources import LocalUse, Measured, ScaleTarget
 from tests.fixtures.dais_engine import DaisEngine
 from tests.fixtures.kube import wait_for
 from tests.fixtures.models import tiny_llama_gguf
@@ -28,7 +28,7 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaisEngine]:
 def test_a_busy_slot_reads_near_100_and_an_idle_one_near_0(engine: DaisEngine) -> None:
     use = LocalUse(window_s=2.0)
     target = ScaleTarget(id="e", ready=1, starting=0, addresses=(engine.url.removeprefix("http://"),))
-    assert use.percent([target], NOW) == ({}, {})  # one sample: no rate yet, so missing (never a scale-down)
+    assert use.measure([target], NOW) == Measured()  # one sample: no rate yet, so missing (never a scale-down)
     holding, done = threading.Event(), threading.Event()
 
     def hold_the_slot() -> None:
@@ -43,16 +43,16 @@ def test_a_busy_slot_reads_near_100_and_an_idle_one_near_0(engine: DaisEngine) -
     holder.start()
     try:
         assert holding.wait(30)
-        wait_for(lambda: use.percent([target], NOW)[0].get("e", 0) > 80, timeout=30, what="the busy slot read")
+        wait_for(lambda: use.measure([target], NOW).use.get("e", 0) > 80, timeout=30, what="the busy slot read")
     finally:
         done.set()
         holder.join()
-    wait_for(lambda: use.percent([target], NOW)[0].get("e", 100) < 10, timeout=30, what="the idle slot read")
+    wait_for(lambda: use.measure([target], NOW).use.get("e", 100) < 10, timeout=30, what="the idle slot read")
 
 
 def test_replicas_gone_from_the_targets_are_forgotten(engine: DaisEngine) -> None:
     use = LocalUse(window_s=60.0)
     address = engine.url.removeprefix("http://")
-    use.percent([ScaleTarget(id="e", ready=1, starting=0, addresses=(address,))], NOW)
-    assert use.percent([ScaleTarget(id="e", ready=0, starting=0)], NOW) == ({}, {})
-    assert use.percent([ScaleTarget(id="e", ready=1, starting=0, addresses=(address,))], NOW) == ({}, {})
+    use.measure([ScaleTarget(id="e", ready=1, starting=0, addresses=(address,))], NOW)
+    assert use.measure([ScaleTarget(id="e", ready=0, starting=0)], NOW) == Measured()
+    assert use.measure([ScaleTarget(id="e", ready=1, starting=0, addresses=(address,))], NOW) == Measured()

@@ -102,7 +102,39 @@ def test_missing_metrics_block_scale_down_and_are_recorded() -> None:
     decision = decide(GPU, missing, state(4), T0, CONFIG)
     assert decision.replicas == 4
     assert decision.inputs["missing"] == ["utilization"]
-    assert decision.reason == "holding at 4: no hardware use % data (missing metrics never scale down)"
+    assert decision.reason == "holding at 4: no hardware use % data; missing metrics never scale down"
+
+
+def test_the_decision_says_why_the_hardware_use_is_missing() -> None:
+    missing = Samples(ready=4, in_flight=0, last_request=T0, missing_why="Prometheus unreachable: connection refused")
+    decision = decide(GPU, missing, state(4), T0, CONFIG)
+    assert (decision.replicas, decision.reason) == (
+        4,
+        "holding at 4: no hardware use % data (Prometheus unreachable: connection refused); "
+        "missing metrics never scale down",
+    )
+
+
+def test_without_hardware_use_pending_requests_still_scale_up() -> None:
+    """2 replicas with 4.5 requests pending each, against the default 1.5 per replica: ceil(2 × 4.5 / 1.5) = 6."""
+    queued = Samples(ready=2, pending_per_replica=4.5, in_flight=9, last_request=T0, missing_why="Prometheus down")
+    decision = decide(GPU, queued, state(2), T0, CONFIG)
+    assert decision.replicas == 6
+    assert decision.reason == (
+        "no hardware use % data (Prometheus down); pending requests per replica 4.5 above 1.5 on 2 replicas: up to 6"
+    )
+    assert decision.state is not None
+    assert decision.state.last_up == T0
+
+
+def test_without_hardware_use_few_pending_requests_never_scale_down() -> None:
+    calm = Samples(ready=4, pending_per_replica=0.0, in_flight=0, last_request=T0)
+    assert decide(GPU, calm, state(4), at(600), CONFIG).replicas == 4
+
+
+def test_without_hardware_use_the_request_scale_up_waits_for_its_interval() -> None:
+    queued = Samples(ready=2, pending_per_replica=4.5, in_flight=9, last_request=T0)
+    assert decide(GPU, queued, state(2, last_up=at(-30)), T0, CONFIG).replicas == 2
 
 
 def test_never_below_min_replica() -> None:

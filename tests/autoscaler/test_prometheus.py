@@ -98,7 +98,7 @@ def test_hardware_use_from_prometheus_drives_decisions(
     assert made[gpu].replicas == 2
     assert made[quiet].replicas == 1
     assert made[quiet].inputs["missing"] == ["utilization"]
-    assert made[quiet].reason == "holding at 1: no hardware use % data (missing metrics never scale down)"
+    assert made[quiet].reason == "holding at 1: no hardware use % data; missing metrics never scale down"
     with db() as session:
         stored = {d.endpoint_id: d for d in session.scalars(select(ScalingDecision))}
     assert stored[cpu].final == 3
@@ -118,4 +118,7 @@ def test_an_unreachable_prometheus_is_missing_data_not_a_scale_down(
     made = dict(ticker(db, unreachable, {}).tick())
     assert made[endpoint].inputs["missing"] == ["utilization"]
     assert made[endpoint].replicas == 3
-    assert made[endpoint].reason == "holding at 3: no hardware use % data (missing metrics never scale down)"
+    assert made[endpoint].reason == (
+        "holding at 3: no hardware use % data (Prometheus unreachable: [Errno 111] Connection refused); "
+        "missing metrics never scale down"
+    )

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from autoscaler.policy import PolicyConfig, Samples
-from autoscaler.sources import ScaleTarget, Traffic, gateway_activity
+from autoscaler.sources import Measured, ScaleTarget, Traffic, gateway_activity
 from autoscaler.tick import Ticker
 from core.db.models import EndpointActivity, EndpointScaling, FeedEvent, ScalingDecision
 from tests.conftest import Clock
@@ -24,7 +24,12 @@ class GivenSamples:
         self.utilization = 50.0
         self.calls = 0
 
-    def samples(self, session: Session, targets: Sequence[ScaleTarget], now: datetime) -> Mapping[str, Samples]:
+    def measure(self, targets: Sequence[ScaleTarget], now: datetime) -> Measured:
+        return Measured()
+
+    def samples(
+        self, session: Session, targets: Sequence[ScaleTarget], measured: Measured, now: datetime
+    ) -> Mapping[str, Samples]:
         self.calls += 1
         return {
             t.id: Samples(ready=t.ready or 1, utilization=self.utilization, in_flight=1, last_request=now)
@@ -78,10 +83,12 @@ def test_gateway_figures_are_summed_over_fresh_rows_and_a_gone_gateways_keep_onl
     assert traffic == Traffic(now - timedelta(seconds=1), 3, 2.0, 6.0, 3.0)
 
 
-class Idle:
+class Idle(GivenSamples):
     """An endpoint nobody has called for ten minutes."""
 
-    def samples(self, session: Session, targets: Sequence[ScaleTarget], now: datetime) -> Mapping[str, Samples]:
+    def samples(
+        self, session: Session, targets: Sequence[ScaleTarget], measured: Measured, now: datetime
+    ) -> Mapping[str, Samples]:
         return {
             t.id: Samples(ready=1, utilization=0.0, in_flight=0, last_request=now - timedelta(minutes=10))
             for t in targets
