@@ -7,6 +7,9 @@ skipping model (de)serialization keeps a full resync of a thousand endpoints che
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +23,8 @@ from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
 FIELD_MANAGER = "dais-controller"
+
+log = logging.getLogger("dais.kube")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +59,14 @@ class KubeError(Exception):
         self.retry_after = retry_after
 
 
+class KubeUnreachable(KubeError):
+    """No answer from the API server (refused, reset, timed out, TLS failed): what the call did is unknown."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(0, message, "Unreachable")
+        self.args = (f"Kubernetes API unreachable: {message}",)
+
+
 def api_client(kubeconfig: Path | None, context: str | None = None) -> k8s_client.ApiClient:
     """From a kubeconfig file, or the in-cluster service account when none is given."""
     if kubeconfig is None:
@@ -73,12 +86,20 @@ class Kube:
         *,
         timeout: float = 30.0,
         observe: Callable[[str, str, int], None] = lambda verb, kind, code: None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        """``observe(verb, kind, status code)`` is called after every request (the caller's metrics)."""
+        """``observe(verb, kind, status code)`` is called after every request (the caller's metrics); the code is 0
+        when the API server did not answer (``KubeUnreachable``).
+
+        An outage is logged once when a request first finds the API server unreachable, and once when one reaches
+        it again, however many calls fail in between."""
         self.observe = observe
         self._api = api
         self._pool: urllib3.PoolManager = api.rest_client.pool_manager
         self._timeout = timeout
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._unreachable_since: float | None = None
 
     # -- calls ---------------------------------------------------------------------------------------------
 
@@ -164,8 +185,9 @@ class Kube:
             "allowWatchBookmarks": "true",
             "timeoutSeconds": str(timeout_seconds),
         }
-        response = self._send("GET", KINDS[kind].path(namespace), query=query, stream=True, read_timeout=None)
-        self.observe("watch", kind, response.status)
+        response = self._send(
+            "GET", KINDS[kind].path(namespace), kind=kind, verb="watch", query=query, stream=True, read_timeout=None
+        )
         try:
             if response.status != 200:
                 raise _error(response.status, response.read())
@@ -200,8 +222,9 @@ class Kube:
         if since_time is not None:
             query["sinceTime"] = since_time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         # Short: the API server proxies this to the node's kubelet, which may be slow or unreachable.
-        response = self._send("GET", KINDS["Pod"].path(namespace, pod) + "/log", query=query, read_timeout=5.0)
-        self.observe("log", "Pod", response.status)
+        response = self._send(
+            "GET", KINDS["Pod"].path(namespace, pod) + "/log", kind="Pod", verb="log", query=query, read_timeout=5.0
+        )
         if response.status != 200:
             raise _error(response.status, response.data)
         return bytes(response.data).decode(errors="replace")
@@ -219,8 +242,7 @@ class Kube:
         body: dict[str, Any] | None = None,
         content_type: str = "application/json",
     ) -> Any:
-        response = self._send(method, path, query=query, body=body, content_type=content_type)
-        self.observe(verb, kind, response.status)
+        response = self._send(method, path, kind=kind, verb=verb, query=query, body=body, content_type=content_type)
         if response.status >= 400:
             raise _error(response.status, response.data)
         return orjson.loads(response.data)
@@ -230,6 +252,8 @@ class Kube:
         method: str,
         path: str,
         *,
+        kind: str,
+        verb: str,
         query: dict[str, str] | None = None,
         body: dict[str, Any] | None = None,
         content_type: str = "application/json",
@@ -246,15 +270,45 @@ class Kube:
         if query:
             url = f"{url}?{urlencode(query)}"
         timeout = urllib3.Timeout(connect=5.0, read=self._timeout if read_timeout == -1 else read_timeout)
-        return self._pool.request(
-            method,
-            url,
-            body=orjson.dumps(body) if body is not None else None,
-            headers=headers,
-            preload_content=not stream,
-            timeout=timeout,
-            retries=False,
+        try:
+            response = self._pool.request(
+                method,
+                url,
+                body=orjson.dumps(body) if body is not None else None,
+                headers=headers,
+                preload_content=not stream,
+                timeout=timeout,
+                retries=False,
+            )
+        except urllib3.exceptions.HTTPError as exc:
+            self.observe(verb, kind, 0)
+            self._went_away(exc)
+            raise KubeUnreachable(str(exc)) from exc
+        self.observe(verb, kind, response.status)
+        if self._unreachable_since is not None:
+            self._came_back()
+        return response
+
+    def _went_away(self, exc: Exception) -> None:
+        with self._lock:
+            if self._unreachable_since is not None:
+                return
+            self._unreachable_since = self._monotonic()
+        log.warning(
+            "the Kubernetes API server %s is unreachable (%s); retrying until it answers",
+            self._api.configuration.host,
+            exc,
         )
+
+    def _came_back(self) -> None:
+        with self._lock:
+            since, self._unreachable_since = self._unreachable_since, None
+        if since is not None:
+            log.info(
+                "the Kubernetes API server %s answers again, after %.0fs unreachable",
+                self._api.configuration.host,
+                self._monotonic() - since,
+            )
 
 
 def _error(status: int, data: bytes) -> KubeError:
