@@ -2,8 +2,10 @@
 or, without a cluster to hold one in (``dais serve`` on a laptop), simply act.
 
 Whoever writes on the leader's behalf checks ``is_leader()`` right before each write and raises ``NotLeader``
-once the lease is gone; the component's loop then stops and the process exits, so a
-standby takes over.
+when it is False. That happens first when renewals fail (the API server away): leading is then suspended, and
+resumes once a renewal finds the lease still naming this process (the controller's workers wait for that; the
+autoscaler exits and restarts as a standby). ``lost`` is set once the lease names another holder: the
+component's loop then stops and the process exits.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ class Leadership:
 
     def acquire(self, stop: threading.Event) -> bool:
         """Blocks until this process leads (True; the lease is then renewed on a thread of its own, and ``lost``
-        set if renewals fail) or until ``stop`` (False)."""
+        set once another holds it) or until ``stop`` (False)."""
         if self._elector is None:
             self._on_leading(True)
             return True

@@ -2,10 +2,15 @@
 
 Only the leader acts (the controller reconciles, the autoscaler decides). A standby takes the lease once
 it has seen it unchanged for a whole lease duration (measured on its own monotonic clock, so clock skew
-between machines does not matter). The leader renews every ``renew_seconds`` and stops writing once its last
-renewal is older than the renew deadline (two thirds of the lease duration): it is fenced before any standby
-can take over, so the two never write at once. Writes use the lease's resourceVersion, so two candidates
-cannot both win.
+between machines does not matter; a look that fails, the API server away, restarts that count, so after an
+outage the leader gets a whole lease duration to renew). The leader renews every ``renew_seconds`` and stops
+writing once its last renewal is older than the renew deadline (two thirds of the lease duration): it is
+fenced before any standby can take over, so the two never write at once. Writes use the lease's
+resourceVersion, so two candidates cannot both win.
+
+A leader that cannot renew (the API server away) is only suspended: it leads again when a renewal finds the
+lease still naming it, which proves nobody led in between. Once the lease names anyone else, or nobody, the
+lease is lost for good.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from core.kube.client import Kube, KubeError
+from core.kube.client import Kube, KubeError, KubeUnreachable
 
 log = logging.getLogger("dais.lease")
 
@@ -54,6 +59,7 @@ class LeaderElector:
         self._observed_version: str | None = None
         self._observed_at = 0.0
         self._renewed_at: float | None = None
+        self._suspended = False  # leading lapsed for want of a renewal; logged once
 
     def is_leader(self) -> bool:
         renewed = self._renewed_at
@@ -63,7 +69,7 @@ class LeaderElector:
         """Blocks until this process leads (True) or ``stop`` is set (False)."""
         announced = False
         while not stop.is_set():
-            if self._try():
+            if self.try_acquire():
                 log.info("leading as %s", self.identity)
                 return True
             if not announced:
@@ -73,14 +79,50 @@ class LeaderElector:
         return False
 
     def keep(self, stop: threading.Event, lost: threading.Event) -> None:
-        """Renews until ``stop``; sets ``lost`` (and returns) once renewals fail past the deadline."""
+        """Renews every ``renew_seconds`` until ``stop``, or until the lease is lost: then sets ``lost``."""
         while not stop.wait(self._renew_seconds):
-            self._try()
-            if not self.is_leader():
-                log.error("lost the lease %s/%s: stopping", self._namespace, self._name)
-                self._on_leading(False)
+            try:
+                held = self.renew()
+            except Exception:  # a dead renewer would leave the process fenced forever, neither leading nor lost
+                log.exception("renewing the lease %s/%s failed", self._namespace, self._name)
+                continue
+            if not held:
                 lost.set()
                 return
+
+    def renew(self) -> bool:
+        """One renewal by the holder; False once the lease names another holder, or none.
+
+        A renewal that fails keeps the lease ours in name: ``is_leader()`` turns False at the renew deadline (the
+        leader is suspended, logged once) and True again at the next renewal that succeeds."""
+        attempt = self._monotonic()
+        try:
+            lease = self._kube.get("Lease", self._namespace, self._name)
+            holder = ((lease or {}).get("spec") or {}).get("holderIdentity")
+            if lease is None or holder != self.identity:
+                log.error("lost the lease %s/%s to %s: stopping", self._namespace, self._name, holder or "nobody")
+                self._renewed_at = None
+                self._on_leading(False)
+                return False
+            self._kube.replace(self._lease(lease))
+        except KubeError as exc:  # a 409 too: whoever wrote in between shows at the next renewal
+            if not self._suspended and not self.is_leader():
+                self._suspended = True
+                self._on_leading(False)
+                log.warning(
+                    "could not renew the lease %s/%s for %.0fs (%s): not acting until it is renewed",
+                    self._namespace,
+                    self._name,
+                    attempt - (self._renewed_at or attempt),
+                    exc,
+                )
+            return True
+        self._renewed_at = attempt
+        self._on_leading(True)
+        if self._suspended:
+            self._suspended = False
+            log.info("renewed the lease %s/%s: acting again", self._namespace, self._name)
+        return True
 
     def release(self) -> None:
         """Hands the lease over at once on a clean shutdown instead of making the standby wait it out."""
@@ -97,7 +139,8 @@ class LeaderElector:
         except KubeError as exc:
             log.warning("could not release the lease: %s", exc)
 
-    def _try(self) -> bool:
+    def try_acquire(self) -> bool:
+        """One attempt to take (or, holding it, renew) the lease; True when this process now leads."""
         attempt = self._monotonic()
         try:
             lease = self._kube.get("Lease", self._namespace, self._name)
@@ -113,6 +156,9 @@ class LeaderElector:
                 if holder and holder != self.identity and attempt < self._observed_at + duration:
                     return False
                 self._kube.replace(self._lease(lease))
+        except KubeUnreachable:  # seen nothing: the wait for an unchanged lease starts again (the client logs it)
+            self._observed_version = None
+            return False
         except KubeError as exc:
             if exc.status not in (404, 409):
                 log.warning("lease %s/%s: %s", self._namespace, self._name, exc)

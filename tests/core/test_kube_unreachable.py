@@ -1,20 +1,27 @@
-"""The Kubernetes client when the API server cannot be reached, on the real API server: the client is pointed at
-a port nobody listens on (connection refused, as while the server restarts), then back.
+"""The Kubernetes client and the lease when the API server cannot be reached, on the real API server: the client
+is pointed at a port nobody listens on (connection refused, as while the server restarts), then back.
 
-The outage is logged once and its end once.
+The outage is logged once and its end once. A leader that cannot renew is fenced at the renew deadline and leads
+again when its lease still names it; a standby that saw nothing during the outage waits a whole lease duration
+after it before taking over; a suspended leader whose lease another took has lost it.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
 
 from core.kube.client import Kube, KubeUnreachable
+from core.kube.lease import LeaderElector
+from tests.factories import Ticks
 from tests.fixtures.kube import KubeCluster
 from tests.fixtures.postgres import free_port
+
+LEASE_SECONDS = 10.0  # renew deadline: two thirds, 6.67 s
 
 
 @contextmanager
@@ -55,3 +62,93 @@ def test_an_outage_is_logged_once_and_its_end_once(kube_cluster: KubeCluster, ca
     assert "answers again" in lines[1]
     assert [code for _, _, code in codes] == [0, 0, 0, 0, 0, 200, 200]  # 0: no answer, for the caller's metrics
     assert codes[4] == ("watch", "Pod", 0)
+
+
+@pytest.fixture
+def lease_name() -> str:
+    return f"outage-{uuid.uuid4().hex[:8]}"
+
+
+def _elector(cluster: KubeCluster, name: str, identity: str, clock: Ticks) -> LeaderElector:
+    return LeaderElector(
+        Kube(cluster.api_client()),
+        namespace="default",
+        name=name,
+        identity=identity,
+        lease_seconds=LEASE_SECONDS,
+        renew_seconds=1.0,
+        monotonic=clock,
+    )
+
+
+def test_a_leader_that_cannot_renew_is_fenced_then_leads_again_with_its_lease(
+    kube_cluster: KubeCluster, lease_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="dais.lease")
+    clock = Ticks()
+    leader = _elector(kube_cluster, lease_name, "a", clock)
+    assert leader.try_acquire()
+    with unreachable(leader._kube):
+        clock.now += 5
+        assert leader.renew()  # not lost: the lease still names it, as far as anyone knows
+        assert leader.is_leader()  # within the renew deadline
+        clock.now += 2
+        assert not leader.is_leader()  # fenced at the deadline, before any standby could take over
+        for _ in range(3):
+            clock.now += 1
+            assert leader.renew()
+    lines = _lines(caplog, "dais.lease")
+    assert len(lines) == 1, lines  # one line for the whole outage
+    assert "could not renew" in lines[0]
+    clock.now += 1
+    assert leader.renew()
+    assert leader.is_leader()
+    assert "acting again" in _lines(caplog, "dais.lease")[-1]
+
+
+def test_a_standby_waits_a_whole_lease_after_the_outage_then_the_old_leader_has_lost(
+    kube_cluster: KubeCluster, lease_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    leader_clock, standby_clock = Ticks(), Ticks()
+    leader = _elector(kube_cluster, lease_name, "a", leader_clock)
+    standby = _elector(kube_cluster, lease_name, "b", standby_clock)
+    assert leader.try_acquire()
+    assert not standby.try_acquire()  # sees the lease held, from now on its clock
+    with unreachable(standby._kube), unreachable(leader._kube):
+        standby_clock.now += 2 * LEASE_SECONDS
+        assert not standby.try_acquire()  # sees nothing
+        leader_clock.now += 2 * LEASE_SECONDS
+        assert leader.renew()
+        assert not leader.is_leader()
+    standby_clock.now += 1
+    # Unchanged since it last looked, long ago: but it could not look in between, so it waits a whole lease.
+    assert not standby.try_acquire()
+    standby_clock.now += LEASE_SECONDS
+    with unreachable(leader._kube):  # the old leader stays away: the standby takes over
+        assert standby.try_acquire()
+        assert standby.is_leader()
+    caplog.set_level(logging.INFO, logger="dais.lease")
+    assert not leader.renew()  # the lease names b now: lost for good, never resumed
+    assert not leader.is_leader()
+    assert any("lost the lease" in line and "to b" in line for line in _lines(caplog, "dais.lease"))
+
+
+def test_a_leader_renewing_in_time_after_the_outage_keeps_its_lease(kube_cluster: KubeCluster, lease_name: str) -> None:
+    leader_clock, standby_clock = Ticks(), Ticks()
+    leader = _elector(kube_cluster, lease_name, "a", leader_clock)
+    standby = _elector(kube_cluster, lease_name, "b", standby_clock)
+    assert leader.try_acquire()
+    assert not standby.try_acquire()
+    with unreachable(standby._kube), unreachable(leader._kube):
+        standby_clock.now += 2 * LEASE_SECONDS
+        assert not standby.try_acquire()
+        leader_clock.now += 2 * LEASE_SECONDS
+        assert leader.renew()
+    standby_clock.now += 1
+    assert not standby.try_acquire()
+    leader_clock.now += 1
+    assert leader.renew()
+    assert leader.is_leader()
+    standby_clock.now += LEASE_SECONDS
+    assert not standby.try_acquire()
+    assert leader.is_leader()
