@@ -114,8 +114,11 @@ class Controller:
         )
         reconciler = self._reconciler(runtime, is_leader=leadership.is_leader)
 
+        def ready() -> bool:  # a lease not renewed, or the API server away: the workers wait
+            return leadership.is_leader() and cache.fresh()
+
         try:
-            return self._serve(stop, queue, reconciler, runtime.endpoint_ids, lost=lost, halt=halt)
+            return self._serve(stop, queue, reconciler, runtime.endpoint_ids, lost=lost, halt=halt, ready=ready)
         finally:
             leadership.release()
 
@@ -143,10 +146,11 @@ class Controller:
         *,
         lost: threading.Event,
         halt: threading.Event,
+        ready: Callable[[], bool] = lambda: True,
         use: Callable[[], Mapping[str, ReplicaUse]] | None = None,
     ) -> bool:
         """Workers, notifications, the periodic resync and the metric history's sampler, until ``stop`` or a lost
-        lease."""
+        lease. The workers reconcile only while ``ready()``."""
         config = self.settings.controller
 
         def resync() -> None:
@@ -158,7 +162,9 @@ class Controller:
 
         self._resync = resync
         workers = [
-            threading.Thread(target=self._work, args=(queue, reconciler, lost), name=f"reconcile-{i}", daemon=True)
+            threading.Thread(
+                target=self._work, args=(queue, reconciler, ready, halt), name=f"reconcile-{i}", daemon=True
+            )
             for i in range(config.workers)
         ]
         for worker in workers:
@@ -223,11 +229,17 @@ class Controller:
             halt.set()
             supervisor.join(timeout=60)
 
-    def _work(self, queue: WorkQueue, reconcile: Reconciler, lost: threading.Event) -> None:
+    def _work(self, queue: WorkQueue, reconcile: Reconciler, ready: Callable[[], bool], halt: threading.Event) -> None:
         while True:
             key = queue.get()
             if key is None:
                 return
+            # Not leading for now (the lease could not be renewed) or not seeing the cluster: wait with this key, the
+            # others waiting in the queue, so that nothing is dropped or decided on an outdated view.
+            while not ready():
+                if halt.wait(0.25):
+                    queue.done(key)
+                    return
             started = time.perf_counter()
             result = "success"
             try:
@@ -235,9 +247,9 @@ class Controller:
                 queue.forget(key)
                 if again is not None:
                     queue.add_after(key, again)
-            except NotLeader:
+            except NotLeader:  # the lease lapsed mid-pass: again once renewed (a lease taken by another stops all)
                 result = "not_leader"
-                lost.set()
+                queue.add(key)
             except Exception as exc:  # the error chooses the retry (controller/retry.py); the loop never dies
                 result = "error"
                 self._requeue(queue, key, exc)
@@ -256,6 +268,9 @@ class Controller:
         elif retry.how is Requeue.AFTER:
             queue.add_after(key, retry.delay)
             log.warning("reconcile %s: %s; again in %.1fs", key, exc, retry.delay)
+        elif retry.how is Requeue.WAIT:
+            delay = queue.retry(key)
+            log.debug("reconcile %s: %s; again in %.2fs", key, exc, delay)
         elif retry.how is Requeue.NEVER:
             queue.forget(key)
             log.error("reconcile %s failed: %s; not retried until the endpoint changes", key, exc)

@@ -4,6 +4,10 @@ Each kind is listed once, then watched from the list's resourceVersion; a 410 Go
 watch) relists, and objects that vanished meanwhile count as deleted. Every change enqueues the
 endpoint id from the object's ``dais.dev/endpoint-id`` label: the cache only tells reconcile *what* to
 look at, reconcile decides. Reads never touch the API server, so a resync of unchanged endpoints is free.
+
+While a kind cannot be watched (the API server is away), its cache keeps the last objects it saw but is
+not ``fresh``: the controller acts on no such outdated view (it deletes nothing it cannot see and reports
+no state from it). Once the API server answers, the relist makes it fresh again.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Any
 
 import urllib3
 
-from core.kube.client import Kube, KubeError
+from core.kube.client import Kube, KubeError, KubeUnreachable
 from core.kube.labels import ENDPOINT_ID, SELECTOR
 
 log = logging.getLogger("dais.controller.cache")
@@ -40,7 +44,7 @@ class KindCache:
         self._lock = threading.Lock()
         self._objects: dict[str, dict[str, Any]] = {}
         self._by_endpoint: dict[str, set[str]] = defaultdict(set)
-        self.synced = threading.Event()
+        self.synced = threading.Event()  # listed and watching: the objects are the cluster's
 
     # -- reads ---------------------------------------------------------------------------------------------
 
@@ -69,16 +73,22 @@ class KindCache:
     # -- the informer loop ---------------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
+        warned = False  # one line per run of failures; the client logs an unreachable server itself, once
         while not stop.is_set():
             try:
                 version = self._relist()
                 self.synced.set()
+                warned = False
                 self._watch(version, stop)
             except (KubeError, urllib3.exceptions.HTTPError) as exc:  # the API server is away; relist when back
                 if not stop.is_set():
-                    log.warning("watching %s failed (%s); relisting", self.kind, exc)
+                    self.synced.clear()
+                    if not (warned or isinstance(exc, KubeUnreachable)):
+                        log.warning("watching %s failed (%s); relisting every second until it works", self.kind, exc)
+                        warned = True
                     stop.wait(1.0)
             except Exception:  # the loop must outlive anything; the next relist converges
+                self.synced.clear()
                 log.exception("watching %s failed; relisting", self.kind)
                 stop.wait(1.0)
 
@@ -186,6 +196,10 @@ class ClusterCache:
 
     def wait_synced(self, timeout: float) -> bool:
         return all(c.synced.wait(timeout) for c in self.kinds.values())
+
+    def fresh(self) -> bool:
+        """Every kind listed and watched: what the cache holds is what the cluster holds."""
+        return all(c.synced.is_set() for c in self.kinds.values())
 
     def of_endpoint(self, kind: str, endpoint_id: str) -> list[dict[str, Any]]:
         return self.kinds[kind].of_endpoint(endpoint_id)

@@ -3,6 +3,10 @@
 Builds the desired objects (pure, ``controller.desired``), applies only those whose content hash differs from
 the cached live object's and deletes owned objects no longer desired (``controller.plan``); reads status from
 the cache (``controller.status``), with the previous run's log lines of a crash-looping container.
+
+Nothing is decided on a cache that is not fresh (its watches are down: the API server is away): each step raises
+``KubeUnreachable`` instead, so no object is deleted or kept on an outdated view and the status keeps the last
+state seen rather than one read from objects that may have changed (or deadlines that passed unseen).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from controller.status import (
     startup_seconds,
 )
 from core.domain.catalog import EngineCatalog, HardwareRow
-from core.kube.client import Kube, KubeError
+from core.kube.client import Kube, KubeError, KubeUnreachable
 
 log = logging.getLogger("dais.controller")
 
@@ -44,6 +48,7 @@ class KubernetesRuntime:
     fence: Callable[[], None]  # raises NotLeader: no write without the lease
 
     def converge(self, view: EndpointView, compute: HardwareRow) -> None:
+        self._require_fresh()
         desired = build(view, compute=compute, engines=self.engines, config=self.config)
         for action in plan(desired, self._owned(view.id)):
             if action.obj is None:
@@ -60,6 +65,7 @@ class KubernetesRuntime:
             self.cache.kinds[action.kind].upsert(applied)
 
     def remove(self, endpoint_id: str) -> bool:
+        self._require_fresh()
         owned = self._owned(endpoint_id)
         for obj in owned:
             self._delete(obj["kind"], obj["metadata"]["name"])
@@ -74,6 +80,7 @@ class KubernetesRuntime:
     def observe(
         self, view: EndpointView, *, paused: bool, compute: HardwareRow | None, build_error: str | None, url: str
     ) -> Observation:
+        self._require_fresh()
         deployments = self.cache.of_endpoint("Deployment", view.id)
         pods = self.cache.of_endpoint("Pod", view.id)
         logs = {}
@@ -102,6 +109,10 @@ class KubernetesRuntime:
             startup_seconds=startup_seconds(pods),
             replicas=replicas_seen(pods),
         )
+
+    def _require_fresh(self) -> None:
+        if not self.cache.fresh():
+            raise KubeUnreachable("the cluster's objects cannot be watched; waiting for the API server")
 
     def _delete(self, kind: str, name: str) -> None:
         self.fence()

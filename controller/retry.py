@@ -6,6 +6,8 @@
 | a Kubernetes answer that names its own wait     | after that delay, without growing the backoff       |
 | (``retryAfterSeconds``: 429, 5xx ServerTimeout) |                                                     |
 | ``PermanentError``                              | never: the status shows it until the spec changes   |
+| ``KubeUnreachable`` (no answer, or no fresh     | per-endpoint backoff, unlogged: the client logs the |
+| view of the cluster)                            | outage once and the workers wait for it to end      |
 | anything else (5xx, timeouts, bugs)             | per-endpoint exponential backoff with jitter        |
 
 Reconcile turns a ``PermanentError`` about the endpoint into its ``failed`` status itself and remembers the
@@ -18,13 +20,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from controller.errors import PermanentError
-from core.kube.client import KubeError
+from core.kube.client import KubeError, KubeUnreachable
 
 
 class Requeue(StrEnum):
     NOW = "now"
     AFTER = "after"
     BACKOFF = "backoff"
+    WAIT = "wait"  # backoff, without a log line per endpoint: the cluster is away
     NEVER = "never"
 
 
@@ -35,6 +38,8 @@ class Retry:
 
 
 def retry_for(exc: BaseException) -> Retry:
+    if isinstance(exc, KubeUnreachable):
+        return Retry(Requeue.WAIT)
     if isinstance(exc, KubeError) and exc.status == 409:
         return Retry(Requeue.NOW)
     if isinstance(exc, KubeError) and exc.retry_after is not None:

@@ -4,17 +4,14 @@ controller embedded in `dais serve` (SQLite, in-process notifications)."""
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import httpx
-import pytest
 from sqlalchemy import select
 
 from core.db.models import Endpoint
@@ -146,19 +143,6 @@ class Harness:
 
     def states(self) -> dict[str, str]:
         return {e["name"]: e["status"]["state"] for e in self.api.get(f"/v2/endpoint/{NS}").json()["items"]}
-
-
-@pytest.fixture
-def harness(live_server: LiveServer, kube_cluster: KubeCluster, tmp_path: Path) -> Iterator[Harness]:
-    # Each test gets its own namespace (and lease) and a clean set of endpoints.
-    namespace = f"dais-proc-{re.sub(r'[^a-z0-9]', '', tmp_path.name.lower())[-20:]}"
-    built = Harness(live_server, kube_cluster, namespace, tmp_path)
-    yield built
-    for process in built.processes:
-        process.stop(signal.SIGKILL)
-    with live_server.sessions() as session, session.begin():
-        session.query(Endpoint).delete()
-    built.api.close()
 
 
 def test_killed_mid_reconcile_then_restarted_converges_with_no_orphans(harness: Harness) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 
 import pytest
@@ -10,7 +11,7 @@ from controller.app import CONFLICTS_AT_ONCE, Controller
 from controller.errors import PermanentError
 from controller.queue import WorkQueue
 from controller.retry import Requeue, Retry, retry_for
-from core.kube.client import KubeError, _error
+from core.kube.client import KubeError, KubeUnreachable, _error
 from tests.factories import Ticks
 
 
@@ -21,6 +22,7 @@ from tests.factories import Ticks
         (KubeError(429, "too many requests", "TooManyRequests", retry_after=3), Retry(Requeue.AFTER, 3)),
         (KubeError(504, "timeout", "ServerTimeout", retry_after=2), Retry(Requeue.AFTER, 2)),
         (PermanentError("hardware x is no longer in the catalog"), Retry(Requeue.NEVER)),
+        (KubeUnreachable("Connection refused"), Retry(Requeue.WAIT)),
         (KubeError(500, "etcdserver: leader changed", "InternalError"), Retry(Requeue.BACKOFF)),
         (KubeError(429, "too many requests", "TooManyRequests"), Retry(Requeue.BACKOFF)),
         (TimeoutError("read timed out"), Retry(Requeue.BACKOFF)),
@@ -102,3 +104,15 @@ def test_anything_else_backs_off_exponentially() -> None:
         queue.add("a")
     assert [round(w) >= c / 2 for w, c in zip(waits, [1, 2, 4, 8], strict=True)] == [True] * 4
     assert queue.failures("a") == 4
+
+
+def test_an_unreachable_api_server_backs_off_without_a_line_per_endpoint(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="dais.controller")
+    queue, clock = _queue()
+    queue.add("a")
+    _handled(queue, KubeUnreachable("Connection refused"))
+    assert queue.failures("a") == 1
+    assert queue.get(timeout=0) is None
+    clock.now += 1
+    assert queue.get(timeout=0) == "a"
+    assert [r.levelno for r in caplog.records if r.name == "dais.controller"] == [logging.DEBUG]
