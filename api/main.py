@@ -179,8 +179,6 @@ def _install_operations(app: FastAPI) -> None:
     @app.get("/readyz", include_in_schema=False)
     def readyz(request: Request) -> Response:
         state: AppState = request.app.state.dais
-        if state.draining.is_set():  # first step of a graceful stop: load balancers send no new requests
-            return _error(503, "draining: this API process is stopping; send requests to another replica")
         try:
             with state.sessions() as session:
                 session.execute(text("SELECT 1"))

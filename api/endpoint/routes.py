@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Annotated, Any
@@ -380,22 +379,20 @@ def endpoint_logs(
     state = ctx.state
     with ctx.unit(read_only=True) as unit:
         unit.principal.require_namespace(namespace)
-        found = service.logs(
-            unit.session,
-            namespace=namespace,
-            name=name,
-            box=state.box,
-            home=state.settings.home,
-            runtime=state.settings.runtime,
-            kube=state.kube,
-            kube_namespace=state.settings.controller.namespace,
-            store=state.log_store,
-            query=log_sources.Query(replica, since, until, search, tail, follow),
-            clock=state.clock,
-            retention=timedelta(days=state.settings.logs.retention_days),
-        )
+        subject = service.log_subject(unit.session, namespace=namespace, name=name, box=state.box)
+    found = service.logs(  # the pods and the log store, with no database connection held
+        subject,
+        home=state.settings.home,
+        runtime=state.settings.runtime,
+        kube=state.kube,
+        kube_namespace=state.settings.controller.namespace,
+        store=state.log_store,
+        query=log_sources.Query(replica, since, until, search, tail, follow),
+        clock=state.clock,
+        retention=timedelta(days=state.settings.logs.retention_days),
+    )
     if follow:
-        return StreamingResponse(_following(found, search, state.draining), media_type="text/event-stream")
+        return StreamingResponse(_following(found, search), media_type="text/event-stream")
     return EndpointLogs(
         source=found.source,
         replicas=[
@@ -408,9 +405,9 @@ def endpoint_logs(
     )
 
 
-async def _following(found: log_sources.Logs, search: str | None, draining: threading.Event) -> AsyncIterator[bytes]:
-    """The lines found, then the new ones as they are written, until the process drains (the client reconnects,
-    to another replica). Between looks it holds no thread and no database connection."""
+async def _following(found: log_sources.Logs, search: str | None) -> AsyncIterator[bytes]:
+    """The lines found, then the new ones as they are written. Between looks it holds no thread and no
+    database connection."""
 
     def event(line: LogLine) -> bytes:
         body = {"time": to_client_time(line.time), "replica": line.replica, "stream": line.stream, "line": line.line}
@@ -423,7 +420,7 @@ async def _following(found: log_sources.Logs, search: str | None, draining: thre
         return
     sent = set(found.lines)  # a line written as the first ones were read may come again: once is enough
     quiet = 0.0
-    while not draining.is_set():
+    while True:
         fresh = [
             masked
             for line in await anyio.to_thread.run_sync(follower.new_lines)

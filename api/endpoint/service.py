@@ -323,12 +323,27 @@ def scaling(
     return endpoint, desired, decisions
 
 
+@dataclass(frozen=True, slots=True)
+class LogSubject:
+    """What the database says of an endpoint whose logs are read: read in the request's unit, so that the pods,
+    the log store and the files are read after it, with no connection held."""
+
+    endpoint_id: str
+    observed: Sequence[EndpointReplica]  # the controller's replicas, running and recently gone
+    secrets: tuple[str, ...]  # values to mask
+
+
+def log_subject(session: Session, *, namespace: str, name: str, box: SecretBox) -> LogSubject:
+    endpoint = repository.live_entity(session, namespace, name)
+    if endpoint is None:
+        raise NotFound(f"endpoint {namespace}/{name} not found")
+    secrets = [v for v in (box.open(endpoint.secrets).get("secrets", {}) if endpoint.secrets else {}).values() if v]
+    return LogSubject(endpoint.id, repository.replicas_of(session, endpoint.id), tuple(secrets))
+
+
 def logs(
-    session: Session,
+    subject: LogSubject,
     *,
-    namespace: str,
-    name: str,
-    box: SecretBox,
     home: Path,
     runtime: str,
     kube: Kube | None,
@@ -339,21 +354,18 @@ def logs(
     retention: timedelta,
 ) -> endpoint_logs.Logs:
     """The endpoint's replicas (gone ones too) and their lines, the endpoint's secret values masked; with
-    ``follow``, what reads the lines written next."""
-    endpoint = repository.live_entity(session, namespace, name)
-    if endpoint is None:
-        raise NotFound(f"endpoint {namespace}/{name} not found")
+    ``follow``, what reads the lines written next. Files and network: call it outside any transaction."""
     if runtime == "local":
         oldest = clock() - retention  # what the runtime has not pruned yet is not shown either
         query = replace(query, since=max(query.since or oldest, oldest))
-        found = endpoint_logs.local(home, endpoint.id, query)
+        found = endpoint_logs.local(home, subject.endpoint_id, query)
     elif runtime == "kubernetes" and kube is not None:
-        observed = repository.replicas_of(session, endpoint.id)
-        found = endpoint_logs.kubernetes(kube, kube_namespace, endpoint.id, observed, store, query, clock=clock)
+        found = endpoint_logs.kubernetes(
+            kube, kube_namespace, subject.endpoint_id, subject.observed, store, query, clock=clock
+        )
     else:
         return endpoint_logs.Logs([], [], "none: no runtime runs replicas for this API (DAIS_CONTROLLER__RUNTIME)")
-    secrets = [v for v in (box.open(endpoint.secrets).get("secrets", {}) if endpoint.secrets else {}).values() if v]
-    return replace(found, secrets=tuple(secrets)).with_masked_lines()
+    return replace(found, secrets=subject.secrets).with_masked_lines()
 
 
 def hardware_usage(session: Session, *, namespace: str) -> dict[str, int]:

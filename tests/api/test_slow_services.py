@@ -1,20 +1,26 @@
-"""A slow Hub holds no lock and no database connection: the API asks it with no transaction open
-(api/endpoint/hub_calls.py), on a live server over real HTTP and a real PostgreSQL."""
+"""A slow Hub or log store holds no lock and no database connection: the API asks them with no transaction
+open (api/endpoint/hub_calls.py, the logs route), on a live server over real HTTP and a real PostgreSQL."""
 
 from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 from sqlalchemy.pool import QueuePool
 
 from api.endpoint.hub_calls import Answers, NeedsHub, with_hub
 from api.errors import Conflict
-from tests.conftest import LiveServer
+from api.main import build_state, create_app
+from core.db.session import make_engine, make_sessionmaker
+from core.settings import ControllerSettings, LogsSettings
+from tests.conftest import LiveServer, make_settings
 from tests.factories import ADMIN_TOKEN, endpoint_body
 from tests.fixtures.hub import HubServer
+from tests.fixtures.prometheus import SilentServer
 
 HELD_MODEL = "org/model"
 
@@ -166,3 +172,37 @@ def test_an_answer_is_reused_for_the_same_question_only() -> None:
     assert len(runs) == 2  # asked once, outside, then used
     with pytest.raises(NeedsHub):
         Answers().get("q", lambda: "answer")
+
+
+def test_a_hung_log_store_holds_no_connection(live_server: LiveServer, tmp_path: Path) -> None:
+    """The logs route on the Kubernetes runtime reads the database first, then the log store and the pods."""
+    with http(live_server) as client:
+        assert client.post("/v2/endpoint/admin", json=endpoint_body("logged")).status_code == 200
+    with SilentServer() as store, SilentServer() as apiserver:
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(
+            "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+            f"clusters: [{{name: c, cluster: {{server: '{apiserver.url}'}}}}]\n"
+            "users: [{name: u, user: {token: t}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\n"
+        )
+        settings = make_settings(
+            live_server.settings.effective_database_url,
+            tmp_path,
+            controller=ControllerSettings(kubeconfig=kubeconfig, runtime="kubernetes"),
+            logs=LogsSettings(store_url=store.url, timeout_seconds=60),
+        )
+        engine = make_engine(settings.effective_database_url)
+        pool = engine.pool
+        assert isinstance(pool, QueuePool)
+        app = create_app(settings, state=build_state(settings, sessions=make_sessionmaker(engine)))
+        with TestClient(app, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as api, ThreadPoolExecutor(1) as pool_:
+            answer = pool_.submit(api.get, "/v2/endpoint/admin/logged/logs")
+            try:
+                assert store.wait_requests(), "the logs route never asked the log store"
+                assert pool.checkedout() == 0, "the logs route holds a connection while the log store hangs"
+            finally:
+                store.hang_up()
+            refused = answer.result(timeout=30)
+        engine.dispose()
+    assert refused.status_code == 503, refused.text
+    assert "the log store is unavailable" in refused.json()["error"]
