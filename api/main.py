@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
@@ -40,6 +40,7 @@ from api.validation import validation_error
 from core.db.changes import LocalBus
 from core.db.crypto import SecretBox
 from core.db.models import FeedEvent
+from core.db.outage import RETRY_AFTER_SECONDS, describe, unavailable
 from core.db.session import make_engine, make_sessionmaker
 from core.domain.catalog import load_engine_catalog, load_hardware_catalog, load_model_catalog
 from core.domain.timefmt import utc_now
@@ -141,8 +142,9 @@ def create_app(settings: Settings, *, state: AppState | None = None, access_log:
     return app
 
 
-def _error(status: int, message: str) -> FastJSONResponse:
-    return FastJSONResponse({"error": message, "statusCode": status}, status_code=status)
+def _error(status: int, message: str, *, retry_after: int | None = None) -> FastJSONResponse:
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return FastJSONResponse({"error": message, "statusCode": status}, status_code=status, headers=headers)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -165,10 +167,25 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def http_error(_: Request, exc: HTTPException) -> Response:
         return _error(exc.status_code, str(exc.detail))
 
+    @app.exception_handler(DBAPIError)
+    async def database_error(_: Request, exc: DBAPIError) -> Response:
+        if not unavailable(exc):
+            return _crash(exc)
+        # An outage: the engine's watch (core.db.outage) logs its start and end once; the client retries.
+        return _error(
+            503,
+            f"the database is unavailable (restarting or unreachable): retry in {RETRY_AFTER_SECONDS} s",
+            retry_after=RETRY_AFTER_SECONDS,
+        )
+
     @app.exception_handler(Exception)
     async def crash(_: Request, exc: Exception) -> Response:
-        log.exception("unhandled error")
-        return _error(500, f"internal error (request id {current_request_id()}); nothing was changed")
+        return _crash(exc)
+
+
+def _crash(exc: Exception) -> Response:
+    log.error("unhandled error", exc_info=exc)
+    return _error(500, f"internal error (request id {current_request_id()}); nothing was changed")
 
 
 def _install_operations(app: FastAPI) -> None:
@@ -179,11 +196,13 @@ def _install_operations(app: FastAPI) -> None:
     @app.get("/readyz", include_in_schema=False)
     def readyz(request: Request) -> Response:
         state: AppState = request.app.state.dais
+        if state.draining.is_set():  # first step of a graceful stop: load balancers send no new requests
+            return _error(503, "draining: this API process is stopping; send requests to another replica")
         try:
             with state.sessions() as session:
                 session.execute(text("SELECT 1"))
         except Exception as exc:  # any database failure means "not ready", with the reason
-            return _error(503, f"database unreachable: {type(exc).__name__}")
+            return _error(503, f"database unreachable: {describe(exc)}", retry_after=RETRY_AFTER_SECONDS)
         return FastJSONResponse({"status": "ready"})
 
     @app.get("/metrics", include_in_schema=False)

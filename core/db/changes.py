@@ -2,8 +2,8 @@
 
 Postgres: a trigger on ``endpoints`` NOTIFYs channel ``dais_endpoints`` with the row's id (migration
 0002), so any writer in any process announces its change; ``listen_postgres`` receives them. A
-notification can be lost while the listener is disconnected, so every reconnect calls ``on_gap`` (the
-controller resyncs everything then).
+notification can be lost while the listener is disconnected (a database restart), so every reconnect calls
+``on_gap`` once LISTEN is in effect (the controller and the gateway re-read everything then).
 
 SQLite (``dais serve``, one process): ``LocalBus.attach`` publishes the ids of endpoints a session
 flushed, or wrote with Core statements and named with ``note_written``, once its transaction commits.
@@ -23,6 +23,8 @@ from sqlalchemy import event, text
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from core.db.models import Endpoint, EndpointScaling
+from core.db.outage import Outage, describe, unavailable
+from core.db.session import CONNECT_TIMEOUT_SECONDS
 from core.retry import Backoff
 
 CHANNEL = "dais_endpoints"
@@ -114,22 +116,29 @@ def listen_postgres(
     poll_seconds: float = 1.0,
 ) -> None:
     """Blocks until ``stop`` is set, calling ``on_change(id)`` per notification on ``channel`` (or each of
-    several); reconnects on errors, calling ``on_gap()`` on every (re)connect."""
+    several). On any error it reconnects with backoff; after every (re)connect and LISTEN it calls ``on_gap()``,
+    the caller's full resync, and retries that too until it succeeds. A database outage is logged once."""
     channels = (channel,) if isinstance(channel, str) else channel
     dsn = url.replace("postgresql+psycopg://", "postgresql://", 1)
+    outage = Outage("notifications")
     failures = 0
     while not stop.is_set():
         try:
-            with psycopg.connect(dsn, autocommit=True) as conn:
+            with psycopg.connect(dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS) as conn:
                 for name in channels:
                     conn.execute(f"LISTEN {name}")
-                on_gap()  # whatever changed before LISTEN took effect is caught by a resync
+                on_gap()  # whatever changed while nobody listened, up to LISTEN taking effect, is caught here
+                outage.recovered()
                 failures = 0
                 while not stop.is_set():
                     for notice in conn.notifies(timeout=poll_seconds):
                         on_change(notice.payload)
-        except psycopg.Error as exc:
+        except Exception as exc:  # the thread never dies: a lost listener would lose every later change
             delay = RECONNECT_BACKOFF.delay(failures)
             failures += 1
-            log.warning("database notifications interrupted (%s); reconnecting in %.1fs", exc, delay)
+            if unavailable(exc):
+                outage.failed(exc)
+                log.debug("database notifications: %s; reconnecting in %.1fs", describe(exc), delay)
+            else:
+                log.error("database notifications failed; reconnecting in %.1fs", delay, exc_info=True)
             stop.wait(delay)

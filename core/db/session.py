@@ -11,6 +11,10 @@ import orjson
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.db import outage
+
+CONNECT_TIMEOUT_SECONDS = 5
+
 
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     if url.startswith("sqlite"):
@@ -22,16 +26,20 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return create_engine(
+    engine = create_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size // 2,
-        # No pre-ping: it costs a round trip per request. After a database restart, the first use of each
-        # stale connection fails once (the request answers 500 and may be retried) and the pool refills.
+        # No pre-ping: it costs a round trip per request. After a database restart, the first use of a stale
+        # connection fails (the API answers 503 with Retry-After) and SQLAlchemy invalidates the whole pool.
         pool_pre_ping=False,
+        # A database host that vanished (no RST) fails a connection attempt in seconds rather than minutes.
+        connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
         json_serializer=_json_dumps,
         json_deserializer=orjson.loads,  # LIST decodes 100 specs per request
     )
+    outage.watch(engine)
+    return engine
 
 
 def _json_dumps(value: Any) -> str:
