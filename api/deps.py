@@ -8,9 +8,10 @@ and commits before the response is built (a 2xx always means "stored"), or rolls
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated
 
@@ -47,6 +48,13 @@ class AppState:
     log_store: LogStore | None = None  # the operator's VictoriaLogs: log history
     clock: Callable[[], datetime] = utc_now
     read_sessions: sessionmaker[Session] | None = None  # autocommit: reads skip BEGIN and COMMIT round trips
+    draining: threading.Event = field(default_factory=threading.Event)  # set by drain()
+
+    def drain(self) -> None:
+        """The process is stopping (SIGTERM): /readyz answers 503 from now on, and the server-sent streams end,
+        so that their clients reconnect (to another replica) instead of holding this one until it exits."""
+        self.draining.set()
+        self.feed.drain()
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,24 @@ class PrometheusSettings(BaseModel):
     timeout_seconds: float = Field(default=5, gt=0, description="One Prometheus query's timeout.")
 
 
+class ApiSettings(BaseModel):
+    """``DAIS_API__*``: how an API process (``dais api``, ``dais serve``) stops on SIGTERM or Ctrl-C."""
+
+    drain_seconds: int = Field(
+        default=30,
+        ge=0,
+        description="Once the listener has closed, requests in flight get this long to finish before they are "
+        "cancelled; server-sent streams (the live feed, a logs follow) end at once and their clients reconnect.",
+    )
+    unready_seconds: float = Field(
+        default=0,
+        ge=0,
+        description="After the signal, /readyz answers 503 while new connections are still served for this long, "
+        "so a load balancer that probes readiness stops sending first. 0 under Kubernetes, where the pod's preStop "
+        "wait does this (the chart).",
+    )
+
+
 class LogsSettings(BaseModel):
     """``DAIS_LOGS__*``: where endpoint log history on Kubernetes is read from (``core.log_store``)."""
 
@@ -259,6 +277,7 @@ class Settings(BaseSettings):
         ge=0,
         description="How long a process remembers a valid token (revocations elsewhere take up to this long).",
     )
+    api: ApiSettings = Field(default_factory=ApiSettings)
     controller: ControllerSettings = Field(default_factory=ControllerSettings)
     hub: HubSettings = Field(default_factory=HubSettings)
     prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)

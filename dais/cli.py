@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,14 +23,15 @@ if TYPE_CHECKING:
 # the web framework, the database layer and the migrations on every start.
 
 
-def app_factory() -> Any:
-    """For ``uvicorn --factory`` worker processes: settings come from the environment."""
+def app_factory() -> tuple[Any, Callable[[], None]]:
+    """A ``dais api --workers N`` worker's app and what starts its drain: settings come from the environment."""
     from api.main import create_app
     from core.logs import configure_logging
 
     settings = Settings()
     configure_logging(json_lines=settings.log_json, level=settings.log_level)
-    return create_app(settings, access_log=settings.access_log)
+    app = create_app(settings, access_log=settings.access_log)
+    return app, app.state.dais.drain
 
 
 def _serve_api(args: argparse.Namespace, *, upgrade: bool) -> int:
@@ -40,6 +41,7 @@ def _serve_api(args: argparse.Namespace, *, upgrade: bool) -> int:
     from api.bootstrap import ConfigurationError, ensure_admin
     from api.main import build_state, create_app
     from core.logs import configure_logging
+    from dais.drain import DrainingServer
 
     settings = Settings()
     configure_logging(json_lines=settings.log_json, level=settings.log_level)
@@ -69,19 +71,35 @@ def _serve_api(args: argparse.Namespace, *, upgrade: bool) -> int:
     if args.workers > 1:
         from dais import workers
 
-        return workers.run(args.host, args.port, args.workers, app_factory)
+        return workers.run(
+            args.host,
+            args.port,
+            args.workers,
+            app_factory,
+            drain_seconds=settings.api.drain_seconds,
+            unready_seconds=settings.api.unready_seconds,
+        )
     app = create_app(settings, state=state, access_log=settings.access_log)
-    # uvicorn re-raises the signal that stopped it once it has shut down, with the handler it found installed:
-    # this one lets the embedded components stop their work (and the local runtime its processes) first.
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=settings.api.drain_seconds,
+    )
+    server = DrainingServer(config, drain=state.drain, unready_seconds=settings.api.unready_seconds)
+    # uvicorn re-raises a second signal once it has shut down, with the handler it found installed: this one
+    # lets the embedded components stop their work (and the local runtime its processes) first.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False)
+        server.run()
     finally:
         stop.set()  # the controller stops its replicas' processes (the local runtime) before this returns
         for thread in embedded:
             thread.join(timeout=60)
-    return 0
+    return 0 if server.started else 1  # not started: uvicorn logged why (a taken port, most often)
 
 
 def _start_embedded(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Annotated, Any
@@ -392,7 +393,7 @@ def endpoint_logs(
         retention=timedelta(days=state.settings.logs.retention_days),
     )
     if follow:
-        return StreamingResponse(_following(found, search), media_type="text/event-stream")
+        return StreamingResponse(_following(found, search, state.draining), media_type="text/event-stream")
     return EndpointLogs(
         source=found.source,
         replicas=[
@@ -405,9 +406,9 @@ def endpoint_logs(
     )
 
 
-async def _following(found: log_sources.Logs, search: str | None) -> AsyncIterator[bytes]:
-    """The lines found, then the new ones as they are written. Between looks it holds no thread and no
-    database connection."""
+async def _following(found: log_sources.Logs, search: str | None, draining: threading.Event) -> AsyncIterator[bytes]:
+    """The lines found, then the new ones as they are written, until the process drains (the client reconnects,
+    to another replica). Between looks it holds no thread and no database connection."""
 
     def event(line: LogLine) -> bytes:
         body = {"time": to_client_time(line.time), "replica": line.replica, "stream": line.stream, "line": line.line}
@@ -420,7 +421,7 @@ async def _following(found: log_sources.Logs, search: str | None) -> AsyncIterat
         return
     sent = set(found.lines)  # a line written as the first ones were read may come again: once is enough
     quiet = 0.0
-    while True:
+    while not draining.is_set():
         fresh = [
             masked
             for line in await anyio.to_thread.run_sync(follower.new_lines)

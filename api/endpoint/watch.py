@@ -5,7 +5,8 @@ dais_feed``, or the in-process bus under ``dais serve``), reads what is new with
 of watchers, and hands each event to the watchers of its namespace (an ``asyncio.Queue`` each, so a watcher
 holds no thread while it waits). A watcher that reconnects with ``Last-Event-ID`` first gets what it missed
 from the table; feed ids follow commit order (``core.db.feed``), so nothing in the retention window is missed.
-An id older than the window gets a ``reset`` event: list the endpoints again, then watch.
+An id older than the window gets a ``reset`` event: list the endpoints again, then watch. When the process
+drains (SIGTERM), every stream ends, and those opened from then on end at once: clients reconnect elsewhere.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class FeedHub:
     _stop: threading.Event = field(default_factory=threading.Event)
     _last: int = -1  # the highest id handed out; -1 until the hub started
     _started: bool = False
+    _draining: bool = False
 
     def start(self) -> None:
         """Starts the hub's threads, once (at the first watcher)."""
@@ -70,6 +72,14 @@ class FeedHub:
             ).start()
         elif self.bus is not None:
             self.bus.subscribe(self._notified)
+
+    def drain(self) -> None:
+        """Ends every stream, now and from now on; thread-safe."""
+        with self._lock:
+            self._draining = True
+            watchers = list(self._watchers)
+        for watcher in watchers:
+            watcher.loop.call_soon_threadsafe(_end, watcher)
 
     def close(self) -> None:
         self._stop.set()
@@ -114,11 +124,14 @@ class FeedHub:
         ``Last-Event-ID``, then ``resumed``) until it leaves."""
         watcher = _Watcher(namespace, asyncio.get_running_loop(), asyncio.Queue(QUEUE_BOUND))
         with self._lock:
+            draining = self._draining
             self._watchers.add(watcher)
             live_from = self._last  # what the hub hands out from here on reaches the queue
         try:
             sent = live_from
             yield b"retry: 1000\n\n"
+            if draining:
+                return
             if after < live_from:
                 missed, reset = await anyio.to_thread.run_sync(self._missed, namespace, after, live_from)
                 if reset and resumed:
@@ -131,7 +144,7 @@ class FeedHub:
                 except TimeoutError:
                     yield b": keep-alive\n\n"
                     continue
-                if event is None:  # fell too far behind: the client reconnects with its Last-Event-ID
+                if event is None:  # fell too far behind, or draining: the client reconnects with its Last-Event-ID
                     return
                 if event["id"] > sent:
                     sent = event["id"]
@@ -152,10 +165,15 @@ def _offer(watcher: _Watcher, events: list[dict[str, Any]]) -> None:
         try:
             watcher.queue.put_nowait(event)
         except asyncio.QueueFull:
-            while not watcher.queue.empty():
-                watcher.queue.get_nowait()
-            watcher.queue.put_nowait(None)
+            _end(watcher)
             return
+
+
+def _end(watcher: _Watcher) -> None:
+    """Ends the watcher's stream after what it was sent; the rest is read again from the table."""
+    while not watcher.queue.empty():
+        watcher.queue.get_nowait()
+    watcher.queue.put_nowait(None)
 
 
 def event_of(row: FeedEvent) -> dict[str, Any]:
