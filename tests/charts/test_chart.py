@@ -106,6 +106,8 @@ def test_every_value_is_documented() -> None:
         ({"database.url": "postgresql://x", "gateway.service.port": "70000"}, "/gateway/service/port"),
         ({"database.url": "postgresql://x", "config.endpointsNamespace": "Not_Valid"}, "/config/endpointsNamespace"),
         ({"database.url": "postgresql://x", "api.replica": "2"}, "replica"),  # a typo: unknown keys are refused
+        ({"database.url": "postgresql://x", "api.drainSeconds": "-1"}, "/api/drainSeconds"),
+        ({"database.url": "postgresql://x", "global.preStopSeconds": "soon"}, "/global/preStopSeconds"),
     ],
 )
 def test_bad_values_are_refused_with_the_field_named(sets: dict[str, str], message: str) -> None:
@@ -115,6 +117,41 @@ def test_bad_values_are_refused_with_the_field_named(sets: dict[str, str], messa
     result = helm(*args, check=False)
     assert result.returncode != 0
     assert message in result.stderr
+
+
+def _deployments(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {
+        o["metadata"]["name"].removeprefix("dais-"): o["spec"]["template"]["spec"]
+        for o in objects
+        if o["kind"] == "Deployment"
+    }
+
+
+@pytest.mark.parametrize(
+    ("sets", "pre_stop", "api_drain", "gateway_drain"),
+    [
+        ({}, 5, 30, 30),
+        ({"global.preStopSeconds": "8", "api.drainSeconds": "60", "gateway.drainSeconds": "120"}, 8, 60, 120),
+        ({"global.preStopSeconds": "0"}, 0, 30, 30),
+    ],
+)
+def test_the_api_and_the_gateway_drain_within_their_grace_period(
+    sets: dict[str, str], pre_stop: int, api_drain: int, gateway_drain: int
+) -> None:
+    """Each waits in preStop while Services stop sending it connections, then drains for the seconds its
+    process is told (the ConfigMap); Kubernetes kills it only after both and a margin."""
+    objects = render(str(CHART / "ci" / "default-values.yaml"), **sets)
+    config = next(o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "dais-config")
+    assert config["data"]["DAIS_API__DRAIN_SECONDS"] == str(api_drain)
+    assert config["data"]["DAIS_GATEWAY__DRAIN_SECONDS"] == str(gateway_drain)
+    pods = _deployments(objects)
+    for component, drain in (("api", api_drain), ("gateway", gateway_drain)):
+        assert pods[component]["terminationGracePeriodSeconds"] == pre_stop + drain + 10
+        lifecycle = pods[component]["containers"][0].get("lifecycle")
+        assert lifecycle == ({"preStop": {"sleep": {"seconds": pre_stop}}} if pre_stop else None)
+    for component in ("controller", "autoscaler"):  # no traffic to drain: Kubernetes's default
+        assert pods[component]["terminationGracePeriodSeconds"] == 30
+        assert "lifecycle" not in pods[component]["containers"][0]
 
 
 def test_existing_secrets_render_no_secret_and_are_referenced() -> None:
@@ -192,6 +229,16 @@ def test_install_makes_every_deployment_available_after_the_migration(release: R
     assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["db", "upgrade"]
     secret = release.get("secret", "dais")
     assert set(secret["data"]) == {"database-url", "secret-key", "admin-token"}
+
+
+def test_the_installed_api_and_gateway_wait_in_pre_stop_and_drain(release: Release) -> None:
+    """The API server keeps the preStop sleep action (Kubernetes >= 1.30) and the grace periods as rendered."""
+    for component in ("api", "gateway"):
+        pod = release.get("deployment", f"dais-{component}")["spec"]["template"]["spec"]
+        assert pod["terminationGracePeriodSeconds"] == 5 + 30 + 10
+        assert pod["containers"][0]["lifecycle"] == {"preStop": {"sleep": {"seconds": 5}}}
+    config = release.get("configmap", "dais-config")["data"]
+    assert (config["DAIS_API__DRAIN_SECONDS"], config["DAIS_GATEWAY__DRAIN_SECONDS"]) == ("30", "30")
 
 
 def test_upgrade_runs_the_migration_again_and_keeps_generated_secrets(release: Release) -> None:

@@ -145,7 +145,10 @@ annotations:
 
 {{/*
 One component's Deployment: (dict "root" $ "component" "api" "values" .Values.api "args" (list ...)
-"ports" (list (dict "name" "http" "port" 8000)) "probePort" "http" "readyPath" "/readyz" "serviceAccount" true)
+"ports" (list (dict "name" "http" "port" 8000)) "probePort" "http" "readyPath" "/readyz" "serviceAccount" true
+"drainSeconds" 30). A component that serves traffic (drainSeconds set) waits global.preStopSeconds in a preStop
+hook before its SIGTERM, while Services stop sending it connections, and then drains for drainSeconds; its grace
+period covers both and 10 s to exit.
 */}}
 {{- define "dais.deployment" -}}
 {{- $root := .root -}}
@@ -168,13 +171,23 @@ spec:
       serviceAccountName: {{ include "dais.componentName" . }}
       automountServiceAccountToken: {{ .kubeAccess | default false }}
       {{- include "dais.podScheduling" . | nindent 6 }}
+      {{- if hasKey . "drainSeconds" }}
+      terminationGracePeriodSeconds: {{ add $root.Values.global.preStopSeconds .drainSeconds 10 }}
+      {{- else }}
       terminationGracePeriodSeconds: 30
+      {{- end }}
       containers:
         - name: {{ .component }}
           image: {{ include "dais.image" $root }}
           imagePullPolicy: {{ $root.Values.global.image.pullPolicy }}
           args:
             {{- toYaml .args | nindent 12 }}
+          {{- if and (hasKey . "drainSeconds") $root.Values.global.preStopSeconds }}
+          lifecycle:
+            preStop:
+              sleep:
+                seconds: {{ $root.Values.global.preStopSeconds }}
+          {{- end }}
           env:
             {{- include "dais.env" $root | nindent 12 }}
           envFrom:
