@@ -22,6 +22,7 @@ from autoscaler.policy import PolicyConfig
 from autoscaler.sources import HardwareUse, LocalUse, Signals, pods_by_label
 from autoscaler.tick import Ticker
 from core.db.changes import WAKE_CHANNEL, LocalBus, listen_postgres
+from core.db.outage import level, unavailable
 from core.domain.timefmt import utc_now
 from core.kube.client import Kube, api_client
 from core.leadership import Leadership, NotLeader, default_identity
@@ -143,9 +144,10 @@ class Autoscaler:
         except NotLeader:
             result = "not_leader"
             lost.set()
-        except Exception:  # a failed tick is retried at the next one; the schedule never dies
+        except Exception as exc:  # a failed tick is retried at the next one; the schedule never dies
             result = "error"
-            log.exception("autoscaler tick failed")
+            # An outage of the database is logged once, by its pool's watch (core.db.outage).
+            log.log(level(exc, logging.ERROR), "autoscaler tick failed: %s", exc, exc_info=not unavailable(exc))
         finally:
             metrics.TICKS.labels(result=result).inc()
             metrics.TICK_SECONDS.observe(time.perf_counter() - started)
@@ -162,6 +164,12 @@ class Autoscaler:
                     log.info("woke %s: %s replica(s)", endpoint_id, decision.replicas)
             except NotLeader:
                 lost.set()
-            except Exception:
+            except Exception as exc:
                 metrics.WAKES.labels(result="error").inc()
-                log.exception("wake of %s failed (the next tick retries it if a request is in flight)", endpoint_id)
+                log.log(
+                    level(exc, logging.ERROR),
+                    "wake of %s failed (the next tick retries it if a request is in flight): %s",
+                    endpoint_id,
+                    exc,
+                    exc_info=not unavailable(exc),
+                )

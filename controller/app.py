@@ -31,16 +31,19 @@ from core.db import feed
 from core.db.changes import LocalBus, listen_postgres
 from core.db.crypto import SecretBox
 from core.db.models import Endpoint
+from core.db.outage import level, unavailable
 from core.db.session import transaction
 from core.domain.catalog import load_engine_catalog, load_hardware_catalog
 from core.domain.timefmt import utc_now
 from core.kube.client import Kube, KubeError, api_client
 from core.leadership import Leadership, NotLeader, default_identity
+from core.retry import Backoff
 from core.settings import Settings
 
 log = logging.getLogger("dais.controller")
 
 SYNC_TIMEOUT_SECONDS = 60
+RESYNC_BACKOFF = Backoff(base=1.0, cap=30.0)  # a failed resync (the database is away) is tried again sooner
 CONFLICTS_AT_ONCE = 3  # conflicts in a row retried at once; past that, backoff (someone keeps writing)
 
 
@@ -184,14 +187,20 @@ class Controller:
                 daemon=True,
             ).start()
         self.leading.set()
-        last_resync = time.monotonic()
+        last_resync, wait, failures = time.monotonic(), config.resync_seconds, 0
         try:
             while not (stop.is_set() or lost.is_set()):
                 # Wakes every second to notice stop, a lost lease or a requested resync (SIGHUP).
                 asked = self.resync_requested.wait(1.0)
-                if asked or time.monotonic() - last_resync >= config.resync_seconds:
+                if asked or time.monotonic() - last_resync >= wait:
                     self.resync_requested.clear()
-                    resync()
+                    try:
+                        resync()
+                        wait, failures = config.resync_seconds, 0
+                    except Exception as exc:  # the database is away (or a bug): again after a backoff, never exit
+                        wait, failures = RESYNC_BACKOFF.delay(failures), failures + 1
+                        why = level(exc, logging.ERROR)  # an outage of the database is logged once, by its pool
+                        log.log(why, "resync failed (%s); again in %.1fs", exc, wait, exc_info=not unavailable(exc))
                     last_resync = time.monotonic()
         finally:
             self.leading.clear()

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from controller.local import ReplicaUse
 from core.db.metric_samples import Maintained, Replicas, maintain, next_sample_at, write_replicas
 from core.db.models import EndpointStatus
+from core.db.outage import level
 
 log = logging.getLogger("dais.controller.history")
 
@@ -85,4 +86,4 @@ class ReplicaSampler:
                     self.maintain()
             except Exception as exc:
                 self.last_at = at
-                log.warning("could not write the metric history (%s); the next sample goes on", exc)
+                log.log(level(exc), "could not write the metric history (%s); the next sample goes on", exc)

@@ -7,7 +7,8 @@
 | (``retryAfterSeconds``: 429, 5xx ServerTimeout) |                                                     |
 | ``PermanentError``                              | never: the status shows it until the spec changes   |
 | ``KubeUnreachable`` (no answer, or no fresh     | per-endpoint backoff, unlogged: the client logs the |
-| view of the cluster)                            | outage once and the workers wait for it to end      |
+| view of the cluster), or the database away      | outage once and the workers wait for it to end      |
+| (``core.db.outage.unavailable``)                |                                                     |
 | anything else (5xx, timeouts, bugs)             | per-endpoint exponential backoff with jitter        |
 
 Reconcile turns a ``PermanentError`` about the endpoint into its ``failed`` status itself and remembers the
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from controller.errors import PermanentError
+from core.db.outage import unavailable
 from core.kube.client import KubeError, KubeUnreachable
 
 
@@ -27,7 +29,7 @@ class Requeue(StrEnum):
     NOW = "now"
     AFTER = "after"
     BACKOFF = "backoff"
-    WAIT = "wait"  # backoff, without a log line per endpoint: the cluster is away
+    WAIT = "wait"  # backoff, without a log line per endpoint: the cluster or the database is away
     NEVER = "never"
 
 
@@ -38,7 +40,7 @@ class Retry:
 
 
 def retry_for(exc: BaseException) -> Retry:
-    if isinstance(exc, KubeUnreachable):
+    if isinstance(exc, KubeUnreachable) or unavailable(exc):
         return Retry(Requeue.WAIT)
     if isinstance(exc, KubeError) and exc.status == 409:
         return Retry(Requeue.NOW)

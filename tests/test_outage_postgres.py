@@ -1,22 +1,28 @@
-"""A PostgreSQL restart under load, with the real process: `dais api` answers 503 with Retry-After while the
-database is away and serves again by itself, losing no write it acknowledged."""
+"""A PostgreSQL restart under load, with the real processes: `dais api` answers 503 with Retry-After while the
+database is away and serves again by itself, losing no write it acknowledged; `dais controller` and
+`dais autoscaler` wait, log the outage once, and go on without a restart, the controller resyncing what it was
+not told while it listened to nobody."""
 
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from core.db.models import Endpoint
 from tests.factories import ADMIN_TOKEN, endpoint_body
+from tests.fixtures import scrape
 from tests.fixtures.hub import HubServer
-from tests.fixtures.kube import wait_for
+from tests.fixtures.kube import KubeCluster, wait_for
 from tests.fixtures.outage import DAIS, Database, dais_env, lines_with, restartable_database
 from tests.fixtures.postgres import free_port
 from tests.fixtures.server import running
@@ -159,3 +165,110 @@ def test_the_api_answers_503_through_a_restart_and_keeps_every_write_it_acknowle
     assert lines_with(api.log, "database unavailable (pool connection") == 1
     assert lines_with(api.log, "database back (pool connection)") == 1
     assert lines_with(api.log, "Traceback") == 0
+
+
+@dataclass
+class Component:
+    url: str  # /healthz and /metrics
+    log: Path
+
+    def metric(self, name: str, **labels: str) -> float | None:
+        try:
+            return scrape.value(httpx.get(f"{self.url}/metrics", timeout=5).text, name, **labels)
+        except httpx.TransportError:
+            return None
+
+
+@contextmanager
+def component(command: str, home: Path, env: dict[str, str]) -> Iterator[Component]:
+    port = free_port()
+    env[f"DAIS_{command.upper()}__LISTEN"] = f"127.0.0.1:{port}"
+    url, log = f"http://127.0.0.1:{port}", home / f"{command}.log"
+    with running([*DAIS, command], log_path=log, health_url=f"{url}/healthz", name=f"dais {command}", env=env) as p:
+        yield Component(url, log)
+        assert p.poll() is None, f"dais {command} exited:\n{log.read_text()[-3000:]}"
+
+
+def _cpu_endpoint(name: str) -> dict[str, Any]:
+    body = endpoint_body(name)
+    body["compute"].update(accelerator="cpu", instanceType="intel-spr", instanceSize="x1")
+    body["model"].update(image={"tei": {}}, task="feature-extraction")
+    return body
+
+
+def test_the_controller_and_autoscaler_wait_out_a_restart_and_resync_what_nobody_heard(
+    database: Database, api: Api, kube_cluster: KubeCluster, tmp_path: Path
+) -> None:
+    # The controller logs in as a role of its own, which the test keeps out for a moment after the restart: a
+    # change committed then is announced to nobody, deterministically.
+    with database.sessions.begin() as session:
+        session.execute(text("CREATE ROLE dais_controller SUPERUSER LOGIN"))
+    controller_url = database.url.replace("//dais@", "//dais_controller@", 1)
+    namespace = f"dais-pg-outage-{uuid.uuid4().hex[:6]}"
+    controller_env = dais_env(
+        controller_url,
+        tmp_path,
+        DAIS_CONTROLLER__KUBECONFIG=str(kube_cluster.kubeconfig),
+        DAIS_CONTROLLER__NAMESPACE=namespace,
+        DAIS_CONTROLLER__LEASE_SECONDS="4",
+        DAIS_CONTROLLER__RENEW_SECONDS="0.5",
+        DAIS_CONTROLLER__IMAGE="dais:test",
+        DAIS_CONTROLLER__RESYNC_SECONDS="3600",  # only a notification, or the resync after a gap, finds a change
+    )
+    autoscaler_env = dais_env(
+        database.url, tmp_path, DAIS_CONTROLLER__RUNTIME="none", DAIS_AUTOSCALER__TICK_SECONDS="1"
+    )
+    client = httpx.Client(base_url=api.url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30)
+
+    def state(name: str) -> str | None:
+        answer = client.get(f"/v2/endpoint/{NS}/{name}")
+        return answer.json()["status"]["state"] if answer.status_code == 200 else None
+
+    def written(method: str, path: str, body: object = None) -> bool:
+        answer = client.request(method, path, json=body)
+        assert answer.status_code in (200, 503), answer.text  # 503: the API's first try on a stale connection
+        return answer.status_code == 200
+
+    with (
+        component("controller", tmp_path, controller_env) as controller,
+        component("autoscaler", tmp_path, autoscaler_env) as autoscaler,
+    ):
+        assert written("POST", f"/v2/endpoint/{NS}", _cpu_endpoint("before"))
+        wait_for(lambda: state("before") == "running", timeout=60, what="'before' to run")
+
+        with database.sessions.begin() as session:
+            session.execute(text("ALTER ROLE dais_controller NOLOGIN"))  # its open sessions stay, until the stop
+        database.stop()
+        wait_for(
+            lambda: (
+                controller.metric("dais_database_up", connection="notifications") == 0
+                and autoscaler.metric("dais_database_up", connection="pool") == 0
+            ),
+            timeout=30,
+            what="the controller and the autoscaler to notice the outage",
+        )
+        database.start()
+        wait_for(lambda: written("POST", f"/v2/endpoint/{NS}/before/pause"), timeout=30, what="'before' paused")
+        with database.sessions.begin() as session:
+            session.execute(text("ALTER ROLE dais_controller LOGIN"))
+
+        wait_for(lambda: state("before") == "paused", timeout=60, what="the controller to act on the missed change")
+        assert written("POST", f"/v2/endpoint/{NS}", _cpu_endpoint("after"))  # heard: it listens again
+        wait_for(lambda: state("after") == "running", timeout=60, what="'after' to run")
+        ticked = autoscaler.metric("dais_autoscaler_ticks_total", result="success") or 0
+        wait_for(
+            lambda: (autoscaler.metric("dais_autoscaler_ticks_total", result="success") or 0) > ticked,
+            timeout=30,
+            what="the autoscaler to tick again",
+        )
+        assert controller.metric("dais_database_up", connection="notifications") == 1
+        assert autoscaler.metric("dais_database_up", connection="pool") == 1
+
+    # Each connection logs the outage once and its end once, however many attempts failed in between.
+    for what in ("unavailable (notifications connection", "back (notifications connection)"):
+        assert lines_with(controller.log, f"database {what}") == 1
+        assert lines_with(autoscaler.log, f"database {what}") == 1
+    assert lines_with(autoscaler.log, "database unavailable (pool connection") == 1
+    assert lines_with(controller.log, "database unavailable (pool connection") <= 1  # idle workers may not notice
+    for log in (controller.log, autoscaler.log):
+        assert lines_with(log, "Traceback") == lines_with(log, " ERROR ") == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import random
 
+import psycopg
 import pytest
 
 from controller.app import CONFLICTS_AT_ONCE, Controller
@@ -23,6 +24,8 @@ from tests.factories import Ticks
         (KubeError(504, "timeout", "ServerTimeout", retry_after=2), Retry(Requeue.AFTER, 2)),
         (PermanentError("hardware x is no longer in the catalog"), Retry(Requeue.NEVER)),
         (KubeUnreachable("Connection refused"), Retry(Requeue.WAIT)),
+        (psycopg.errors.AdminShutdown("terminating connection"), Retry(Requeue.WAIT)),  # the database restarts
+        (psycopg.errors.SerializationFailure("could not serialize"), Retry(Requeue.BACKOFF)),
         (KubeError(500, "etcdserver: leader changed", "InternalError"), Retry(Requeue.BACKOFF)),
         (KubeError(429, "too many requests", "TooManyRequests"), Retry(Requeue.BACKOFF)),
         (TimeoutError("read timed out"), Retry(Requeue.BACKOFF)),
