@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.db.changes import CHANNEL, ROUTES_CHANNEL, LocalBus, listen_postgres, request_wake
 from core.db.metric_samples import AlreadyWritten, next_sample_at
+from core.db.outage import level
 from core.domain.catalog import EngineCatalog
 from core.net import split_host_port
 from core.settings import GatewaySettings
@@ -244,8 +245,8 @@ class Gateway:
                     for endpoint_id in gone:
                         self._removed(endpoint_id)
                     metrics.ROUTES.set(len(self.table))
-            except Exception as exc:
-                log.warning("routing table refresh failed (%s); the next poll retries", exc)
+            except Exception as exc:  # the table stays as it was: requests go on to the replicas it knows
+                log.log(level(exc), "routing table refresh failed (%s); the next poll retries", exc)
 
     async def _poll(self) -> None:
         while True:
@@ -285,7 +286,7 @@ class Gateway:
             try:
                 await asyncio.to_thread(write_rows, self.sessions, rows, gateway=self.name, now=self.clock())
             except Exception as exc:
-                log.warning("could not write activity (%s); the next period writes the figures again", exc)
+                log.log(level(exc), "could not write activity (%s); the next period writes the figures again", exc)
                 self.activity.unwritten(rows)
 
     # -- the embedded metric history --------------------------------------------------------------------------
@@ -306,7 +307,7 @@ class Gateway:
             log.warning("metric history samples dropped: %s", exc)
             self.history.written(batches)
         except Exception as exc:
-            log.warning("could not write the metric history (%s); the next sample sends it again", exc)
+            log.log(level(exc), "could not write the metric history (%s); the next sample sends it again", exc)
         else:
             self.history.written(batches)
 

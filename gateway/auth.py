@@ -4,7 +4,9 @@ endpoint.
 
 A token scoped to one endpoint reaches only that endpoint among those that need a token. Checked tokens are
 remembered for ``ttl`` seconds (under 5, so a revocation applies within 5 s) and unknown ones for a second;
-lookups of one token in flight at the same time share one database query.
+lookups of one token in flight at the same time share one database query. While the database is unavailable a
+remembered token still passes until its ``ttl`` is up; then, like one never seen, it is answered 503 with
+``Retry-After`` (it cannot be checked: that is not a 401), and the answer is not remembered.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from enum import Enum
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.db.outage import RETRY_AFTER_SECONDS, unavailable
 from core.db.tokens import digest, token_with_user
 from core.domain.enums import EndpointType
 from gateway.routing import Route
@@ -36,8 +39,9 @@ class Caller:
 
 @dataclass(frozen=True, slots=True)
 class Denial:
-    status: int  # 401 or 403
+    status: int  # 401 or 403; 503 when the token cannot be checked
     message: str
+    retry_after: int | None = None
 
 
 MISSING = Denial(401, "missing token: send 'Authorization: Bearer <token>' (create one with `dais tokens create`)")
@@ -45,6 +49,11 @@ MALFORMED = Denial(401, "malformed Authorization header: expected 'Bearer <token
 UNKNOWN = Denial(401, "invalid token: check it, or create a new one with `dais tokens create`")
 REVOKED = Denial(401, "this token was revoked: create a new one with `dais tokens create`")
 EXPIRED = Denial(401, "this token has expired: create a new one with `dais tokens create`")
+UNCHECKED = Denial(
+    503,
+    f"cannot check the token now: the database is unavailable; retry in {RETRY_AFTER_SECONDS} s",
+    retry_after=RETRY_AFTER_SECONDS,
+)
 
 
 def decide(route: Route, caller: Caller | Denial | None, now: datetime) -> Denial | None:
@@ -120,7 +129,12 @@ class TokenCache:
         future: asyncio.Future[Caller | Denial] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
-            found = await asyncio.to_thread(self._load, key)
+            try:
+                found = await asyncio.to_thread(self._load, key)
+            except Exception as exc:
+                if not unavailable(exc):
+                    raise
+                found = UNCHECKED  # the engine's watch logs the outage once
             future.set_result(found)
         except BaseException as exc:
             future.set_exception(exc)
@@ -128,6 +142,8 @@ class TokenCache:
             raise
         finally:
             del self._inflight[key]
+        if found is UNCHECKED:
+            return found  # not remembered: the next request asks the database again
         if len(self._known) >= self.size:
             self._known.clear()  # crude but bounded; refills within one TTL
         self._known[key] = (found, self.monotonic())

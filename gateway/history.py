@@ -4,7 +4,9 @@ traffic since the last sample, taken from the figures the gateway counts anyway 
 Sampling happens on the event loop and costs one pass over the endpoints that have figures: a tuple of the
 cumulative counts per endpoint, compared with the last one; an endpoint with no new count and nothing pending
 is skipped. The rows are written in a worker thread, one transaction per sample; a sample that could not be
-written is sent again with the next ones (``BACKLOG`` samples at most), under its own time.
+written (the database is away) is sent again with the next ones, under its own time. ``BACKLOG`` samples at most
+wait: past that the oldest is folded into the next one, so a long outage costs the history its resolution, not
+its counts, and memory stays bounded.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from gateway import metrics
 
 log = logging.getLogger("dais.gateway.history")
 
-BACKLOG = 6  # samples kept for another try when the database is away: a minute
+BACKLOG = 6  # samples kept apart for another try when the database is away: a minute (under ROLLUP_LAG)
 
 
 def _counts(series: metrics.Series) -> tuple[int, ...]:
@@ -74,12 +76,23 @@ class TrafficHistory:
         """The samples to write now: the unwritten ones before, and this one."""
         if samples:
             self.backlog.append((at, samples))
-        del self.backlog[:-BACKLOG]
+        while len(self.backlog) > BACKLOG:
+            (_, older), (later_at, later) = self.backlog[0], self.backlog[1]
+            self.backlog[:2] = [(later_at, _folded(older, later))]
         return list(self.backlog)
 
     def written(self, batches: list[tuple[int, list[Traffic]]]) -> None:
         done = {id(batch) for batch in batches}
         self.backlog = [batch for batch in self.backlog if id(batch) not in done]
+
+
+def _folded(older: list[Traffic], later: list[Traffic]) -> list[Traffic]:
+    """One sample holding both samples' figures, at the later one's time."""
+    by_endpoint = {sample.endpoint_id: sample for sample in older}
+    for sample in later:
+        before = by_endpoint.get(sample.endpoint_id)
+        by_endpoint[sample.endpoint_id] = sample if before is None else before.plus(sample)
+    return list(by_endpoint.values())
 
 
 def write_samples(sessions: sessionmaker[Session], batches: list[tuple[int, list[Traffic]]], *, source: str) -> int:

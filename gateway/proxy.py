@@ -195,7 +195,7 @@ class Proxy:
         if denial is None:
             return False
         metrics.REJECTED.labels("denied").inc()
-        error(client, denial.status, denial.message)
+        error(client, denial.status, denial.message, retry_after=denial.retry_after)
         return True
 
     def _too_large(self, request: Request, client: Connection) -> bool:

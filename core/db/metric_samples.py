@@ -14,8 +14,9 @@
 - ``maintain`` (the controller's, once a minute) rolls each minute's 10-s rows into one row per endpoint and source,
   and each 5 minutes' minute rows into one, once the window is ``ROLLUP_LAG`` old; it prunes 10-s and minute rows
   after ``RAW_KEPT``, 5-minute rows after ``KEPT``. A row that arrives after its window was rolled up is not in the
-  rollup (the gateway retries a failed write for a minute: the lag is longer). A read picks the coarsest rows its
-  step is a multiple of, and reads the newest steps, not rolled up yet, from the 10-s rows.
+  rollup (a gateway keeps the last minute's samples it could not write, folding older ones into them: the lag is
+  longer). A read picks the coarsest rows its step is a multiple of, and reads the newest steps, not rolled up
+  yet, from the 10-s rows.
 """
 
 from __future__ import annotations
@@ -67,6 +68,20 @@ class Traffic:
     def counts(self) -> tuple[int, ...]:
         """In the order of ``TRAFFIC_COUNTS``."""
         return (*self.requests, self.failures, *self.durations, self.prompt_tokens, self.completion_tokens)
+
+    def plus(self, other: Traffic) -> Traffic:
+        """Both samples' figures in one (the gauges' too: each stands for a sample's integral)."""
+        requests = tuple(a + b for a, b in zip(self.requests, other.requests, strict=True))
+        return Traffic(
+            endpoint_id=self.endpoint_id,
+            requests=(requests[0], requests[1], requests[2], requests[3]),
+            failures=self.failures + other.failures,
+            durations=tuple(a + b for a, b in zip(self.durations, other.durations, strict=True)),
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            pending=self.pending + other.pending,
+            held=self.held + other.held,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from core.db.models import Endpoint, EndpointStatus
 from core.domain.catalog import load_engine_catalog
@@ -50,28 +51,7 @@ class Running:
     def set_status(
         self, endpoint_id: str, *, engines: list[FakeEngine], ready: int | None = None, target: int = 1, **extra: Any
     ) -> None:
-        """What the controller writes once replicas run (or stop): state, counts and where they listen."""
-        ready = len(engines) if ready is None else ready
-        fields: dict[str, Any] = {
-            "state": "running" if ready else ("scaledToZero" if target == 0 else "initializing"),
-            "message": "test",
-            "ready_replica": ready,
-            "target_replica": target,
-            "url": None,
-            "observed_generation": 1,
-            "conditions": [],
-            "upstream": engines[0].url if engines else None,
-            "addresses": [e.address for e in engines[:ready]],
-            "updated_at": datetime.now(UTC),
-            **extra,
-        }
-        with self.live.sessions.begin() as session:
-            status = session.get(EndpointStatus, endpoint_id)
-            if status is None:
-                session.add(EndpointStatus(endpoint_id=endpoint_id, **fields))
-            else:
-                for key, value in fields.items():
-                    setattr(status, key, value)
+        write_status(self.live.sessions, endpoint_id, engines=engines, ready=ready, target=target, **extra)
 
     def serve(self, name: str, engine: FakeEngine, **overrides: Any) -> str:
         """A public endpoint admin/{name} served by ``engine``, once the gateway routes it; returns its URL."""
@@ -99,6 +79,39 @@ class Running:
             timeout=10,
             what=f"{namespace}/{name} in the gateway's table",
         )
+
+
+def write_status(
+    sessions: sessionmaker[Session],
+    endpoint_id: str,
+    *,
+    engines: list[FakeEngine],
+    ready: int | None = None,
+    target: int = 1,
+    **extra: Any,
+) -> None:
+    """What the controller writes once replicas run (or stop): state, counts and where they listen."""
+    ready = len(engines) if ready is None else ready
+    fields: dict[str, Any] = {
+        "state": "running" if ready else ("scaledToZero" if target == 0 else "initializing"),
+        "message": "test",
+        "ready_replica": ready,
+        "target_replica": target,
+        "url": None,
+        "observed_generation": 1,
+        "conditions": [],
+        "upstream": engines[0].url if engines else None,
+        "addresses": [e.address for e in engines[:ready]],
+        "updated_at": datetime.now(UTC),
+        **extra,
+    }
+    with sessions.begin() as session:
+        status = session.get(EndpointStatus, endpoint_id)
+        if status is None:
+            session.add(EndpointStatus(endpoint_id=endpoint_id, **fields))
+        else:
+            for key, value in fields.items():
+                setattr(status, key, value)
 
 
 def start_gateway(live: LiveServer, **overrides: Any) -> tuple[Gateway, threading.Thread]:
