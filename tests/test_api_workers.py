@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from tests.factories import ADMIN_TOKEN
-from tests.fixtures.kube import wait_for
+from tests.fixtures.kube import free_ports, wait_for
 from tests.fixtures.postgres import free_port
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; SOCK_SEQPACKET")
@@ -47,8 +47,9 @@ class Api:
 
 
 @contextmanager
-def serving(home: Path, *, workers: int, env: dict[str, str] | None = None) -> Iterator[Api]:
-    """``dais api`` on a SQLite file in ``home``, answering /readyz, with its ``workers`` processes running."""
+def serving(home: Path, *, workers: int, env: dict[str, str] | None = None, command: str = "api") -> Iterator[Api]:
+    """``dais api`` (or ``dais serve``) on a SQLite file in ``home``, answering /readyz, with its ``workers``
+    processes running."""
     port = free_port()
     env = {
         **os.environ,
@@ -58,10 +59,12 @@ def serving(home: Path, *, workers: int, env: dict[str, str] | None = None) -> I
         "DAIS_ACCESS_LOG": "false",
         **(env or {}),
     }
-    command = [sys.executable, "-m", "dais", "api", "--upgrade", "--port", str(port), "--workers", str(workers)]
+    argv = [sys.executable, "-m", "dais", command, "--port", str(port), "--workers", str(workers)]
+    if command == "api":
+        argv.append("--upgrade")
     log = home / "api.log"
     with open(log, "wb") as output:
-        process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT, text=True)
+        process = subprocess.Popen(argv, env=env, stdout=output, stderr=subprocess.STDOUT, text=True)
     running = Api(process, port, log)
     started: list[int] = []
     try:
@@ -162,12 +165,19 @@ def test_a_worker_that_cannot_start_is_retried_with_growing_delays(supervisor: A
     assert len(supervisor.workers()) == 2
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_sigterm_drains_then_exits_0(tmp_path: Path, workers: int) -> None:
+@pytest.mark.parametrize(("command", "workers"), [("api", 1), ("api", 2), ("serve", 1)])
+def test_sigterm_drains_then_exits_0(tmp_path: Path, command: str, workers: int) -> None:
     """On SIGTERM: /readyz answers 503 while connections are still taken (DAIS_API__UNREADY_SECONDS), the live
     feed's stream ends cleanly, the listener closes, a request in flight (a slow upload) is still answered,
-    and then the process exits 0."""
-    with serving(tmp_path, workers=workers, env={"DAIS_API__UNREADY_SECONDS": "5"}) as api:
+    and then the process exits 0. `dais serve` (with its gateway and autoscaler in-process) drains its API alike."""
+    public, internal = free_ports(2)
+    env = {
+        "DAIS_API__UNREADY_SECONDS": "5",
+        "DAIS_CONTROLLER__RUNTIME": "none",
+        "DAIS_GATEWAY__LISTEN": f"127.0.0.1:{public}",
+        "DAIS_GATEWAY__INTERNAL_LISTEN": f"127.0.0.1:{internal}",
+    }
+    with serving(tmp_path, workers=workers, env=env, command=command) as api:
         feed = _connect(api.port)
         feed.sendall(WATCH)
         head = _head(feed)
