@@ -216,6 +216,43 @@ class GatewaySettings(BaseModel):
         default=600, gt=0, description="Longest silence from an upstream while it answers (a stream may last longer)."
     )
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=0, description="Largest request body accepted.")
+    max_head_bytes: int = Field(
+        default=64 * 1024, ge=1024, description="Largest request head (request line and headers): 414 or 431 above."
+    )
+    max_upstream_head_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        description="Largest response head a replica may send (custom engine images are user code): 502 above.",
+    )
+    max_connections: int = Field(
+        default=10_000,
+        ge=1,
+        description="Open client connections per listener; past it a new one is answered 503 with Retry-After and "
+        "closed. Keep the process's open-file limit above the sum of both listeners' and the upstream connections.",
+    )
+    header_timeout_seconds: float = Field(
+        default=10,
+        gt=0,
+        description="Time for a request's head to arrive whole, from its first byte (or from the connection's "
+        "opening): 408 after it.",
+    )
+    body_timeout_seconds: float = Field(
+        default=60,
+        gt=0,
+        description="Longest silence while a request body arrives (a large upload may take longer in all): 408.",
+    )
+    idle_timeout_seconds: float = Field(
+        default=75,
+        gt=0,
+        description="A keep-alive connection without a request is closed after this long. Keep it above the idle "
+        "timeout of a load balancer in front (60 s for most cloud ones), so that the balancer closes first.",
+    )
+    write_timeout_seconds: float = Field(
+        default=60,
+        gt=0,
+        description="Longest a client may leave the answer unread (its socket full) before the connection is closed, "
+        "and the replica's with it.",
+    )
     forward_authorization: bool = Field(
         default=False, description="Pass the caller's Authorization header on to the engine."
     )

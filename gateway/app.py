@@ -74,6 +74,7 @@ class Gateway:
         # same key (the name alone is the host's).
         self.history_source = f"{self.name[:48]}/{os.getpid()}"
         self.cold: ColdStarts | None = None  # built with the event loop, in serve()
+        self.pool: UpstreamPool | None = None  # likewise
         self.ready = threading.Event()
         self.ports: dict[str, int] = {}  # "public" / "internal" → bound port (0 in settings picks a free one)
         self._stop = threading.Event()
@@ -109,8 +110,10 @@ class Gateway:
                 loop.add_signal_handler(sig, self.stop)
         listener = self._start_listener(loop)  # before the first read, so no change falls between the two
         await self._reload()
-        pool = UpstreamPool(
-            connect_timeout=self.settings.connect_timeout_seconds, read_timeout=self.settings.read_timeout_seconds
+        pool = self.pool = UpstreamPool(
+            connect_timeout=self.settings.connect_timeout_seconds,
+            read_timeout=self.settings.read_timeout_seconds,
+            max_head_bytes=self.settings.max_upstream_head_bytes,
         )
         tokens = TokenCache(self.sessions, ttl_s=self.settings.token_cache_seconds)
         cold = self.cold = ColdStarts(self.table, cap=self.settings.hold_queue_size, send_wake=self._send_wake)
@@ -130,7 +133,7 @@ class Gateway:
                     internal=internal,
                     own=self._own_routes(internal=internal),
                 )
-                http = HttpServer(proxy, max_body_bytes=self.settings.max_body_bytes)
+                http = HttpServer(proxy, self.settings)
                 host, port = split_host_port(address, default_port=0)
                 server = await loop.create_server(http, host or "0.0.0.0", port, backlog=1024)
                 servers.append((server, http))

@@ -31,6 +31,23 @@ REJECTED = Counter(
     ["reason"],
 )
 ROUTES = Gauge("dais_gateway_routes", "Endpoints in the routing table.")
+LIMIT_REFUSALS = Counter(
+    "dais_gateway_limit_refusals",
+    "Requests and connections cut short by one of the gateway's limits (DAIS_GATEWAY__*).",
+    ["limit"],
+)
+LIMITS = (
+    "header_timeout",
+    "body_timeout",
+    "idle_timeout",
+    "write_timeout",
+    "connections",
+    "head_size",
+    "body_size",
+    "upstream_head_size",
+)
+for _limit in LIMITS:  # every series from the start, at 0: a rate over it needs no "absent" special case
+    LIMIT_REFUSALS.labels(_limit)
 
 
 class Series:

@@ -38,7 +38,7 @@ from gateway.activity import Activity
 from gateway.auth import Caller, Denial, Miss, TokenCache, decide
 from gateway.hold import ColdStarts, HoldOutcome
 from gateway.routing import Route, RoutingTable
-from gateway.server import Body, BodyTooLarge, ClientGone, Connection, Headers, Request, http_date
+from gateway.server import Body, BodyTooLarge, ClientGone, Connection, Headers, Request, http_date, limit_reached
 from gateway.upstream import UpstreamConnection, UpstreamError, UpstreamPool
 from gateway.usage import UsageReader
 
@@ -341,6 +341,12 @@ class Proxy:
             if exc.kind == "timeout":
                 why = "the replica did not answer in time: retry, or raise the timeout"
                 return error(client, 504, f"endpoint {route.label}: {why}")
+            if exc.kind == "head_size":
+                limit_reached(
+                    "upstream_head_size",
+                    f"endpoint {route.label}: answered 502: {exc} (DAIS_GATEWAY__MAX_UPSTREAM_HEAD_BYTES)",
+                )
+                return error(client, 502, f"endpoint {route.label}: {exc}, more than the gateway relays")
             why = f"the replica refused or dropped the connection ({exc}): retry"
             return error(client, 502, f"endpoint {route.label}: {why}")
         finally:
@@ -361,7 +367,9 @@ class Proxy:
 
     def _refuse_too_large(self, client: Connection) -> None:
         metrics.REJECTED.labels("too_large").inc()
-        error(client, 413, f"request body over {self.settings.max_body_bytes} bytes: send a smaller one")
+        message = f"request body over {self.settings.max_body_bytes} bytes: send a smaller one"
+        limit_reached("body_size", f"answered 413 to {client.peer}: {message}")
+        error(client, 413, message)
 
     @staticmethod
     def _counted(figures: metrics.Series, status: int, started: float, usage: UsageReader | None) -> None:

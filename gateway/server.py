@@ -11,6 +11,12 @@ streamed one). Writes are gathered and go out on ``flush``, so the upstream side
 read brought in (head and body of a small answer, or several events) in one system call, while still passing
 each read on the moment it arrives.
 
+Limits (``GatewaySettings``): the head's size and the time it takes to arrive, the body's silences, a keep-alive
+connection's idleness, how long a client may leave its answer unread, and the number of connections. Past one,
+the client gets 408, 413, 414, 431 or 503 and the connection closes (or it just closes, where no answer can be
+sent), with one log line and ``dais_gateway_limit_refusals_total{limit}``. Timeouts are kept by one sweep a tick
+for all connections, which notes when it first saw each in its present phase: no timer or clock read per request.
+
 Why not a framework: on this project's loopback benchmark (``benchmarks/gateway.py``) aiohttp's server and
 client together reached a tenth of nginx's throughput; this server with ``gateway.upstream`` does the same
 work at several times that rate, the difference being the per-request objects, header multidicts and
@@ -31,12 +37,13 @@ from typing import Any, cast
 import httptools
 import orjson
 
+from core.settings import GatewaySettings
+from gateway import metrics
+
 log = logging.getLogger("dais.gateway.server")
 
-MAX_HEAD_BYTES = 64 << 10  # request line plus headers
 WHOLE_BODY_BYTES = 256 << 10  # a body up to this size is read whole before its request is handled
 BODY_HIGH_WATER = 1 << 20  # a streamed request body buffered beyond this pauses reading from the client
-IDLE_TIMEOUT_S = 75.0  # a connection without a request in progress (keep-alive, or a slow head) is closed after this
 
 REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 _CHUNK_END = b"0\r\n\r\n"
@@ -155,13 +162,24 @@ class Request:
 Handler = Callable[[Request, "Connection"], Coroutine[Any, Any, None] | None]
 
 
+def limit_reached(limit: str, message: str, *, level: int = logging.WARNING) -> None:
+    """One of the limits cut a request or connection short: one log line, one count."""
+    metrics.LIMIT_REFUSALS.labels(limit).inc()
+    log.log(level, "%s (limit: %s)", message, limit)
+
+
 class HttpServer:
     """The protocol factory for ``loop.create_server``; ``connections`` are the open ones (closed on stop)."""
 
-    def __init__(self, handler: Handler, *, max_body_bytes: int, idle_timeout: float = IDLE_TIMEOUT_S) -> None:
+    def __init__(self, handler: Handler, settings: GatewaySettings) -> None:
         self.handler = handler
-        self.max_body_bytes = max_body_bytes
-        self.idle_timeout = idle_timeout
+        self.max_body_bytes = settings.max_body_bytes
+        self.max_head_bytes = settings.max_head_bytes
+        self.max_connections = settings.max_connections
+        self.header_timeout = settings.header_timeout_seconds
+        self.body_timeout = settings.body_timeout_seconds
+        self.idle_timeout = settings.idle_timeout_seconds
+        self.write_timeout = settings.write_timeout_seconds
         self.connections: set[Connection] = set()
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -174,20 +192,19 @@ class HttpServer:
         for conn in list(self.connections):
             conn.close()
 
-    def watch_idle(self, loop: asyncio.AbstractEventLoop) -> None:
+    def watch(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._sweeper is None:
-            self._sweeper = loop.create_task(self._close_idle(loop))
+            self._sweeper = loop.create_task(self._sweep(loop))
 
-    async def _close_idle(self, loop: asyncio.AbstractEventLoop) -> None:
-        """One sweep for all connections (a timer per request showed in the profile)."""
-        tick = min(5.0, self.idle_timeout / 4)
+    async def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        """One sweep for all connections' timeouts (a timer per request showed in the profile); each fires up to
+        a tick late."""
+        tick = min(1.0, min(self.header_timeout, self.body_timeout, self.idle_timeout, self.write_timeout) / 4)
         while True:
             await asyncio.sleep(tick)
             now = loop.time()
             for conn in list(self.connections):
-                since = conn.idle_since
-                if since is not None and now - since > self.idle_timeout:
-                    conn.close()
+                conn.sweep(now)
 
 
 class Connection(asyncio.Protocol):
@@ -198,12 +215,22 @@ class Connection(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.peer = ""
         self.closed = False
+        self._over_capacity = False  # opened past max_connections: its first request is answered 503
         # the request being parsed
         self._url = b""
         self._headers: Headers = []
         self._fields: dict[bytes, bytes] = {}
-        self._head_bytes = 0
+        self._head_bytes = 0  # the head's size as parsed (request line and complete headers)
+        self._head_raw = 0  # bytes read while its head is incomplete, but for the read it began in (-1 there)
+        self._in_head = False  # between a request's first byte and the end of its head
         self._parsing: Request | None = None
+        # what the timeout sweep goes by: the requests begun, the reads, and what it saw last and when
+        self._turn = 0
+        self._reads = 0
+        self._seen: tuple[str, int, int] = ("", 0, 0)
+        self._seen_at = 0.0
+        self._write_paused_at: float | None = None
+        self._continued: Request | None = None  # the last request told "100 Continue"
         # requests parsed and waiting for their turn, and the one being handled
         self._queue: deque[Request] = deque()
         self._active: Request | None = None
@@ -217,7 +244,6 @@ class Connection(asyncio.Protocol):
         self.extra: Headers = []  # headers the handler adds to its answer, whatever it is (CORS)
         self._paused: set[str] = set()
         self.on_write_pause: Callable[[bool], None] | None = None  # the upstream being relayed, to follow suit
-        self.idle_since: float | None = None  # set between requests; the server's sweep closes it after a while
 
     # -- asyncio.Protocol -------------------------------------------------------------------------------------
 
@@ -225,10 +251,13 @@ class Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
         peer = transport.get_extra_info("peername")
         self.peer = peer[0] if isinstance(peer, tuple) else ""
-        self.server.connections.add(self)
-        self._arm_idle()
+        server = self.server
+        self._over_capacity = len(server.connections) >= server.max_connections
+        server.connections.add(self)
+        server.watch(self.loop)
 
     def data_received(self, data: bytes) -> None:
+        self._reads += 1
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -238,13 +267,23 @@ class Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             cause = exc.__context__ if isinstance(exc, httptools.HttpParserCallbackError) else exc
             if isinstance(cause, _Refusal):
-                self._refuse(cause.status, cause.message)
+                self._refuse(cause.status, cause.message, limit=cause.limit, headers=cause.headers)
             else:
                 self._refuse(400, f"malformed HTTP request: {exc}")
+            return
+        if self._in_head:  # a header line that never ends is never handed to on_header: count what came
+            if self._head_raw < 0:
+                self._head_raw = 0
+            else:
+                self._head_raw += len(data)
+                if self._head_raw > self.server.max_head_bytes:
+                    status, message, limit = self._head_too_large()
+                    self._refuse(status, message, limit=limit)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self.server.connections.discard(self)
+        server = self.server
+        server.connections.discard(self)
         if self._parsing is not None and self._parsing.body is not None:
             self._parsing.body.fail(ClientGone("the client closed the connection"))
         if self._task is not None and not self._task.done():
@@ -252,10 +291,12 @@ class Connection(asyncio.Protocol):
         self._queue.clear()
 
     def pause_writing(self) -> None:
+        self._write_paused_at = self.loop.time()
         if self.on_write_pause is not None:
             self.on_write_pause(True)
 
     def resume_writing(self) -> None:
+        self._write_paused_at = None
         if self.on_write_pause is not None:
             self.on_write_pause(False)
 
@@ -266,22 +307,38 @@ class Connection(asyncio.Protocol):
         self._headers = []
         self._fields = {}
         self._head_bytes = 0
+        self._head_raw = -1
+        self._in_head = True
+        self._turn += 1
 
     def on_url(self, url: bytes) -> None:
         self._url += url
         self._head_bytes += len(url)
-        if self._head_bytes > MAX_HEAD_BYTES:
-            raise _Refusal(414, f"request line over {MAX_HEAD_BYTES} bytes")
+        if self._head_bytes > self.server.max_head_bytes:
+            limit = self.server.max_head_bytes
+            raise _Refusal(414, f"request line over {limit} bytes: use a shorter URL", limit="head_size")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._head_bytes += len(name) + len(value) + 4
-        if self._head_bytes > MAX_HEAD_BYTES:
-            raise _Refusal(431, f"request headers over {MAX_HEAD_BYTES} bytes: send fewer or shorter ones")
+        if self._head_bytes > self.server.max_head_bytes:
+            raise _Refusal(*self._head_too_large())
         self._headers.append((name, value))
         self._fields[name.lower()] = value
 
+    def _head_too_large(self) -> tuple[int, str, str]:
+        limit = self.server.max_head_bytes
+        return 431, f"request headers over {limit} bytes: send fewer or shorter ones", "head_size"
+
     def on_headers_complete(self) -> None:
-        self.idle_since = None  # a head must arrive whole within the idle timeout of the previous answer
+        self._in_head = False
+        if self._over_capacity:
+            server = self.server
+            raise _Refusal(
+                503,
+                f"this gateway has {server.max_connections} connections open, its limit: retry shortly",
+                limit="connections",
+                headers=[(b"retry-after", b"1")],
+            )
         parser = self.parser
         request = Request(
             parser.get_method().decode("ascii"),
@@ -338,8 +395,6 @@ class Connection(asyncio.Protocol):
             self.pause("pipeline")  # the rest wait behind the request in progress
         else:
             self.unpause("pipeline")
-            if self._active is None:
-                self._arm_idle()
 
     def _start(self, request: Request) -> None:
         self._active = request
@@ -390,6 +445,7 @@ class Connection(asyncio.Protocol):
         request = self._active
         if request is not None and request.fields.get(b"expect", b"").lower() == b"100-continue" and self.transport:
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self._continued = request
 
     # -- writing the response ---------------------------------------------------------------------------------
 
@@ -451,6 +507,11 @@ class Connection(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
+    def abort(self) -> None:
+        """Closes without waiting for what is still to be written (``close`` waits for a client to read it)."""
+        if self.transport is not None:
+            self.transport.abort()
+
     def _head(self, status: int, reason: bytes | None, headers: Headers, extra: bytes) -> None:
         out = self._out
         out.append(b"HTTP/1.1 %d %s\r\n" % (status, reason or REASONS.get(status, b"Unknown")))
@@ -479,23 +540,81 @@ class Connection(asyncio.Protocol):
             if not self._paused and self.transport is not None and not self.transport.is_closing():
                 self.transport.resume_reading()
 
-    def _arm_idle(self) -> None:
-        self.idle_since = self.loop.time()
-        self.server.watch_idle(self.loop)
+    # -- limits -----------------------------------------------------------------------------------------------
 
-    def _refuse(self, status: int, message: str) -> None:
-        """A request that cannot be parsed or is over a limit: answer (unless an answer is under way) and close."""
-        if self._task is not None and not self._task.done():
-            if self._parsing is not None and self._parsing.body is not None:
-                self._parsing.body.fail(ClientGone(message))
-            self._close_after = True
+    def _phase(self) -> str:
+        """What the connection waits for: "idle" (a request), "head", "body" (the client's, not paused by the
+        gateway, nor waiting to be told "100 Continue"), or "busy" (the gateway: an answer in progress, or reading
+        paused)."""
+        parsing = self._parsing
+        if parsing is not None and not self._paused and (self._active is None or self._active is parsing):
+            return "body" if b"expect" not in parsing.fields or self._continued is parsing else "busy"
+        if self._active is not None or self._queue or self._paused:
+            return "busy"
+        return "head" if self._in_head else "idle"
+
+    def sweep(self, now: float) -> None:
+        """The timeout sweep's visit: a phase's time counts from the first sweep that saw it (a body's, from the
+        last one that saw bytes arrive)."""
+        server = self.server
+        if self._write_paused_at is not None and now - self._write_paused_at > server.write_timeout:
+            limit_reached(
+                "write_timeout",
+                f"closed the connection from {self.peer}: it read nothing of its answer for "
+                f"{server.write_timeout:g} s (DAIS_GATEWAY__WRITE_TIMEOUT_SECONDS)",
+            )
+            self.abort()
             return
+        phase = self._phase()
+        seen = (phase, self._turn, self._reads if phase == "body" else 0)
+        if seen != self._seen:
+            self._seen, self._seen_at = seen, now
+            return
+        waited = now - self._seen_at
+        if phase == "idle" and self._turn:
+            if waited > server.idle_timeout:
+                limit_reached(
+                    "idle_timeout", f"closed an idle keep-alive connection from {self.peer}", level=logging.DEBUG
+                )
+                self.close()
+        elif phase in ("idle", "head"):  # a new connection's first request counts from its opening
+            if waited > server.header_timeout:
+                self._refuse(
+                    408,
+                    f"the request head did not arrive within {server.header_timeout:g} s: send it at once",
+                    limit="header_timeout",
+                )
+        elif phase == "body" and waited > server.body_timeout:
+            self._refuse(
+                408,
+                f"the request body stalled: nothing arrived for {server.body_timeout:g} s; send it without pauses",
+                limit="body_timeout",
+            )
+
+    def _refuse(self, status: int, message: str, *, limit: str | None = None, headers: Headers | None = None) -> None:
+        """A request that cannot be parsed or is over a limit: answer and close. When it is not the one being
+        answered, the answer in progress ends first; when its own answer has begun, that is cut."""
+        if limit is not None:
+            limit_reached(limit, f"answered {status} to {self.peer}: {message}")
+        task = self._task
+        if task is not None and not task.done():
+            if self._parsing is None or self._parsing is not self._active:
+                if self._parsing is not None and self._parsing.body is not None:
+                    self._parsing.body.fail(ClientGone(message))
+                self._close_after = True
+                self.pause("refused")
+                return
+            self._task = None
+            task.cancel()  # before it has sent anything upstream, when the request came in one read
+            if self._framing:
+                self.close()
+                return
         self._active = self._active or Request("GET", "", "1.1", [], {}, self.peer)
         self._out = []
         self.extra = []
         self._close_after = True
         body = orjson.dumps({"error": message, "statusCode": status})
-        self.send(status, [(b"content-type", b"application/json")], body)
+        self.send(status, [(b"content-type", b"application/json"), *(headers or ())], body)
         self.close()
 
 
@@ -511,10 +630,12 @@ def _streams(fields: dict[bytes, bytes]) -> bool:
 
 
 class _Refusal(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, limit: str | None = None, headers: Headers | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.limit = limit
+        self.headers = headers
 
 
 _date_second = 0

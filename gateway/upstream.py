@@ -10,7 +10,8 @@ used first, so a quiet endpoint keeps few warm) or ``connect`` opens one. The ex
 
 Errors are ``UpstreamError`` with a kind: ``connect`` (refused, unreachable, connect timeout), ``timeout`` (no
 byte for ``read_timeout`` seconds while an answer is awaited), ``reset`` (the connection ended early),
-``protocol`` (not HTTP). The read timeout is checked by one sweep for all connections, not a timer per request.
+``protocol`` (not HTTP), ``head_size`` (an answer's head over ``max_head_bytes``: engine images are user code).
+The read timeout is checked by one sweep for all connections, not a timer per request.
 """
 
 from __future__ import annotations
@@ -74,6 +75,10 @@ class _HeadDone(Exception):
     """Stops the parser after the head of an answer to HEAD (llhttp would otherwise wait for its body)."""
 
 
+class _HeadTooLarge(Exception):
+    pass
+
+
 class UpstreamConnection(asyncio.Protocol):
     def __init__(self, pool: UpstreamPool, key: str) -> None:
         self.pool = pool
@@ -89,6 +94,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._method = ""
         self._reason = b""
         self._headers: Headers = []
+        self._head_bytes = 0  # the answer's head as parsed, and as read while it is incomplete
+        self._head_raw = 0
         self._interim = False
         self._answer: Answer | None = None
         self._until_close = False
@@ -110,6 +117,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._method = method
         self._reason = b""
         self._headers = []
+        self._head_bytes = self._head_raw = 0
         self._answer = None
         self._complete = False
         self._error = None
@@ -179,12 +187,21 @@ class UpstreamConnection(asyncio.Protocol):
         self.reads += 1
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserCallbackError as exc:
-            if isinstance(exc.__context__, _HeadDone):
+            if self._answer is None and self._head is not None:  # a header line that never ends: count what came
+                self._head_raw += len(data)
+                if self._head_raw > self.pool.max_head_bytes:
+                    raise _HeadTooLarge
+        except (httptools.HttpParserCallbackError, _HeadTooLarge) as exc:
+            cause = exc.__context__ if isinstance(exc, httptools.HttpParserCallbackError) else exc
+            if isinstance(cause, _HeadDone):
                 self.parser = httptools.HttpResponseParser(self)
                 self.on_message_complete()
+            elif isinstance(cause, _HeadTooLarge):
+                limit = self.pool.max_head_bytes
+                self._fail(UpstreamError("head_size", f"the replica's response headers are over {limit} bytes"))
+                self.close()
             else:
-                self._fail(UpstreamError("protocol", f"the replica's answer could not be relayed: {exc.__context__}"))
+                self._fail(UpstreamError("protocol", f"the replica's answer could not be relayed: {cause}"))
                 self.close()
         except httptools.HttpParserError as exc:
             self._fail(UpstreamError("protocol", f"the replica did not answer in HTTP/1.1 ({exc})"))
@@ -220,8 +237,14 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_status(self, reason: bytes) -> None:
         self._reason += reason
+        self._head_bytes += len(reason)
+        if self._head_bytes > self.pool.max_head_bytes:
+            raise _HeadTooLarge
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_bytes += len(name) + len(value) + 4
+        if self._head_bytes > self.pool.max_head_bytes:
+            raise _HeadTooLarge
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
@@ -231,6 +254,7 @@ class UpstreamConnection(asyncio.Protocol):
             self._interim = True
             self._reason = b""
             self._headers = []
+            self._head_bytes = self._head_raw = 0
             return
         length: int | None = None
         chunked = False
@@ -309,10 +333,11 @@ class UpstreamConnection(asyncio.Protocol):
 
 
 class UpstreamPool:
-    def __init__(self, *, connect_timeout: float, read_timeout: float) -> None:
+    def __init__(self, *, connect_timeout: float, read_timeout: float, max_head_bytes: int) -> None:
         self.loop = asyncio.get_running_loop()
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
+        self.max_head_bytes = max_head_bytes
         self.tick = min(1.0, read_timeout / 4)
         self.idle: dict[str, list[UpstreamConnection]] = {}
         self.busy: set[UpstreamConnection] = set()
