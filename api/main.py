@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlalchemy.exc import DataError, DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
@@ -60,7 +61,11 @@ def build_state(
 ) -> AppState:
     read_sessions = None
     if sessions is None:
-        engine = make_engine(settings.effective_database_url, pool_size=settings.db_pool_size)
+        engine = make_engine(
+            settings.effective_database_url,
+            pool_size=settings.db_pool_size,
+            pool_timeout=settings.db_pool_timeout_seconds,
+        )
         sessions = make_sessionmaker(engine)
         if not settings.is_sqlite:  # SQLite: every transaction is BEGIN IMMEDIATE by design; keep it
             read_sessions = make_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"))
@@ -176,6 +181,15 @@ def _install_error_handlers(app: FastAPI) -> None:
             503,
             f"the database is unavailable (restarting or unreachable): retry in {RETRY_AFTER_SECONDS} s",
             retry_after=RETRY_AFTER_SECONDS,
+        )
+
+    @app.exception_handler(PoolTimeout)
+    async def pool_exhausted(_: Request, exc: PoolTimeout) -> Response:
+        log.warning("no free database connection within DAIS_DB_POOL_TIMEOUT_SECONDS: %s", exc)
+        return _error(
+            503,
+            "the API has more requests at once than database connections (DAIS_DB_POOL_SIZE): retry in 1 s",
+            retry_after=1,
         )
 
     @app.exception_handler(Exception)

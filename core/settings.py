@@ -303,6 +303,12 @@ class Settings(BaseSettings):
         default=16, ge=0, description="Per-namespace accelerator quota for catalog rows that name none."
     )
     db_pool_size: int = Field(default=20, ge=1, description="Connections per process; >= concurrent requests.")
+    db_pool_timeout_seconds: float = Field(
+        default=10,
+        gt=0,
+        description="How long an API request waits for a free database connection before it is answered 503 with "
+        "Retry-After (the pool is exhausted: too many requests at once for DAIS_DB_POOL_SIZE).",
+    )
     api_threads: int = Field(
         default=2,
         ge=1,

@@ -16,7 +16,7 @@ from core.db import outage
 CONNECT_TIMEOUT_SECONDS = 5
 
 
-def make_engine(url: str, *, pool_size: int = 10) -> Engine:
+def make_engine(url: str, *, pool_size: int = 10, pool_timeout: float = 30) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -30,6 +30,7 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         url,
         pool_size=pool_size,
         max_overflow=pool_size // 2,
+        pool_timeout=pool_timeout,
         # No pre-ping: it costs a round trip per request. After a database restart, the first use of a stale
         # connection fails (the API answers 503 with Retry-After) and SQLAlchemy invalidates the whole pool.
         pool_pre_ping=False,

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from api.main import build_state, create_app
 from core.logs import JsonFormatter
 from tests.conftest import make_settings
-from tests.factories import endpoint_body
+from tests.factories import ADMIN_TOKEN, endpoint_body
 
 
 def test_health_and_readiness(client: TestClient) -> None:
@@ -28,6 +28,26 @@ def test_readyz_fails_when_the_database_is_unreachable(tmp_path: Path) -> None:
         response = client.get("/readyz")
     assert response.status_code == 503
     assert "database unreachable" in response.json()["error"]
+
+
+def test_a_request_that_finds_no_free_database_connection_is_answered_503_with_retry_after(
+    pg_url: str, tmp_path: Path
+) -> None:
+    settings = make_settings(pg_url, tmp_path, db_pool_size=1, db_pool_timeout_seconds=0.2)
+    state = build_state(settings)
+    from api.bootstrap import ensure_admin
+
+    ensure_admin(state.sessions, settings, state.clock())
+    engine = state.sessions.kw["bind"]
+    with TestClient(create_app(settings, state=state)) as client:
+        auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        assert client.get("/v2/endpoint/admin", headers=auth).status_code == 200
+        with engine.connect():  # the pool's one connection (no overflow at size 1), held elsewhere
+            response = client.get("/v2/endpoint/admin", headers=auth)
+        assert response.status_code == 503
+        assert response.headers["retry-after"] == "1"
+        assert "DAIS_DB_POOL_SIZE" in response.json()["error"]
+        assert client.get("/v2/endpoint/admin", headers=auth).status_code == 200
 
 
 def test_request_id_is_taken_or_generated_and_echoed(client: TestClient) -> None:
