@@ -253,6 +253,12 @@ class GatewaySettings(BaseModel):
         description="Longest a client may leave the answer unread (its socket full) before the connection is closed, "
         "and the replica's with it.",
     )
+    drain_seconds: float = Field(
+        default=30,
+        ge=0,
+        description="On SIGTERM, time for requests and streams in flight to finish (those left are cut); keep the "
+        "pod's terminationGracePeriodSeconds above it plus the preStop wait.",
+    )
     forward_authorization: bool = Field(
         default=False, description="Pass the caller's Authorization header on to the engine."
     )

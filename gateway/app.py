@@ -6,6 +6,11 @@ embedded metric history (``gateway.history``).
 
 Server and client are the gateway's own (``gateway.server``, ``gateway.upstream``): asyncio protocols on
 httptools, run on uvloop where it is installed. See ``gateway.server`` for why not a framework.
+
+SIGTERM (or ``stop()``) drains: ``/readyz`` answers 503 from then on; the public listener closes (a new
+connection is refused), while the internal one keeps answering probes and scrapes; idle keep-alive connections
+close, every other one once its answer is out; requests and streams in flight get ``drain_seconds`` to finish,
+and those left are cut. A second signal cuts them at once.
 """
 
 from __future__ import annotations
@@ -76,8 +81,10 @@ class Gateway:
         self.cold: ColdStarts | None = None  # built with the event loop, in serve()
         self.pool: UpstreamPool | None = None  # likewise
         self.ready = threading.Event()
+        self.draining = False
         self.ports: dict[str, int] = {}  # "public" / "internal" → bound port (0 in settings picks a free one)
         self._stop = threading.Event()
+        self._hurry: asyncio.Event | None = None  # a second stop() during the drain: cut what is left now
         self._loop: asyncio.AbstractEventLoop | None = None
         self._dirty: set[str] = set()
         self._dirty_event: asyncio.Event | None = None
@@ -96,8 +103,10 @@ class Gateway:
             uvloop.run(self.serve(handle_signals=True))
 
     def stop(self) -> None:
-        self._stop.set()
         loop = self._loop
+        if self._stop.is_set() and loop is not None and self._hurry is not None:
+            loop.call_soon_threadsafe(self._hurry.set)
+        self._stop.set()
         if loop is not None and self._dirty_event is not None:
             loop.call_soon_threadsafe(self._dirty_event.set)
 
@@ -105,6 +114,7 @@ class Gateway:
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._dirty_event = asyncio.Event()
+        self._hurry = asyncio.Event()
         if handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop)
@@ -117,7 +127,7 @@ class Gateway:
         )
         tokens = TokenCache(self.sessions, ttl_s=self.settings.token_cache_seconds)
         cold = self.cold = ColdStarts(self.table, cap=self.settings.hold_queue_size, send_wake=self._send_wake)
-        servers: list[tuple[asyncio.Server, HttpServer]] = []
+        servers: list[tuple[str, asyncio.Server, HttpServer]] = []
         try:
             listeners = [("public", self.settings.listen, False)]
             if self.settings.internal_listen:
@@ -136,7 +146,7 @@ class Gateway:
                 http = HttpServer(proxy, self.settings)
                 host, port = split_host_port(address, default_port=0)
                 server = await loop.create_server(http, host or "0.0.0.0", port, backlog=1024)
-                servers.append((server, http))
+                servers.append((role, server, http))
                 bound = server.sockets[0].getsockname()
                 self.ports[role] = int(bound[1])
                 log.info("gateway %s listener on %s:%d", role, bound[0], bound[1])
@@ -149,12 +159,13 @@ class Gateway:
                 tasks.append(loop.create_task(self._write_history()))
             self.ready.set()
             await loop.run_in_executor(None, self._stop.wait)
+            await self._drain(servers)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
         finally:
             self._stop.set()
-            for server, http in servers:
+            for _, server, http in servers:
                 server.close()
                 http.close_all()
                 await server.wait_closed()
@@ -164,6 +175,32 @@ class Gateway:
             await self._last_activity()
             if self.settings.history:
                 await self._history_sample(next_sample_at(self.clock().timestamp(), self._history_at))
+
+    async def _drain(self, servers: list[tuple[str, asyncio.Server, HttpServer]]) -> None:
+        self.draining = True  # /readyz: 503
+        for role, server, _ in servers:
+            if role == "public":
+                server.close()
+        busy = sum(http.in_flight() for _, _, http in servers)
+        seconds = self.settings.drain_seconds
+        log.info("gateway draining: %d requests in flight get up to %g s to finish", busy, seconds)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for _, _, http in servers:
+            http.drain()
+        assert self._hurry is not None
+        drained = asyncio.gather(*(http.drained.wait() for _, _, http in servers))
+        hurry = asyncio.ensure_future(self._hurry.wait())
+        _, pending = await asyncio.wait((drained, hurry), timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        for waiting in pending:
+            waiting.cancel()
+        cut = sum(http.in_flight() for _, _, http in servers)
+        log.info(
+            "gateway drained in %.1f s: %d requests finished, %d cut",
+            loop.time() - started,
+            max(0, busy - cut),
+            cut,
+        )
 
     async def _last_activity(self) -> None:
         """On the way out: the last period's figures (its last request times), then nothing in flight."""
@@ -185,6 +222,8 @@ class Gateway:
                 return False
             if path == "/metrics" and internal:
                 client.send(200, [(b"content-type", CONTENT_TYPE_LATEST.encode())], generate_latest())
+            elif path == "/readyz" and self.draining:
+                client.send(503, [_JSON], orjson.dumps({"status": "draining", "routes": len(self.table)}))
             elif path in ("/healthz", "/readyz"):
                 client.send(200, [_JSON], orjson.dumps({"status": "ok", "routes": len(self.table)}))
             else:

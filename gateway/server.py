@@ -181,16 +181,37 @@ class HttpServer:
         self.idle_timeout = settings.idle_timeout_seconds
         self.write_timeout = settings.write_timeout_seconds
         self.connections: set[Connection] = set()
+        self.draining = False
+        self.drained = asyncio.Event()  # set once draining and no request is in flight
         self._sweeper: asyncio.Task[None] | None = None
 
     def __call__(self) -> Connection:
         return Connection(self)
 
+    def drain(self) -> None:
+        """No more keep-alive: idle connections close now, the others once their answer is out."""
+        self.draining = True
+        for conn in list(self.connections):
+            conn.drain()
+        self.settled()
+
+    def in_flight(self) -> int:
+        """Connections with a request in progress (its head, its body or its answer)."""
+        return sum(1 for conn in self.connections if conn.in_flight)
+
+    def settled(self) -> None:
+        if not self.drained.is_set() and not self.in_flight():
+            self.drained.set()
+
     def close_all(self) -> None:
+        """Closes every connection; those with a request in flight are cut."""
         if self._sweeper is not None:
             self._sweeper.cancel()
         for conn in list(self.connections):
-            conn.close()
+            if conn.in_flight:
+                conn.abort()
+            else:
+                conn.close()
 
     def watch(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._sweeper is None:
@@ -289,6 +310,8 @@ class Connection(asyncio.Protocol):
         if self._task is not None and not self._task.done():
             self._task.cancel()  # the client went away: so does the upstream call
         self._queue.clear()
+        if server.draining:
+            server.settled()
 
     def pause_writing(self) -> None:
         self._write_paused_at = self.loop.time()
@@ -401,7 +424,7 @@ class Connection(asyncio.Protocol):
         self._out = []
         self._framing = ""
         self._ended = False
-        self._close_after = not request.keep_alive
+        self._close_after = not request.keep_alive or self.server.draining
         self.extra = []
         try:
             work = self.server.handler(request, self)
@@ -540,7 +563,17 @@ class Connection(asyncio.Protocol):
             if not self._paused and self.transport is not None and not self.transport.is_closing():
                 self.transport.resume_reading()
 
-    # -- limits -----------------------------------------------------------------------------------------------
+    # -- limits and draining ----------------------------------------------------------------------------------
+
+    @property
+    def in_flight(self) -> bool:
+        return self._active is not None or bool(self._queue) or self._parsing is not None or self._in_head
+
+    def drain(self) -> None:
+        if not self.in_flight:
+            self.close()
+        else:
+            self._close_after = True  # told in the answer's head unless it is already out
 
     def _phase(self) -> str:
         """What the connection waits for: "idle" (a request), "head", "body" (the client's, not paused by the
