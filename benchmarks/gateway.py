@@ -16,7 +16,9 @@ Figures (wrk, 64 connections, 1 thread for the client):
   process and event loop) and through the gateway; the ratio gateway / nginx;
 - streaming: time to first byte of an SSE response, direct vs gateway, sequential requests;
 - cold start: an endpoint at zero, a request held with ``X-Scale-Up-Timeout``; the time from the status
-  write that shows a Ready replica (its commit) to the engine receiving the held request.
+  write that shows a Ready replica (its commit) to the engine receiving the held request;
+- limit refusals: ``dais_gateway_limit_refusals_total`` at the end, by limit, with the default limits: the load
+  above must reach none of them.
 
 Stdout: exactly one JSON object; progress on stderr. Everything started here is stopped on exit.
 """
@@ -338,6 +340,11 @@ def measure(
     proxied = ttfb(f"{gateway}/bench/stream/generate_stream", body, args.streams)
     log("cold start hand-off")
     wakes = handoffs(sessions, gateway, internal, engine, args.wakes)
+    refusals = {
+        s.labels["limit"]: s.value
+        for s in scrape.samples(httpx.get(f"{internal}/metrics").text)
+        if s.name == "dais_gateway_limit_refusals_total" and s.value
+    }
     errors = {name: phase["error_count"] for name, phase in {**paced, **flat}.items() if phase["error_count"]}
     result = {
         "connections": args.connections,
@@ -368,6 +375,7 @@ def measure(
         "wake_handoff_max_ms": round(max(wakes), 2),
         "wake_rounds": len(wakes),
         "errors": errors,
+        "limit_refusals": refusals,
         "goals": GOALS,
     }
     result["goals_met"] = {
@@ -376,6 +384,7 @@ def measure(
         "throughput_ratio_vs_nginx": result["throughput_ratio_vs_nginx"] >= GOALS["throughput_ratio_vs_nginx"],
         "wake_handoff_p50_ms": result["wake_handoff_p50_ms"] <= GOALS["wake_handoff_p50_ms"],
         "no_errors": not errors,
+        "no_limit_refusals": not refusals,
     }
     return result
 
