@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
+from typing import Any
 
 import anyio
 from fastapi import FastAPI, Request
@@ -35,7 +36,7 @@ from api.identity.routes import router as identity_router
 from api.middleware import RequestContextMiddleware, current_request_id
 from api.recommendation.routes import router as hub_router
 from api.responses import FastJSONResponse
-from api.schemas import ERRORS
+from api.schemas import EVERY_ROUTE
 from api.usage.routes import router as usage_router
 from api.validation import validation_error
 from core.db.changes import LocalBus
@@ -129,7 +130,7 @@ def create_app(settings: Settings, *, state: AppState | None = None, access_log:
         version="0.1.0",
         description="Self-hosted Inference Endpoints. Speaks the Hugging Face Inference Endpoints v2 dialect.",
         default_response_class=FastJSONResponse,
-        responses=ERRORS,
+        responses=EVERY_ROUTE,
     )
     app.state.dais = state or build_state(settings)
     app.add_middleware(RequestContextMiddleware, access_log=access_log)
@@ -141,10 +142,30 @@ def create_app(settings: Settings, *, state: AppState | None = None, access_log:
     app.include_router(usage_router)
     app.include_router(catalog_router)
     app.include_router(analytics_router)
+    _document_errors_as_answered(app)
     _install_error_handlers(app)
     _install_operations(app)
     mount_console(app)
     return app
+
+
+def _document_errors_as_answered(app: FastAPI) -> None:
+    """Bad input is a 400 in the API's error shape (``api.validation``), never FastAPI's 422: the document
+    leaves out the 422 FastAPI declares for every route with parameters."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = generate()
+            for operations in document["paths"].values():
+                for operation in operations.values():
+                    operation["responses"].pop("422", None)
+            for unused in ("HTTPValidationError", "ValidationError"):
+                document["components"]["schemas"].pop(unused, None)
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _error(status: int, message: str, *, retry_after: int | None = None) -> FastJSONResponse:

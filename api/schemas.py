@@ -40,7 +40,12 @@ def documented(model: type[BaseModel], description: str) -> dict[int | str, dict
     return {200: {"model": model, "description": description}}
 
 
-ERRORS: dict[int | str, dict[str, Any]] = {
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` entries for the errors a route answers beyond those every route may (``EVERY_ROUTE``)."""
+    return {status: ERRORS[status] for status in statuses}
+
+
+ERRORS: dict[int, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": description}
     for status, description in (
         (400, "Bad input: the message and `fields` name the field and the fix."),
@@ -50,6 +55,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (409, "Conflicts with the current state (a duplicate name)."),
         (412, "If-Match does not match the endpoint's current generation."),
         (500, "A bug: the message carries the request id to report; nothing was changed."),
-        (503, "A dependency (the database, the Hub, Prometheus) is unavailable: retry later."),
+        (503, "A dependency (the database, the Hub, Prometheus) is down: retry later (after `Retry-After`, if given)."),
     )
 }
+# Every route authenticates its caller and uses the database; any may meet a bug.
+EVERY_ROUTE: dict[int | str, dict[str, Any]] = {status: ERRORS[status] for status in (401, 500, 503)}

@@ -11,7 +11,7 @@ from api.analytics import service
 from api.analytics.schemas import MetricHistory
 from api.deps import ContextDep
 from api.responses import FastJSONResponse
-from api.schemas import documented
+from api.schemas import documented, errors
 from api.validation import require_zones
 
 router = APIRouter(prefix="/v2", tags=["metrics"], default_response_class=FastJSONResponse)
@@ -20,7 +20,10 @@ router = APIRouter(prefix="/v2", tags=["metrics"], default_response_class=FastJS
 @router.get(
     "/endpoint/{namespace}/{name}/metrics",
     response_model=None,
-    responses=documented(MetricHistory, "The endpoint's series as arrays aligned on the timestamps."),
+    responses={
+        **documented(MetricHistory, "The endpoint's series as arrays aligned on the timestamps."),
+        **errors(400, 403, 404),
+    },
 )
 def endpoint_metrics(
     namespace: str,

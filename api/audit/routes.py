@@ -10,7 +10,7 @@ from api.audit.render import event_item
 from api.audit.schemas import NamespaceAuditPage
 from api.deps import ContextDep
 from api.responses import FastJSONResponse
-from api.schemas import documented
+from api.schemas import documented, errors
 from api.validation import require_zones
 
 router = APIRouter(prefix="/v2", tags=["audit"], default_response_class=FastJSONResponse)
@@ -19,7 +19,10 @@ router = APIRouter(prefix="/v2", tags=["audit"], default_response_class=FastJSON
 @router.get(
     "/audit-logs/{namespace}",
     response_model=None,
-    responses=documented(NamespaceAuditPage, "A page of the namespace's audit log, newest first."),
+    responses={
+        **documented(NamespaceAuditPage, "A page of the namespace's audit log, newest first."),
+        **errors(400, 403, 404),
+    },
 )
 def namespace_audit_log(
     namespace: str,

@@ -21,7 +21,7 @@ from api.endpoint.hub_calls import Answers, with_hub
 from api.endpoint.render import render
 from api.errors import BadRequest
 from api.responses import FastJSONResponse
-from api.schemas import documented
+from api.schemas import documented, errors
 from core.db.models import Endpoint
 from core.domain.catalog import CatalogEngine, CatalogModel, CatalogRecipe, ModelCatalog
 from core.domain.enums import Accelerator
@@ -35,10 +35,14 @@ async def _catalog(request: Request) -> ModelCatalog:
 
 CatalogDep = Annotated[ModelCatalog, Depends(_catalog)]
 router = APIRouter(prefix="/api", tags=["catalog"], default_response_class=FastJSONResponse)
-DEPLOYED = documented(Deployed, "The endpoint created, with its status.")
+DEPLOYED = {**documented(Deployed, "The endpoint created, with its status."), **errors(400, 403, 404, 409)}
 
 
-@router.get("/v1/catalog/list", response_model=None, responses=documented(CatalogList, "The matching models."))
+@router.get(
+    "/v1/catalog/list",
+    response_model=None,
+    responses={**documented(CatalogList, "The matching models."), **errors(400, 403)},
+)
 def list_catalog(
     ctx: ContextDep,
     catalog: CatalogDep,
@@ -95,7 +99,11 @@ def deploy_recipe(recipe_id: str, body: RecipeDeploy, ctx: ContextDep, catalog: 
     )
 
 
-@router.get("/catalog/repo-list", response_model=None, responses=documented(RepoList, "Every catalog model's id."))
+@router.get(
+    "/catalog/repo-list",
+    response_model=None,
+    responses={**documented(RepoList, "Every catalog model's id."), **errors(403)},
+)
 def legacy_repo_list(ctx: ContextDep, catalog: CatalogDep) -> dict[str, Any]:
     """huggingface_hub ≤ 1.33's listing: the repo ids of the catalog, in catalog order."""
     with ctx.unit(read_only=True):

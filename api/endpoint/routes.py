@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import anyio
 import orjson
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Body, Header, Query
 from starlette.responses import Response, StreamingResponse
 
 from api.audit.render import event_item
@@ -33,7 +33,7 @@ from api.endpoint.schemas import (
 from api.endpoint.watch import KEEPALIVE_S
 from api.errors import BadRequest
 from api.responses import FastJSONResponse
-from api.schemas import Empty, documented
+from api.schemas import Empty, documented, errors
 from api.validation import require_zones
 from core.db.models import Endpoint
 from core.domain.enums import EndpointState
@@ -44,6 +44,31 @@ from core.replica_logs import LogLine
 
 router = APIRouter(prefix="/v2", tags=["endpoints"], default_response_class=FastJSONResponse)
 EWS = documented(EndpointWithStatus, "The endpoint, with its status.")
+ONE = errors(400, 403, 404)  # a route on one endpoint, by name
+CREATE_EXAMPLES = {
+    "gpt2": {
+        "summary": "GPT-2 on one NVIDIA L4, as huggingface_hub's create_inference_endpoint sends it",
+        "value": {
+            "name": "my-endpoint",
+            "type": "authenticated",
+            "provider": {"vendor": "aws", "region": "us-east-1"},
+            "compute": {
+                "accelerator": "gpu",
+                "instanceType": "nvidia-l4",
+                "instanceSize": "x1",
+                "scaling": {"minReplica": 0, "maxReplica": 1, "scaleToZeroTimeout": 15},
+            },
+            "model": {
+                "repository": "openai-community/gpt2",
+                "revision": None,
+                "task": "text-generation",
+                "framework": "pytorch",
+                "image": {"huggingface": {}},
+            },
+        },
+    }
+}
+UPDATE_EXAMPLES = {"scaling": {"summary": "Up to two replicas", "value": {"compute": {"scaling": {"maxReplica": 2}}}}}
 
 
 def _json(body: bytes, endpoint: EndpointLike) -> Response:
@@ -78,7 +103,7 @@ WATCH_DOC: dict[int | str, dict[str, Any]] = {
 
 @router.get(
     "/endpoint/{namespace}",
-    responses=WATCH_DOC,
+    responses={**WATCH_DOC, **errors(400, 403)},
 )
 def list_endpoints(
     namespace: str,
@@ -151,7 +176,7 @@ def _event_id(header: str | None) -> int | None:
 @router.get(
     "/endpoint/{namespace}/{name}/replica",
     response_model=ReplicaList,
-    responses=documented(ReplicaList, "Running replicas, then recently gone ones."),
+    responses={**documented(ReplicaList, "Running replicas, then recently gone ones."), **ONE},
 )
 def endpoint_replicas(namespace: str, name: str, ctx: ContextDep) -> ReplicaList:
     """The endpoint's replicas as the controller last observed them: id (the logs' `replica`), state, node or
@@ -175,8 +200,10 @@ def endpoint_replicas(namespace: str, name: str, ctx: ContextDep) -> ReplicaList
         )
 
 
-@router.post("/endpoint/{namespace}", responses=EWS)
-def create_endpoint(namespace: str, spec: EndpointSpec, ctx: ContextDep) -> Response:
+@router.post("/endpoint/{namespace}", responses={**EWS, **errors(400, 403, 404, 409)})
+def create_endpoint(
+    namespace: str, spec: Annotated[EndpointSpec, Body(openapi_examples=CREATE_EXAMPLES)], ctx: ContextDep
+) -> Response:
     """Create an endpoint; it starts ``pending``. Unknown fields are ignored; a duplicate name is 409."""
 
     def run(answers: Answers) -> Endpoint:
@@ -197,7 +224,7 @@ def create_endpoint(namespace: str, spec: EndpointSpec, ctx: ContextDep) -> Resp
     return _one(ctx, with_hub(run, what=f"endpoint {namespace}/{spec.name}"), None)
 
 
-@router.get("/endpoint/{namespace}/{name}", responses=EWS)
+@router.get("/endpoint/{namespace}/{name}", responses={**EWS, **ONE})
 def get_endpoint(namespace: str, name: str, ctx: ContextDep) -> Response:
     """One endpoint with its status. The ``ETag`` header carries its generation for ``If-Match``."""
     with ctx.unit(read_only=True) as unit:
@@ -206,11 +233,11 @@ def get_endpoint(namespace: str, name: str, ctx: ContextDep) -> Response:
     return _json(render_row(row, engines=ctx.state.catalogs.engines), row)
 
 
-@router.put("/endpoint/{namespace}/{name}", responses=EWS)
+@router.put("/endpoint/{namespace}/{name}", responses={**EWS, **ONE, **errors(412)})
 def update_endpoint(
     namespace: str,
     name: str,
-    patch: EndpointUpdate,
+    patch: Annotated[EndpointUpdate, Body(openapi_examples=UPDATE_EXAMPLES)],
     ctx: ContextDep,
     if_match: Annotated[str | None, Header()] = None,
 ) -> Response:
@@ -240,7 +267,7 @@ def update_endpoint(
     return _after_write(ctx, with_hub(run, what=f"endpoint {namespace}/{name}"))
 
 
-@router.delete("/endpoint/{namespace}/{name}", response_model=None, responses=documented(Empty, "Deleted."))
+@router.delete("/endpoint/{namespace}/{name}", response_model=None, responses={**documented(Empty, "Deleted."), **ONE})
 def delete_endpoint(namespace: str, name: str, ctx: ContextDep) -> dict[str, Any]:
     """Delete an endpoint. It disappears from the API at once; the controller removes its workloads."""
     with ctx.unit() as unit:
@@ -249,7 +276,7 @@ def delete_endpoint(namespace: str, name: str, ctx: ContextDep) -> dict[str, Any
     return {}
 
 
-@router.post("/endpoint/{namespace}/{name}/pause", responses=EWS)
+@router.post("/endpoint/{namespace}/{name}/pause", responses={**EWS, **ONE})
 def pause_endpoint(namespace: str, name: str, ctx: ContextDep) -> Response:
     """Stop all replicas; no automatic wake-up. Paused endpoints do not count against quota."""
     with ctx.unit() as unit:
@@ -258,7 +285,7 @@ def pause_endpoint(namespace: str, name: str, ctx: ContextDep) -> Response:
     return _after_write(ctx, endpoint)
 
 
-@router.post("/endpoint/{namespace}/{name}/resume", responses=EWS)
+@router.post("/endpoint/{namespace}/{name}/resume", responses={**EWS, **ONE})
 def resume_endpoint(namespace: str, name: str, ctx: ContextDep) -> Response:
     """Resume a paused or scaled-to-zero endpoint. 400 "already running" when there is nothing to resume."""
     with ctx.unit() as unit:
@@ -269,7 +296,7 @@ def resume_endpoint(namespace: str, name: str, ctx: ContextDep) -> Response:
     return _after_write(ctx, endpoint)
 
 
-@router.post("/endpoint/{namespace}/{name}/scale-to-zero", responses=EWS)
+@router.post("/endpoint/{namespace}/{name}/scale-to-zero", responses={**EWS, **ONE})
 def scale_endpoint_to_zero(namespace: str, name: str, ctx: ContextDep) -> Response:
     """Release all replicas now; the next request through the gateway wakes the endpoint."""
     with ctx.unit() as unit:
@@ -281,7 +308,10 @@ def scale_endpoint_to_zero(namespace: str, name: str, ctx: ContextDep) -> Respon
 @router.get(
     "/endpoint/{namespace}/{name}/scaling",
     response_model=None,
-    responses=documented(ScalingView, "The policy in force, the desired count and the latest decisions."),
+    responses={
+        **documented(ScalingView, "The policy in force, the desired count and the latest decisions."),
+        **ONE,
+    },
 )
 def endpoint_scaling(
     namespace: str,
@@ -346,7 +376,8 @@ def endpoint_scaling(
         200: {
             "content": {openmetrics.CONTENT_TYPE: {"schema": {"type": "string"}}},
             "description": "OpenMetrics text.",
-        }
+        },
+        **ONE,
     },
 )
 def endpoint_open_metrics(namespace: str, name: str, ctx: ContextDep) -> Response:
@@ -359,7 +390,23 @@ def endpoint_open_metrics(namespace: str, name: str, ctx: ContextDep) -> Respons
     return Response(body, media_type=openmetrics.CONTENT_TYPE)
 
 
-@router.get("/endpoint/{namespace}/{name}/logs", response_model=EndpointLogs)
+@router.get(
+    "/endpoint/{namespace}/{name}/logs",
+    response_model=EndpointLogs,
+    responses={
+        200: {
+            "content": {
+                "text/event-stream": {
+                    "schema": {"type": "string"},
+                    "example": 'data: {"time": "2026-11-23T12:00:00.000Z", "replica": "…", "stream": "stdout", '
+                    '"line": "…"}\n\n',
+                }
+            },
+            "description": "The replicas and their lines. With `follow=true`, server-sent events instead: one a line.",
+        },
+        **ONE,
+    },
+)
 def endpoint_logs(
     namespace: str,
     name: str,
@@ -442,7 +489,7 @@ async def _following(found: log_sources.Logs, search: str | None, draining: thre
 @router.get(
     "/endpoint/{namespace}/{name}/events",
     response_model=None,
-    responses=documented(AuditPage, "A page of the endpoint's audit log, newest first."),
+    responses={**documented(AuditPage, "A page of the endpoint's audit log, newest first."), **ONE},
 )
 def endpoint_events(
     namespace: str,

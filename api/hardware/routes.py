@@ -8,7 +8,7 @@ from api.deps import ContextDep
 from api.endpoint import service
 from api.hardware.schemas import Providers
 from api.responses import FastJSONResponse
-from api.schemas import documented
+from api.schemas import documented, errors
 
 router = APIRouter(prefix="/v2", tags=["hardware"], default_response_class=FastJSONResponse)
 
@@ -16,7 +16,7 @@ router = APIRouter(prefix="/v2", tags=["hardware"], default_response_class=FastJ
 @router.get(
     "/provider/{namespace}",
     response_model=None,
-    responses=documented(Providers, "Vendors, regions and computes, with the quota in use."),
+    responses={**documented(Providers, "Vendors, regions and computes, with the quota in use."), **errors(400, 403)},
 )
 def list_hardware(namespace: str, ctx: ContextDep) -> dict[str, Any]:
     """The hardware catalog as vendors → regions → computes, with the namespace's quota use per row."""

@@ -9,7 +9,7 @@ from api.endpoint import service
 from api.errors import BadRequest, NotFound, ServiceUnavailable
 from api.recommendation.schemas import Recommendation
 from api.responses import FastJSONResponse
-from api.schemas import documented
+from api.schemas import documented, errors
 from core.domain.catalog import EngineCatalog
 from core.domain.enums import Accelerator, ImageVariant
 from hub.client import HubError
@@ -21,7 +21,7 @@ router = APIRouter(prefix="/v2", tags=["hub"], default_response_class=FastJSONRe
 @router.get(
     "/recommendation",
     response_model=None,
-    responses=documented(Recommendation, "Rows that hold the model, cheapest first."),
+    responses={**documented(Recommendation, "Rows that hold the model, cheapest first."), **errors(400, 403, 404)},
 )
 def recommendation(
     ctx: ContextDep,

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query
 
 from api.deps import ContextDep
 from api.responses import FastJSONResponse
-from api.schemas import documented
+from api.schemas import documented, errors
 from api.usage import service
 from api.usage.schemas import UsageReport, UsageRow, UsageTotal
 from api.validation import require_zones
@@ -22,7 +22,10 @@ router = APIRouter(prefix="/v2", tags=["usage"], default_response_class=FastJSON
 @router.get(
     "/usage/{namespace}",
     response_model=UsageReport,
-    responses=documented(UsageReport, "Replica-hours and cost per endpoint, hardware row and day."),
+    responses={
+        **documented(UsageReport, "Replica-hours and cost per endpoint, hardware row and day."),
+        **errors(400, 403),
+    },
 )
 def namespace_usage(
     namespace: str,
