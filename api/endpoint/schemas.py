@@ -10,7 +10,7 @@ from pydantic import Field
 
 from api.schemas import Out
 from core.domain.enums import EndpointState
-from core.domain.spec import EndpointSpec
+from core.domain.spec import Compute, EndpointSpec
 
 
 class Actor(Out):
@@ -38,9 +38,14 @@ class EndpointStatusRead(Out):
     )
 
 
+class EndpointCompute(Compute):
+    id: str = Field(description="The hardware row it runs on, as `GET /v2/provider/{namespace}` lists it.")
+
+
 class EndpointWithStatus(EndpointSpec):
     """The endpoint as stored (secret values shown as ``********``) with its status."""
 
+    compute: EndpointCompute
     account_id: str | None = None
     health_route: str
     status: EndpointStatusRead
