@@ -289,7 +289,7 @@ class Proxy:
                     if current.serving and usable:
                         route = replace(current, upstreams=usable)
                     elif current.serving and request.header(b"x-scale-up-timeout") is None:
-                        raise  # as far as anyone knows it serves: the refusal is the answer (502)
+                        raise  # as far as anyone knows it serves: the refusal is the answer (503, retry)
                     else:  # stopped, or stopping while the table has not heard yet: a request that waits, waits
                         ready = await self._cold(current, request, client, frozenset(refused))
                         if ready is None:
@@ -347,8 +347,12 @@ class Proxy:
                     f"endpoint {route.label}: answered 502: {exc} (DAIS_GATEWAY__MAX_UPSTREAM_HEAD_BYTES)",
                 )
                 return error(client, 502, f"endpoint {route.label}: {exc}, more than the gateway relays")
-            why = f"the replica refused or dropped the connection ({exc}): retry"
-            return error(client, 502, f"endpoint {route.label}: {why}")
+            if exc.kind in ("connect", "reset"):
+                # No byte of an answer came back: the replica was down or went down (a restart, a crash). As
+                # Envoy does, that is a 503 the client may retry, not a 502, which says the replica answered wrong.
+                why = f"its replica refused or dropped the connection before answering ({exc}): retry"
+                return error(client, 503, f"endpoint {route.label}: {why}", retry_after=UNANSWERED_RETRY_AFTER)
+            return error(client, 502, f"endpoint {route.label}: {exc}")  # the replica answered, wrongly
         finally:
             pending.answered()
             if conn is not None:
@@ -557,7 +561,8 @@ class _Pending:
 
 
 SHED = frozenset({429, 503})  # a replica turning work away: not a completion, for the autoscaler's rates
-REROUTES = 3  # replicas tried after a refused connection, before the request fails with 502
+REROUTES = 3  # replicas tried after a refused connection, before the request fails with 503
+UNANSWERED_RETRY_AFTER = 1  # seconds; a replica that refused or dropped a connection is restarting, or another serves
 
 _ID_PREFIX = os.urandom(6).hex()
 _ID_COUNTER = itertools.count()

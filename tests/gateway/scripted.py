@@ -3,8 +3,9 @@ that ends only when the test says so. It speaks HTTP/1.1 (keep-alive, Content-Le
 fake engine stands in for well-behaved replicas.
 
 Paths: ``/big-head/{n}`` answers 200 with an ``X-Big`` header of n bytes; ``/hold`` streams one event, then
-waits for ``release()`` before its last event and end (``held`` counts streams begun); anything else answers
-200 with a small JSON body.
+waits for ``release()`` before its last event and end (``held`` counts streams begun); ``/drop`` closes the
+connection without a word (a replica dying mid-request); ``/garbage`` answers something that is not HTTP;
+anything else answers 200 with a small JSON body.
 """
 
 from __future__ import annotations
@@ -69,6 +70,8 @@ class ScriptedUpstream:
                     while len(buffer) < length:
                         buffer += conn.recv(65536)
                     buffer = buffer[length:]
+                    if path == "/drop":
+                        return
                     self._answer(conn, path)
             except OSError:
                 return
@@ -77,6 +80,8 @@ class ScriptedUpstream:
         if path.startswith("/big-head/"):
             size = int(path.rsplit("/", 1)[1])
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Big: " + b"a" * size + b"\r\n\r\n{}")
+        elif path == "/garbage":
+            conn.sendall(b"SPDY/9 what\r\n\r\n")
         elif path == "/hold":
             conn.sendall(
                 b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"

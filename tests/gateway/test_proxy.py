@@ -18,6 +18,7 @@ from tests.fixtures.engine import FakeEngine
 from tests.fixtures.engine import words_for as words
 from tests.fixtures.kube import wait_for
 from tests.gateway.conftest import Running, start_gateway
+from tests.gateway.scripted import ScriptedUpstream
 
 
 @pytest.fixture(scope="module")
@@ -181,15 +182,33 @@ def test_token_counts_and_request_metrics_are_exported(gateway: Running, routed:
     assert httpx.get(f"{gateway.url}/metrics").status_code == 404  # metrics stay on the internal listener
 
 
-def test_a_refused_upstream_is_a_502_with_a_reason(gateway: Running) -> None:
+def test_a_refused_upstream_is_a_503_to_retry_with_a_reason(gateway: Running) -> None:
     ident = gateway.create("gone-engine")
     dead = FakeEngine()
     dead.close()
     gateway.set_status(ident, engines=[dead])
     gateway.serving("admin", "gone-engine")
     answer = httpx.post(f"{gateway.url}/admin/gone-engine/generate", json={"inputs": "x"})
-    assert answer.status_code == 502
+    assert answer.status_code == 503  # nothing reached a replica: safe to send again
+    assert answer.headers["retry-after"] == "1"
     assert "refused" in answer.json()["error"]
+
+
+def test_a_replica_that_drops_the_request_is_a_503_and_one_that_answers_garbage_a_502(
+    gateway: Running, engine: FakeEngine
+) -> None:
+    with ScriptedUpstream() as upstream:
+        ident = gateway.create("flaky")
+        gateway.set_status(ident, engines=[engine], addresses=[upstream.address], upstream=upstream.url)
+        gateway.serving("admin", "flaky")
+        dropped = httpx.post(f"{gateway.url}/admin/flaky/drop", json={"inputs": "x"})
+        assert dropped.status_code == 503
+        assert dropped.headers["retry-after"] == "1"
+        assert "dropped the connection before answering" in dropped.json()["error"]
+        garbage = httpx.post(f"{gateway.url}/admin/flaky/garbage", json={"inputs": "x"})
+        assert garbage.status_code == 502
+        assert "retry-after" not in garbage.headers
+        assert "HTTP" in garbage.json()["error"]
 
 
 def test_an_oversized_body_is_refused(live_server: LiveServer, routed: str) -> None:
