@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import AfterValidator, Field, StringConstraints
 
 from api.schemas import Out
-from core.domain.spec import RequestBody
+from core.domain.spec import PRINTABLE_ASCII, RequestBody, check_hub_token
 
 NamespaceName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,62}[A-Za-z0-9])?$")]
 
@@ -34,8 +34,9 @@ class TokenCreate(_Body):
 
 
 class HubTokenSet(_Body):
-    token: Annotated[str, StringConstraints(min_length=8, max_length=512, pattern=r"^\S+$")] = Field(
-        description="A Hugging Face token with read access (hf_…); stored encrypted, never returned."
+    token: Annotated[str, StringConstraints(min_length=8, max_length=512), AfterValidator(check_hub_token)] = Field(
+        description="A Hugging Face token with read access (hf_…); stored encrypted, never returned.",
+        json_schema_extra={"pattern": PRINTABLE_ASCII},
     )
 
 

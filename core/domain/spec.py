@@ -108,6 +108,23 @@ def _check_env_names(mapping: dict[str, str]) -> dict[str, str]:
 EnvMap = Annotated[dict[str, str], AfterValidator(_check_env_names)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 Route = Annotated[str, StringConstraints(pattern=r"^/[\x21-\x7e]*$", max_length=256)]
+PRINTABLE_ASCII = r"^[!-~]+$"
+
+
+def check_hub_token(token: str) -> str:
+    """A Hub token travels in an HTTP header, which holds printable ASCII only."""
+    if not re.fullmatch(PRINTABLE_ASCII, token):
+        raise ValueError("a Hugging Face token is printable ASCII with no spaces (hf_…): copy it again from the Hub")
+    return token
+
+
+def _check_secrets(secrets: dict[str, str]) -> dict[str, str]:
+    if secrets.get("HF_TOKEN"):  # the endpoint's own Hub token
+        try:
+            check_hub_token(secrets["HF_TOKEN"])
+        except ValueError as exc:
+            raise ValueError(f"HF_TOKEN: {exc}") from None
+    return secrets
 
 
 class Provider(_Shape):
@@ -218,7 +235,7 @@ class Model(_Shape):
         default_factory=lambda: {"huggingface": ImageVariantConfig()}
     )
     env: EnvMap = Field(default_factory=dict)
-    secrets: EnvMap = Field(default_factory=dict)
+    secrets: Annotated[EnvMap, AfterValidator(_check_secrets)] = Field(default_factory=dict)
     command: list[str] | None = None
     args: list[str] | None = None
 
