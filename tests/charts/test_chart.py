@@ -149,6 +149,9 @@ def test_the_api_and_the_gateway_drain_within_their_grace_period(
         assert pods[component]["terminationGracePeriodSeconds"] == pre_stop + drain + 10
         lifecycle = pods[component]["containers"][0].get("lifecycle")
         assert lifecycle == ({"preStop": {"sleep": {"seconds": pre_stop}}} if pre_stop else None)
+        # Readiness is the route that turns 503 as the drain begins (liveness stays /healthz).
+        assert pods[component]["containers"][0]["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert pods[component]["containers"][0]["livenessProbe"]["httpGet"]["path"] == "/healthz"
     for component in ("controller", "autoscaler"):  # no traffic to drain: Kubernetes's default
         assert pods[component]["terminationGracePeriodSeconds"] == 30
         assert "lifecycle" not in pods[component]["containers"][0]
