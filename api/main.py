@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import AsyncIterator, Callable
+import re
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
@@ -168,9 +169,11 @@ def _document_errors_as_answered(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def _error(status: int, message: str, *, retry_after: int | None = None) -> FastJSONResponse:
-    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
-    return FastJSONResponse({"error": message, "statusCode": status}, status_code=status, headers=headers)
+def _error(
+    status: int, message: str, *, retry_after: int | None = None, headers: Mapping[str, str] | None = None
+) -> FastJSONResponse:
+    sent = {**(headers or {}), **({"Retry-After": str(retry_after)} if retry_after is not None else {})}
+    return FastJSONResponse({"error": message, "statusCode": status}, status_code=status, headers=sent or None)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -190,8 +193,11 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error(400, f"a value cannot be stored ({detail}): check text for NUL characters and numbers for range")
 
     @app.exception_handler(HTTPException)
-    async def http_error(_: Request, exc: HTTPException) -> Response:
-        return _error(exc.status_code, str(exc.detail))
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        headers = exc.headers
+        if exc.status_code == 405 and (methods := _methods_at(app, request.url.path)):
+            headers = {"Allow": ", ".join(sorted(methods))}  # Starlette's names the first route's only
+        return _error(exc.status_code, str(exc.detail), headers=headers)
 
     @app.exception_handler(DBAPIError)
     async def database_error(_: Request, exc: DBAPIError) -> Response:
@@ -216,6 +222,19 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def crash(_: Request, exc: Exception) -> Response:
         return _crash(exc)
+
+
+def _methods_at(app: FastAPI, path: str) -> set[str]:
+    """The methods the API document lists at ``path``."""
+    methods: set[str] = set()
+    for template, operations in app.openapi()["paths"].items():
+        parts = re.split(r"(\{[^}]+\})", template)
+        if re.fullmatch("".join("[^/]+" if p.startswith("{") else re.escape(p) for p in parts), path):
+            methods |= {method.upper() for method in operations if method in _METHODS}
+    return methods
+
+
+_METHODS = frozenset({"get", "put", "post", "delete", "patch", "head", "options"})
 
 
 def _crash(exc: Exception) -> Response:

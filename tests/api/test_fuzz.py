@@ -35,6 +35,7 @@ CHECKS = (
     "content_type_conformance",
     "response_schema_conformance",
     "ignored_auth",
+    "unsupported_method",
 )
 
 

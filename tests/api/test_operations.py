@@ -95,3 +95,4 @@ def test_unknown_routes_and_methods_use_the_error_shape(client: TestClient) -> N
     wrong = client.patch("/v2/endpoint/admin/x")
     assert wrong.status_code == 405
     assert wrong.json()["statusCode"] == 405
+    assert set(wrong.headers["allow"].split(", ")) == {"GET", "PUT", "DELETE"}
