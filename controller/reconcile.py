@@ -222,7 +222,10 @@ class Reconciler:
             "conditions": [{**c, "observedGeneration": generation} for c in observation.conditions],
             "upstream": self.runtime.upstream(view),
             "addresses": observation.addresses,
-            "startup_seconds": observation.startup_seconds,
+            # The latest Ready replica's start-up time outlives it: the gateway's Retry-After while none is Ready.
+            "startup_seconds": observation.startup_seconds
+            if observation.startup_seconds is not None
+            else (previous[-1] if previous is not None else None),
         }
         status_changed = previous != tuple(fields.values())
         replicas_changed = snapshot.replicas != observation.replicas

@@ -267,6 +267,10 @@ def test_pause_then_resume(stack: Stack) -> None:
         what="the replicas to stop",
     )
     assert stack.wait_state("pausable", "paused")["targetReplica"] == 0
+    with stack.server.sessions() as session:  # kept with no replica: the Retry-After of the next wake
+        row = session.get(EndpointStatus, endpoint_id)
+        assert row is not None
+        assert row.startup_seconds is not None
     assert stack.api.post(f"/v2/endpoint/{NS}/pausable/resume").status_code == 200
     stack.wait_state("pausable", "running")
     assert stack.only("Deployment", endpoint_id)["spec"]["replicas"] == 1
