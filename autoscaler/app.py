@@ -93,7 +93,7 @@ class Autoscaler:
         )
         halt = threading.Event()
         wakes: queue.SimpleQueue[tuple[str, float] | None] = queue.SimpleQueue()
-        threading.Thread(target=self._wake_worker, args=(ticker, wakes, lost), name="wakes", daemon=True).start()
+        threading.Thread(target=self._wake_worker, args=(ticker, wakes), name="wakes", daemon=True).start()
         if self.wake_bus is not None:
             self.wake_bus.subscribe(lambda endpoint_id: wakes.put((endpoint_id, time.perf_counter())))
         else:
@@ -113,7 +113,7 @@ class Autoscaler:
         scheduler.add_job(
             self._tick,
             "interval",
-            args=(ticker, lost),
+            args=(ticker,),
             seconds=config.tick_seconds,
             next_run_time=datetime.now(UTC),
             max_instances=1,
@@ -136,14 +136,13 @@ class Autoscaler:
         return not lost.is_set()
 
     @staticmethod
-    def _tick(ticker: Ticker, lost: threading.Event) -> None:
+    def _tick(ticker: Ticker) -> None:
         started = time.perf_counter()
         result = "success"
         try:
             ticker.tick()
-        except NotLeader:
+        except NotLeader:  # leading is suspended (renewals failing): skip; the lease's keeper sets ``lost`` if lost
             result = "not_leader"
-            lost.set()
         except Exception as exc:  # a failed tick is retried at the next one; the schedule never dies
             result = "error"
             # An outage of the database is logged once, by its pool's watch (core.db.outage).
@@ -153,7 +152,7 @@ class Autoscaler:
             metrics.TICK_SECONDS.observe(time.perf_counter() - started)
 
     @staticmethod
-    def _wake_worker(ticker: Ticker, wakes: queue.SimpleQueue[tuple[str, float] | None], lost: threading.Event) -> None:
+    def _wake_worker(ticker: Ticker, wakes: queue.SimpleQueue[tuple[str, float] | None]) -> None:
         while (item := wakes.get()) is not None:
             endpoint_id, arrived = item
             try:
@@ -162,8 +161,8 @@ class Autoscaler:
                 if decision is not None:
                     metrics.WAKE_SECONDS.observe(time.perf_counter() - arrived)
                     log.info("woke %s: %s replica(s)", endpoint_id, decision.replicas)
-            except NotLeader:
-                lost.set()
+            except NotLeader:  # suspended: the first tick once leading again scales for requests in flight
+                metrics.WAKES.labels(result="not_leader").inc()
             except Exception as exc:
                 metrics.WAKES.labels(result="error").inc()
                 log.log(

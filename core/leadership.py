@@ -4,7 +4,7 @@ or, without a cluster to hold one in (``dais serve`` on a laptop), simply act.
 Whoever writes on the leader's behalf checks ``is_leader()`` right before each write and raises ``NotLeader``
 when it is False. That happens first when renewals fail (the API server away): leading is then suspended, and
 resumes once a renewal finds the lease still naming this process (the controller's workers wait for that; the
-autoscaler exits and restarts as a standby). ``lost`` is set once the lease names another holder: the
+autoscaler skips its ticks and wakes meanwhile). ``lost`` is set once the lease names another holder: the
 component's loop then stops and the process exits.
 """
 

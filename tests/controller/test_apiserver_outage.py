@@ -1,10 +1,11 @@
-"""The API server goes away and comes back under real `dais controller` processes, a leader and a standby.
+"""The API server goes away and comes back under real `dais controller` processes, a leader and a standby, and a
+`dais autoscaler`.
 
-While it is away: neither process exits; each logs the outage once; the leader is fenced once its lease cannot be
-renewed; no status changes (endpoints keep the last state seen); the API accepts a create, an update and a delete.
-Once it is back: the leader (the same process, its lease kept) resumes its watches, applies what changed meanwhile,
-leaves every object it did not have to change as it was (uids, resourceVersions, generations), and converges; the
-standby never wrote.
+While it is away: no process exits (the autoscaler skips its ticks); each controller logs the outage once; the
+leader is fenced once its lease cannot be renewed; no status changes (endpoints keep the last state seen); the API
+accepts a create, an update and a delete. Once it is back: the leader (the same process, its lease kept) resumes its
+watches, applies what changed meanwhile, leaves every object it did not have to change as it was (uids,
+resourceVersions, generations), and converges; the standby never wrote; the autoscaler leads on.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ def test_an_apiserver_outage_is_waited_out_and_what_changed_meanwhile_converges(
     leader = harness.start_controller()
     wait_for(lambda: harness.holder() == leader.identity, timeout=WAIT, what="the first controller to lead")
     standby = harness.start_controller()
+    autoscaler = harness.start_autoscaler()
+    wait_for(lambda: autoscaler.metric("dais_autoscaler_leader") == 1, timeout=WAIT, what="the autoscaler to lead")
     harness.create("kept", secrets={"KEY": "v"})
     harness.create("updated")
     harness.create("deleted")
@@ -81,7 +84,12 @@ def test_an_apiserver_outage_is_waited_out_and_what_changed_meanwhile_converges(
             timeout=WAIT,
             what="the leader to find the API server away, again and again",
         )
-        for process in (leader, standby):
+        wait_for(
+            lambda: autoscaler.metric("dais_autoscaler_ticks_total", result="not_leader") >= 2,
+            timeout=LEASE_SECONDS * 5,
+            what="the autoscaler to skip ticks while its lease cannot be renewed",
+        )
+        for process in (leader, standby, autoscaler):
             assert process.popen.poll() is None, process.tail()
             assert _count(process, UNREACHABLE) == 1, process.tail()  # once, not once per attempt
         assert _count(leader, "could not renew the lease") == 1, leader.tail()
@@ -125,5 +133,9 @@ def test_an_apiserver_outage_is_waited_out_and_what_changed_meanwhile_converges(
     assert _count(leader, "acting again") == 1, leader.tail()
     assert "Traceback" not in leader.log.read_text(errors="replace"), leader.tail()
     assert standby.popen.poll() is None, standby.tail()
+    # The autoscaler, too, waited the outage out and leads on with its lease, without a restart.
+    assert autoscaler.popen.poll() is None, autoscaler.tail()
+    wait_for(lambda: autoscaler.metric("dais_autoscaler_leader") == 1, timeout=WAIT, what="the autoscaler to lead")
+    assert harness.holder("autoscaler") == autoscaler.identity
     assert standby.metric("dais_controller_kube_writes_total") == 0  # never two controllers acting at once
     assert standby.metric("dais_controller_status_writes_total") == 0

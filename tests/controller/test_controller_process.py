@@ -74,7 +74,14 @@ class Harness:
         self.processes: list[ControllerProcess] = []
 
     def start_controller(self) -> ControllerProcess:
+        return self._start("controller", {"DAIS_CONTROLLER__IMAGE": "dais:test"})
+
+    def start_autoscaler(self) -> ControllerProcess:
+        return self._start("autoscaler", {"DAIS_AUTOSCALER__TICK_SECONDS": "0.5"})
+
+    def _start(self, component: str, settings: dict[str, str]) -> ControllerProcess:
         port = free_port()
+        section = f"DAIS_{component.upper()}__"
         env = {
             **os.environ,
             "DAIS_DATABASE_URL": self.server.settings.effective_database_url,
@@ -82,16 +89,16 @@ class Harness:
             "DAIS_LOG_JSON": "false",
             "DAIS_CONTROLLER__KUBECONFIG": str(self.cluster.kubeconfig),
             "DAIS_CONTROLLER__NAMESPACE": self.namespace,
-            "DAIS_CONTROLLER__LEASE_NAME": "dais-controller",
-            "DAIS_CONTROLLER__LEASE_SECONDS": str(LEASE_SECONDS),
-            "DAIS_CONTROLLER__RENEW_SECONDS": "0.5",
-            "DAIS_CONTROLLER__LISTEN": f"127.0.0.1:{port}",
-            "DAIS_CONTROLLER__IMAGE": "dais:test",
+            f"{section}LEASE_NAME": f"dais-{component}",
+            f"{section}LEASE_SECONDS": str(LEASE_SECONDS),
+            f"{section}RENEW_SECONDS": "0.5",
+            f"{section}LISTEN": f"127.0.0.1:{port}",
+            **settings,
         }
-        log = self.workdir / f"controller-{len(self.processes)}.log"
+        log = self.workdir / f"{component}-{len(self.processes)}.log"
         log_file = log.open("wb")
         popen = subprocess.Popen(
-            [*DAIS, "controller"],
+            [*DAIS, component],
             env=env,
             stdout=log_file,
             stderr=subprocess.STDOUT,
@@ -102,7 +109,7 @@ class Harness:
         wait_for(
             lambda: popen.poll() is not None or ((r := process.get("/healthz")) is not None and r.status_code == 200),
             timeout=WAIT,
-            what="the controller's /healthz",
+            what=f"the {component}'s /healthz",
         )
         assert popen.poll() is None, process.tail()
         return process
@@ -114,8 +121,8 @@ class Harness:
         response = self.api.post(f"/v2/endpoint/{NS}", json=body)
         assert response.status_code == 200, response.text
 
-    def holder(self) -> str | None:
-        lease = self.kube.get("Lease", self.namespace, "dais-controller")
+    def holder(self, component: str = "controller") -> str | None:
+        lease = self.kube.get("Lease", self.namespace, f"dais-{component}")
         return (lease or {}).get("spec", {}).get("holderIdentity")
 
     def live_ids(self) -> set[str]:
