@@ -31,9 +31,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.db.changes import CHANNEL, ROUTES_CHANNEL, LocalBus, listen_postgres, request_wake
 from core.db.metric_samples import AlreadyWritten, next_sample_at
-from core.db.outage import level
+from core.db.outage import level, unavailable
 from core.domain.catalog import EngineCatalog
 from core.net import split_host_port
+from core.retry import Backoff
 from core.settings import GatewaySettings
 from gateway import metrics
 from gateway.activity import Activity, release_gateway, write_rows
@@ -119,7 +120,10 @@ class Gateway:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop)
         listener = self._start_listener(loop)  # before the first read, so no change falls between the two
-        await self._reload()
+        if not await self._first_reload():
+            if listener is not None:
+                listener.join(timeout=5)
+            return  # stopped while the database was away
         pool = self.pool = UpstreamPool(
             connect_timeout=self.settings.connect_timeout_seconds,
             read_timeout=self.settings.read_timeout_seconds,
@@ -294,6 +298,22 @@ class Gateway:
         while True:
             await asyncio.sleep(self.settings.poll_seconds)
             self._mark_all()
+
+    async def _first_reload(self) -> bool:
+        """Reads the routing table before serving. A gateway started while its database is away (a restart of
+        both, a failover) waits for it, listening nowhere yet, instead of exiting: its pool's watch logs the
+        outage once. False when stopped meanwhile."""
+        backoff, attempt = Backoff(base=0.5, cap=10.0), 0
+        while True:
+            try:
+                await self._reload()
+                return True
+            except Exception as exc:
+                if not unavailable(exc):
+                    raise
+            if await asyncio.to_thread(self._stop.wait, backoff.delay(attempt)):
+                return False
+            attempt += 1
 
     async def _reload(self) -> None:
         routes, _ = await asyncio.to_thread(load_routes, self.sessions, engines=self.engines, use_pods=self._use_pods)

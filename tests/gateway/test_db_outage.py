@@ -5,7 +5,9 @@ changes again without a restart."""
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,7 +28,7 @@ from tests.conftest import make_settings
 from tests.factories import ADMIN_TOKEN, endpoint_body
 from tests.fixtures.engine import FakeEngine
 from tests.fixtures.hub import HubServer
-from tests.fixtures.kube import wait_for
+from tests.fixtures.kube import die_with_parent, wait_for
 from tests.fixtures.outage import DAIS, Database, dais_env, lines_with, restartable_database
 from tests.fixtures.postgres import free_port
 from tests.fixtures.server import running
@@ -173,6 +175,52 @@ def test_the_gateway_serves_what_it_knows_while_postgres_is_down_and_catches_up_
     assert lines_with(gateway.log, "database back (notifications connection)") == 1
     assert lines_with(gateway.log, "could not write") == lines_with(gateway.log, "refresh failed") == 0
     assert lines_with(gateway.log, "Traceback") == 0
+
+
+def test_a_gateway_started_while_postgres_is_down_waits_for_it_then_serves(setup: Setup, tmp_path: Path) -> None:
+    setup.add("early", "public")
+    public, internal = free_port(), free_port()
+    env = dais_env(
+        setup.database.url,
+        tmp_path,
+        DAIS_GATEWAY__LISTEN=f"127.0.0.1:{public}",
+        DAIS_GATEWAY__INTERNAL_LISTEN=f"127.0.0.1:{internal}",
+    )
+    log = tmp_path / "gateway.log"
+    setup.database.stop()
+    try:
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [*DAIS, "gateway"],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent(os.getpid()),
+            )
+        wait_for(
+            lambda: lines_with(log, "database unavailable (pool connection") == 1,
+            timeout=60,
+            what="the gateway to find its database away",
+        )
+        assert process.poll() is None, log.read_text()  # waiting, not exited
+    finally:
+        setup.database.start()
+    try:
+
+        def serves() -> bool:
+            assert process.poll() is None, log.read_text()
+            try:
+                return httpx.get(f"http://127.0.0.1:{public}/admin/early/health", timeout=5).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(serves, timeout=60, what="the gateway to serve once its database is back")
+        assert httpx.get(f"http://127.0.0.1:{internal}/readyz").status_code == 200
+        assert lines_with(log, "database back (pool connection)") == 1
+        assert lines_with(log, "Traceback") == 0
+    finally:
+        process.terminate()
+        assert process.wait(timeout=60) == 0, log.read_text()
 
 
 def _traffic(endpoint_id: str, ok: int, **more: Any) -> Traffic:
