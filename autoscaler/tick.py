@@ -62,11 +62,12 @@ class Ticker:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def tick(self) -> list[tuple[str, Decision]]:
+        with transaction(self.sessions) as session:
+            measuring = _to_measure(session)
+        # The network, with no transaction open and without the lock: a wake does not wait on Prometheus.
+        measured = self.source.measure(measuring, self.clock())
         with self.lock:
             now = self.clock()
-            with transaction(self.sessions) as session:
-                measuring = _to_measure(session)
-            measured = self.source.measure(measuring, now)  # the network, with no transaction open
             with transaction(self.sessions) as session:
                 return self._decide(session, measuring, measured, now)
 

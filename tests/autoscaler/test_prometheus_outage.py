@@ -107,15 +107,21 @@ def shown_reason(server: LiveServer, name: str) -> str:
 def test_a_hung_prometheus_holds_no_database_connection(live_server: LiveServer, autoscaler_engine: Engine) -> None:
     steady = endpoint(live_server, "hung-steady", ready=3)
     queued = endpoint(live_server, "hung-queued", ready=2, pending_mean=9.0)  # 4.5 per replica, threshold 1.5
+    asleep = endpoint(live_server, "hung-asleep", ready=0)
     pool = autoscaler_engine.pool
     assert isinstance(pool, QueuePool)
-    with SilentServer() as silent, ThreadPoolExecutor(1) as background:
+    with SilentServer() as silent, ThreadPoolExecutor(2) as background:
         prometheus = PrometheusClient(silent.url, timeout=60)
-        tick = background.submit(ticker(autoscaler_engine, prometheus).tick)
+        scaler = ticker(autoscaler_engine, prometheus)
+        tick = background.submit(scaler.tick)
         try:
             assert silent.wait_requests(), "the tick never queried Prometheus"
             assert pool.checkedout() == 0, "the tick holds a pool connection while Prometheus hangs"
             assert in_transaction(autoscaler_engine) == []
+            # A request's wake does not wait for the hung tick.
+            woken = background.submit(scaler.wake, asleep).result(timeout=30)
+            assert woken is not None
+            assert woken.replicas == 1
             assert not tick.done()
         finally:
             silent.hang_up()
