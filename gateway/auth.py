@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db.outage import RETRY_AFTER_SECONDS, unavailable
@@ -132,9 +133,9 @@ class TokenCache:
             try:
                 found = await asyncio.to_thread(self._load, key)
             except Exception as exc:
-                if not unavailable(exc):
+                if not unavailable(exc) and not isinstance(exc, PoolTimeout):
                     raise
-                found = UNCHECKED  # the engine's watch logs the outage once
+                found = UNCHECKED  # the engine's watch logs an outage once; a full pool is load, said by the 503
             future.set_result(found)
         except BaseException as exc:
             future.set_exception(exc)

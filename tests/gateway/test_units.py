@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy import create_engine
 
+from core.db.session import make_sessionmaker
 from core.domain.enums import EndpointType
 from gateway.activity import REFRESH_SECONDS, Activity
+from gateway.auth import UNCHECKED, UNKNOWN, TokenCache
 from gateway.proxy import Proxy, RequestTarget, parse_target
 from gateway.routing import Route, RoutingTable
 from gateway.usage import UsageReader
@@ -130,3 +134,15 @@ def test_tokens_from_openai_json_tgi_details_and_the_last_sse_events() -> None:
     stream.feed(b'data: {"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 9}}\n\ndata: [DONE]\n\n')
     assert stream.tokens().completion == 9
     assert not UsageReader("image/png").wanted
+
+
+def test_a_token_that_finds_no_free_database_connection_is_a_503_to_retry(pg_url: str) -> None:
+    url = pg_url.replace("postgresql://", "postgresql+psycopg://", 1)
+    engine = create_engine(url, pool_size=1, max_overflow=0, pool_timeout=0.2)
+    tokens = TokenCache(make_sessionmaker(engine), ttl_s=4)
+    try:
+        with engine.connect():  # the pool's only connection, busy elsewhere
+            assert asyncio.run(tokens.caller("Bearer dais_not_checked_yet")) is UNCHECKED  # 503 + Retry-After
+        assert asyncio.run(tokens.caller("Bearer dais_not_checked_yet")) is UNKNOWN  # not remembered: asked again
+    finally:
+        engine.dispose()
