@@ -302,6 +302,7 @@ class Connection(asyncio.Protocol):
                     self._refuse(status, message, limit=limit)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        busy = self.in_flight
         self.closed = True
         server = self.server
         server.connections.discard(self)
@@ -310,7 +311,7 @@ class Connection(asyncio.Protocol):
         if self._task is not None and not self._task.done():
             self._task.cancel()  # the client went away: so does the upstream call
         self._queue.clear()
-        if server.draining:
+        if server.draining and busy:  # an idle one leaving changes nothing: no scan of all per close
             server.settled()
 
     def pause_writing(self) -> None:
