@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 import re
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -210,9 +212,14 @@ def _install_error_handlers(app: FastAPI) -> None:
             retry_after=RETRY_AFTER_SECONDS,
         )
 
+    warned_at = -math.inf
+
     @app.exception_handler(PoolTimeout)
     async def pool_exhausted(_: Request, exc: PoolTimeout) -> Response:
-        log.warning("no free database connection within DAIS_DB_POOL_TIMEOUT_SECONDS: %s", exc)
+        nonlocal warned_at
+        if time.monotonic() - warned_at >= 10:  # under overload: a line every 10 s, not one per request
+            warned_at = time.monotonic()
+            log.warning("no free database connection within DAIS_DB_POOL_TIMEOUT_SECONDS: %s", exc)
         return _error(
             503,
             "the API has more requests at once than database connections (DAIS_DB_POOL_SIZE): retry in 1 s",
