@@ -120,10 +120,6 @@ class Gateway:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop)
         listener = self._start_listener(loop)  # before the first read, so no change falls between the two
-        if not await self._first_reload():
-            if listener is not None:
-                listener.join(timeout=5)
-            return  # stopped while the database was away
         pool = self.pool = UpstreamPool(
             connect_timeout=self.settings.connect_timeout_seconds,
             read_timeout=self.settings.read_timeout_seconds,
@@ -154,6 +150,10 @@ class Gateway:
                 bound = server.sockets[0].getsockname()
                 self.ports[role] = int(bound[1])
                 log.info("gateway %s listener on %s:%d", role, bound[0], bound[1])
+            # Listening already (/healthz answers; /readyz and endpoint paths say 503 until the table is read),
+            # so probes see a gateway that waits for its database rather than a dead one.
+            if not await self._first_reload():
+                return  # stopped while the database was away
             tasks = [
                 loop.create_task(self._follow_changes()),
                 loop.create_task(self._poll()),
@@ -226,8 +226,9 @@ class Gateway:
                 return False
             if path == "/metrics" and internal:
                 client.send(200, [(b"content-type", CONTENT_TYPE_LATEST.encode())], generate_latest())
-            elif path == "/readyz" and self.draining:
-                client.send(503, [_JSON], orjson.dumps({"status": "draining", "routes": len(self.table)}))
+            elif path == "/readyz" and (self.draining or not self.table.loaded):
+                status = "draining" if self.draining else "starting: reading the routes"
+                client.send(503, [_JSON], orjson.dumps({"status": status, "routes": len(self.table)}))
             elif path in ("/healthz", "/readyz"):
                 client.send(200, [_JSON], orjson.dumps({"status": "ok", "routes": len(self.table)}))
             else:
@@ -300,9 +301,9 @@ class Gateway:
             self._mark_all()
 
     async def _first_reload(self) -> bool:
-        """Reads the routing table before serving. A gateway started while its database is away (a restart of
-        both, a failover) waits for it, listening nowhere yet, instead of exiting: its pool's watch logs the
-        outage once. False when stopped meanwhile."""
+        """Reads the routing table before serving requests. A gateway started while its database is away (a
+        restart of both, a failover) waits for it instead of exiting: its pool's watch logs the outage once.
+        False when stopped meanwhile."""
         backoff, attempt = Backoff(base=0.5, cap=10.0), 0
         while True:
             try:

@@ -168,6 +168,10 @@ class Proxy:
             error(client, 400, target)
             return None
         route = self.find(target)
+        if route is None and not self.table.loaded:
+            metrics.REJECTED.labels("starting").inc()
+            error(client, 503, "the gateway is starting: its routes are not read yet; retry", retry_after=1)
+            return None
         if route is None or (route.private_service and not self.internal):
             metrics.REJECTED.labels("not_found").inc()
             where = f"{target.namespace}/{target.name}" if target.namespace else target.name

@@ -100,6 +100,7 @@ class RoutingTable:
         self._by_name: dict[tuple[str, str], Route] = {}
         self._by_id: dict[str, Route] = {}
         self._serving: dict[str, asyncio.Event] = {}
+        self.loaded = False  # read whole once: until then an unknown endpoint may only be not read yet
 
     def get(self, namespace: str, name: str) -> Route | None:
         return self._by_name.get((namespace, name))
@@ -138,6 +139,7 @@ class RoutingTable:
             self.remove(endpoint_id)
         for route in fresh.values():
             self.put(route)
+        self.loaded = True
 
     def changed(self, endpoint_id: str) -> asyncio.Event:
         """An event set the next time this endpoint starts serving (or is paused, or goes away)."""

@@ -203,6 +203,13 @@ def test_a_gateway_started_while_postgres_is_down_waits_for_it_then_serves(setup
             what="the gateway to find its database away",
         )
         assert process.poll() is None, log.read_text()  # waiting, not exited
+        # Alive to a liveness probe, not ready, and saying so to a client.
+        wait_for(lambda: _status(f"http://127.0.0.1:{internal}/healthz") == 200, timeout=30, what="/healthz")
+        assert _status(f"http://127.0.0.1:{internal}/readyz") == 503
+        early = httpx.get(f"http://127.0.0.1:{public}/admin/early/health", timeout=5)
+        assert early.status_code == 503
+        assert early.headers["retry-after"] == "1"
+        assert "the gateway is starting" in early.json()["error"]
     finally:
         setup.database.start()
     try:
@@ -239,3 +246,10 @@ def test_samples_not_written_for_long_are_folded_not_dropped() -> None:
     assert sum(s.requests[0] for _, samples in batches for s in samples) == BACKLOG + 3 + 2
     history.written(batches)
     assert history.queue(at + 100, []) == []
+
+
+def _status(url: str) -> int | None:
+    try:
+        return httpx.get(url, timeout=5).status_code
+    except httpx.TransportError:
+        return None
