@@ -101,6 +101,7 @@ class _Supervisor:
         self.turn = 0
         self.accepting = False
         self.signalled = False
+        self.hurried = False  # a second signal: no more waiting before the listener closes
         # A signal writes to ``wake`` (set_wakeup_fd), so that the select returns at once.
         self.wake, self.wake_signal = socket.socketpair()
 
@@ -120,7 +121,7 @@ class _Supervisor:
                 slot.restart_at = None
                 self._send(slot, b"d")
             close_at = time.monotonic() + unready_seconds
-            while (left := close_at - time.monotonic()) > 0:
+            while not self.hurried and (left := close_at - time.monotonic()) > 0:
                 self._step(timeout=left)
             self._stop_workers()
         finally:
@@ -134,6 +135,7 @@ class _Supervisor:
         return 0
 
     def _on_signal(self, _sig: int, _frame: FrameType | None) -> None:
+        self.hurried = self.signalled
         self.signalled = True
 
     def _next_restart(self) -> float | None:

@@ -210,6 +210,19 @@ def test_sigterm_drains_then_exits_0(tmp_path: Path, command: str, workers: int)
         wait_for(lambda: not any(_alive(pid) for pid in holders), timeout=30, what="the workers to exit")
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_second_sigterm_closes_the_listener_without_waiting_out_the_unready_time(
+    tmp_path: Path, workers: int
+) -> None:
+    env = {"DAIS_API__UNREADY_SECONDS": "3600", "DAIS_CONTROLLER__RUNTIME": "none"}
+    with serving(tmp_path, workers=workers, env=env) as api:
+        api.process.send_signal(signal.SIGTERM)
+        wait_for(lambda: _status(f"{api.url}/readyz") == 503, timeout=30, what="/readyz to answer 503")
+        assert api.process.poll() is None  # an hour of accepting is left
+        api.process.send_signal(signal.SIGTERM)
+        assert api.process.wait(timeout=60) == 0, api.logged()
+
+
 def test_workers_exit_when_the_supervisor_is_killed(supervisor: Api) -> None:
     """A SIGKILLed supervisor leaves no orphans serving on: each worker reads end-of-file and exits."""
     workers = supervisor.workers()
