@@ -160,7 +160,8 @@ class LeaderElector:
             self._observed_version = None
             return False
         except KubeError as exc:
-            if exc.status not in (404, 409):
+            if exc.status not in (404, 409):  # an API server still starting (5xx, 429): as good as unseen
+                self._observed_version = None
                 log.warning("lease %s/%s: %s", self._namespace, self._name, exc)
             return False
         self._renewed_at = attempt
