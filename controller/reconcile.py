@@ -380,5 +380,5 @@ def _status_tuple(status: EndpointStatus) -> tuple[Any, ...]:
         status.conditions,
         status.upstream,
         status.addresses,
-        status.startup_seconds,
+        status.startup_seconds,  # last: _write_status keeps it as previous[-1]
     )
