@@ -23,6 +23,7 @@ from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
 FIELD_MANAGER = "dais-controller"
+WATCH_MARGIN_SECONDS = 10  # past a watch's own timeout, the silence after which its connection counts as dead
 
 log = logging.getLogger("dais.kube")
 
@@ -185,8 +186,16 @@ class Kube:
             "allowWatchBookmarks": "true",
             "timeoutSeconds": str(timeout_seconds),
         }
+        # The server ends the watch after timeout_seconds; silence past that is a connection that died without
+        # a word (a partition): it fails, and the caller relists, instead of waiting on it for ever.
         response = self._send(
-            "GET", KINDS[kind].path(namespace), kind=kind, verb="watch", query=query, stream=True, read_timeout=None
+            "GET",
+            KINDS[kind].path(namespace),
+            kind=kind,
+            verb="watch",
+            query=query,
+            stream=True,
+            read_timeout=timeout_seconds + WATCH_MARGIN_SECONDS,
         )
         try:
             if response.status != 200:

@@ -9,13 +9,15 @@ after it before taking over; a suspended leader whose lease another took has los
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
+import urllib3
 
-from core.kube.client import Kube, KubeUnreachable
+from core.kube.client import Kube, KubeError, KubeUnreachable
 from core.kube.lease import LeaderElector
 from tests.factories import Ticks
 from tests.fixtures.kube import KubeCluster
@@ -152,3 +154,27 @@ def test_a_leader_renewing_in_time_after_the_outage_keeps_its_lease(kube_cluster
     standby_clock.now += LEASE_SECONDS
     assert not standby.try_acquire()
     assert leader.is_leader()
+
+
+def test_a_watch_whose_server_falls_silent_fails_instead_of_waiting_for_ever(kube_cluster: KubeCluster) -> None:
+    """A partition (no FIN, no RST) leaves a watch's connection open and silent: past the watch's own timeout and a
+    margin it fails (the informer then relists), rather than keeping a stale cache "fresh" for ever."""
+    kube = Kube(kube_cluster.api_client())
+    _, version = kube.list("Pod", "default", selector="app=none")  # leaves a kept-alive connection to reuse
+    failures: list[Exception] = []
+
+    def watch() -> None:
+        try:
+            for _ in kube.watch("Pod", "default", selector="app=none", resource_version=version, timeout_seconds=1):
+                pass
+        except Exception as exc:
+            failures.append(exc)
+
+    with kube_cluster.apiserver_frozen():
+        reader = threading.Thread(target=watch, daemon=True)
+        reader.start()
+        reader.join(timeout=60)
+        assert not reader.is_alive(), "the watch still waits on a server that says nothing"
+    assert failures, "the watch ended as if the server had closed it"
+    assert isinstance(failures[0], (KubeError, urllib3.exceptions.HTTPError)), failures  # what the informer catches
+    assert kube.get("Namespace", None, "default") is not None  # the server speaks again
