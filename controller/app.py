@@ -35,7 +35,7 @@ from core.db.outage import level, unavailable
 from core.db.session import transaction
 from core.domain.catalog import load_engine_catalog, load_hardware_catalog
 from core.domain.timefmt import utc_now
-from core.kube.client import Kube, KubeError, api_client
+from core.kube.client import Kube, KubeError, KubeUnreachable, api_client
 from core.leadership import Leadership, NotLeader, default_identity
 from core.retry import Backoff
 from core.settings import Settings
@@ -74,7 +74,16 @@ class Controller:
             return self._run_local(stop)
         config = self.settings.controller
         kube = Kube(api_client(config.kubeconfig, config.context), observe=metrics.observe_kube)
-        self._ensure_namespace(kube)
+        self.healthy.set()  # alive, if waiting: a liveness probe must not restart it while the API server is away
+        attempt, backoff = 0, Backoff(base=0.5, cap=10.0)
+        while True:  # started while the API server is away: wait for it (the client logs the outage once)
+            try:
+                self._ensure_namespace(kube)
+                break
+            except KubeUnreachable:
+                if stop.wait(backoff.delay(attempt)):
+                    return True
+                attempt += 1
         leadership = Leadership(
             kube,
             namespace=config.namespace,
@@ -82,7 +91,6 @@ class Controller:
             identity=self.identity,
             on_leading=lambda leading: metrics.LEADER.set(int(leading)),
         )
-        self.healthy.set()
         if not leadership.acquire(stop):
             return True
         lost = leadership.lost

@@ -139,3 +139,19 @@ def test_an_apiserver_outage_is_waited_out_and_what_changed_meanwhile_converges(
     assert harness.holder("autoscaler") == autoscaler.identity
     assert standby.metric("dais_controller_kube_writes_total") == 0  # never two controllers acting at once
     assert standby.metric("dais_controller_status_writes_total") == 0
+
+
+def test_a_controller_started_while_the_apiserver_is_away_waits_for_it(
+    harness: Harness, kube_cluster: KubeCluster
+) -> None:
+    kube_cluster.stop_apiserver()
+    try:
+        controller = harness.start_controller()  # alive (/healthz) although it cannot reach the cluster
+        wait_for(lambda: _count(controller, UNREACHABLE) == 1, timeout=WAIT, what="the controller to find it away")
+        assert controller.popen.poll() is None, controller.tail()
+    finally:
+        kube_cluster.start_apiserver()
+    wait_for(lambda: harness.holder() == controller.identity, timeout=WAIT, what="the controller to lead")
+    harness.create("late")
+    wait_for(lambda: harness.states() == {"late": "running"}, timeout=WAIT, what="an endpoint applied")
+    assert _count(controller, BACK) == 1, controller.tail()
