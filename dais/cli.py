@@ -36,10 +36,12 @@ def app_factory() -> tuple[Any, Callable[[], None]]:
 
 def _serve_api(args: argparse.Namespace, *, upgrade: bool) -> int:
     import uvicorn
+    from sqlalchemy.exc import DBAPIError
 
     import migrations
     from api.bootstrap import ConfigurationError, ensure_admin
     from api.main import build_state, create_app
+    from core.db.outage import describe, unavailable
     from core.logs import configure_logging
     from dais.drain import DrainingServer
 
@@ -53,10 +55,18 @@ def _serve_api(args: argparse.Namespace, *, upgrade: bool) -> int:
                 "the database schema is not current: run `dais db upgrade` (or start with --upgrade)"
             )
         state = build_state(settings)
+        token = ensure_admin(state.sessions, settings, datetime.now(UTC))
     except ConfigurationError as exc:
         print(f"dais: {exc}", file=sys.stderr)
         return 2
-    token = ensure_admin(state.sessions, settings, datetime.now(UTC))
+    except DBAPIError as exc:
+        if not unavailable(exc):
+            raise
+        print(
+            f"dais: the database is unreachable ({describe(exc)}): start it, or check DAIS_DATABASE_URL",
+            file=sys.stderr,
+        )
+        return 1
     stop = threading.Event()  # set when the API server returns: the embedded components stop too
     embedded: list[threading.Thread] = []
     if args.command == "serve":

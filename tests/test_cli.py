@@ -120,6 +120,21 @@ def test_api_refuses_to_start_on_an_old_schema(tmp_path: Path) -> None:
     assert "dais db upgrade" in started.stderr
 
 
+def test_api_says_so_when_its_database_is_unreachable(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "DAIS_HOME": str(tmp_path),
+        "DAIS_DATABASE_URL": f"postgresql://dais@127.0.0.1:{free_port()}/dais",  # nothing listens there
+    }
+    started = subprocess.run(
+        [*DAIS, "api", "--port", str(free_port())], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert started.returncode == 1
+    assert "the database is unreachable" in started.stderr
+    assert "DAIS_DATABASE_URL" in started.stderr
+    assert "Traceback" not in started.stderr
+
+
 def test_serve_says_so_when_the_gateway_cannot_listen_and_keeps_serving_the_api(tmp_path: Path) -> None:
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))
