@@ -52,6 +52,7 @@ from core.db.metric_samples import maintain, write_replicas  # noqa: E402
 from core.db.models import DURATION_BUCKETS_MS, Endpoint  # noqa: E402
 from core.db.session import make_engine, make_sessionmaker  # noqa: E402
 from gateway.history import write_samples  # noqa: E402
+from tests.factories import local_endpoint_body  # noqa: E402
 from tests.fixtures.hub import HubServer  # noqa: E402
 from tests.fixtures.metric_history import REPLICAS, TRAFFIC, fill_history  # noqa: E402
 from tests.fixtures.models import tiny_llama_gguf  # noqa: E402
@@ -329,23 +330,7 @@ def main(argv: list[str] | None = None) -> int:
                 hub_url=hub.url,
                 extra_env=env,
             ) as api:
-                body = {
-                    "name": "logged",
-                    "type": "protected",
-                    "provider": {"vendor": "local", "region": "local"},
-                    "compute": {
-                        "accelerator": "cpu",
-                        "instanceType": "cpu",
-                        "instanceSize": "x1",
-                        "scaling": {"minReplica": 1, "maxReplica": 1},
-                    },
-                    "model": {
-                        "repository": MODEL,
-                        "framework": "pytorch",
-                        "task": "text-generation",
-                        "image": {"llamacpp": {}},
-                    },
-                }
+                body = local_endpoint_body("logged", MODEL)
                 created = httpx.post(f"{api.url}/v2/endpoint/admin", json=body, headers=AUTH, timeout=30)
                 if created.status_code != 200:
                     raise RuntimeError(f"creating the endpoint: {created.status_code} {created.text}")

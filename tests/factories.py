@@ -70,6 +70,22 @@ def endpoint_body(name: str = "my-ep", **overrides: Any) -> dict[str, Any]:
     return body
 
 
+def local_endpoint_body(name: str, repository: str) -> dict[str, Any]:
+    """A create body for this machine's CPU row (the local runtime): one replica of ``repository`` on llama.cpp."""
+    return endpoint_body(
+        name,
+        type="protected",
+        provider={"vendor": "local", "region": "local"},
+        compute={
+            "accelerator": "cpu",
+            "instanceType": "cpu",
+            "instanceSize": "x1",
+            "scaling": {"minReplica": 1, "maxReplica": 1},
+        },
+        model={"repository": repository, "framework": "pytorch", "task": "text-generation", "image": {"llamacpp": {}}},
+    )
+
+
 # Models every API test may name (the local Hub serves them; tests/fixtures/hub.py). Small: about 1M parameters.
 STANDARD_MODELS = {
     "openai-community/gpt2": "text-generation",
