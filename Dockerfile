@@ -26,8 +26,13 @@ COPY engine ./engine
 COPY dais ./dais
 COPY migrations ./migrations
 COPY console ./console
-# Runtime dependencies only (no dev extra), at the versions the test suite ran with.
-RUN /opt/dais/bin/pip install -c constraints.txt . \
+# Runtime dependencies only (no dev extra), at the versions the test suite ran with. Then the gateway's request
+# path compiled by mypyc (gateway/native.py) into /opt/dais/native; the compiler and mypy stay in this stage.
+RUN apt-get update -q && apt-get install -y -q --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*
+ENV DAIS_NATIVE_CACHE=/opt/dais/native
+RUN /opt/dais/bin/pip install -c constraints.txt . mypy \
+ && /opt/dais/bin/dais gateway-build \
+ && /opt/dais/bin/pip uninstall -y -q mypy \
  && if [ -n "$XLLAMACPP_INDEX" ]; then \
       /opt/dais/bin/pip install --force-reinstall --no-deps --index-url "$XLLAMACPP_INDEX" \
         "xllamacpp==$(grep '^xllamacpp==' constraints.txt | cut -d= -f3)"; fi \
@@ -47,6 +52,7 @@ ENV PATH=/opt/dais/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     DAIS_HOME=/home/dais/.dais \
+    DAIS_NATIVE_CACHE=/opt/dais/native \
     HF_HOME=/tmp/hf
 USER 10001:10001
 WORKDIR /home/dais

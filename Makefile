@@ -5,7 +5,7 @@ PYTEST_ARGS ?= -n 2
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: serve test lint typecheck contracts unit deps system-deps k8s bench clean
+.PHONY: serve test native lint typecheck contracts unit deps system-deps k8s bench clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -29,7 +29,11 @@ system-deps:
 k8s: deps
 	@if [ -z "$$KUBEBUILDER_ASSETS" ]; then PYTHON=$(PY) tests/cluster/build.sh >/dev/null; fi
 
-serve: deps
+# The gateway's request path compiled with mypyc (gateway/native.py): once per source, into ~/.cache/dais/native.
+native: deps
+	$(VENV)/bin/dais gateway-build
+
+serve: deps native
 	$(VENV)/bin/dais serve --host $(HOST) --port $(PORT)
 
 lint: deps
@@ -42,11 +46,11 @@ typecheck: deps
 contracts: deps
 	$(VENV)/bin/lint-imports
 
-test: deps system-deps k8s lint typecheck contracts
+test: deps system-deps k8s native lint typecheck contracts
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # wrk (Debian package) is the load generator of the benchmarks; nginx is the gateway benchmark's anchor.
-bench: deps system-deps
+bench: deps system-deps native
 	@{ command -v wrk && { command -v nginx || test -x /usr/sbin/nginx; }; } >/dev/null || { \
 	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -q && \
 	  $(if $(filter 0,$(shell id -u)),,sudo) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk nginx; }

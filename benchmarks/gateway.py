@@ -13,12 +13,16 @@ Figures (wrk, 64 connections, 1 thread for the client):
 - latency: paced load (each connection waits ``--pace-ms`` between requests, well below saturation), direct
   vs through the gateway (and nginx); added p50 / p99 = gateway minus direct at that percentile;
 - throughput: unpaced, requests per second direct, through nginx (``worker_processes 1``, the gateway's one
-  process and event loop) and through the gateway; the ratio gateway / nginx;
+  process and event loop) and through the gateway; nginx and the gateway take turns for ``--rounds`` rounds, so
+  that a slow spell of this shared machine falls on both; the medians, and their ratio gateway / nginx;
 - streaming: time to first byte of an SSE response, direct vs gateway, sequential requests;
 - cold start: an endpoint at zero, a request held with ``X-Scale-Up-Timeout``; the time from the status
   write that shows a Ready replica (its commit) to the engine receiving the held request;
 - limit refusals: ``dais_gateway_limit_refusals_total`` at the end, by limit, with the default limits: the load
   above must reach none of them.
+
+The gateway runs its request path compiled (``gateway/native.py``), built here first when it is not yet;
+``--plain`` measures it as plain Python instead. ``gateway_compiled`` says which one was measured.
 
 Stdout: exactly one JSON object; progress on stderr. Everything started here is stopped on exit.
 """
@@ -112,9 +116,10 @@ http {{
 
 
 @contextmanager
-def gateway_process(database_url: str, *, port: int, internal_port: int) -> Iterator[None]:
+def gateway_process(database_url: str, *, port: int, internal_port: int, compiled: bool) -> Iterator[None]:
     env = {
         **os.environ,
+        "DAIS_GATEWAY_NATIVE": "1" if compiled else "0",
         "DAIS_DATABASE_URL": database_url,
         "DAIS_GATEWAY__LISTEN": f"127.0.0.1:{port}",
         "DAIS_GATEWAY__INTERNAL_LISTEN": f"127.0.0.1:{internal_port}",
@@ -277,6 +282,21 @@ def percentile(values: list[float], q: float) -> float:
 # -- main ----------------------------------------------------------------------------------------------------
 
 
+def compiled_gateway() -> bool:
+    """Builds the gateway's compiled request path when this source has none yet; False when it cannot be."""
+    from gateway import native
+
+    if native.active():
+        return True
+    log("compiling the gateway's request path (gateway/native.py, about a minute)")
+    try:
+        native.build(quiet=True)
+    except Exception as exc:  # no compiler, no mypy: measured as plain Python, and the JSON says so
+        log(f"could not compile the gateway ({exc}); measuring it as plain Python")
+        return False
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--connections", type=int, default=64)
@@ -284,11 +304,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pace-ms", type=float, default=50.0, help="per-connection pause in latency phases")
     parser.add_argument("--streams", type=int, default=100, help="sequential streamed requests per path")
     parser.add_argument("--wakes", type=int, default=20, help="cold-start rounds")
+    parser.add_argument("--rounds", type=int, default=3, help="throughput rounds, nginx and the gateway in turn")
+    parser.add_argument("--plain", action="store_true", help="the gateway as plain Python, not compiled")
     args = parser.parse_args(argv)
     wrk = shutil.which("wrk")
     if wrk is None or not (shutil.which("nginx") or Path("/usr/sbin/nginx").exists()):
         print("benchmarks/gateway.py needs wrk and nginx: apt-get install wrk nginx (or make bench)", file=sys.stderr)
         return 2
+    compiled = not args.plain and compiled_gateway()
     ports = {k: free_port() for k in ("upstream", "nginx", "gateway", "internal")}
     root = Path(tempfile.mkdtemp(prefix="dais-bench-gw-"))
     try:
@@ -300,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
             with nginx(root, upstream_port=ports["upstream"], proxy_port=ports["nginx"]), FakeEngine() as engine:
                 add_endpoint(sessions, "ep", upstream=upstream, ready=1)
                 add_endpoint(sessions, "stream", upstream=engine.url, ready=1)
-                with gateway_process(url, port=ports["gateway"], internal_port=ports["internal"]):
+                with gateway_process(url, port=ports["gateway"], internal_port=ports["internal"], compiled=compiled):
                     gateway = f"http://127.0.0.1:{ports['gateway']}"
                     internal = f"http://127.0.0.1:{ports['internal']}"
                     targets = {
@@ -310,7 +333,8 @@ def main(argv: list[str] | None = None) -> int:
                     }
                     for target in targets.values():
                         httpx.get(target).raise_for_status()
-                    result = measure(args, wrk, targets, engine, gateway, internal, sessions)
+                    result = {"gateway_compiled": compiled}
+                    result |= measure(args, wrk, targets, engine, gateway, internal, sessions)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print(json.dumps(result, indent=2))
@@ -331,9 +355,16 @@ def measure(
         log(f"warm-up and paced latency: {name}")
         wrk_phase(wrk, url, duration=2, connections=args.connections, pace_ms=0)
         paced[name] = wrk_phase(wrk, url, duration=args.duration, connections=args.connections, pace_ms=args.pace_ms)
-    for name, url in targets.items():
-        log(f"throughput: {name}")
-        flat[name] = wrk_phase(wrk, url, duration=args.duration, connections=args.connections, pace_ms=0)
+    log("throughput: direct")
+    flat["direct"] = wrk_phase(wrk, targets["direct"], duration=args.duration, connections=args.connections, pace_ms=0)
+    rounds: dict[str, list[dict[str, Any]]] = {"nginx": [], "gateway": []}
+    for round_ in range(args.rounds):
+        for name in rounds:
+            log(f"throughput: {name}, round {round_ + 1} of {args.rounds}")
+            phase = wrk_phase(wrk, targets[name], duration=args.duration, connections=args.connections, pace_ms=0)
+            rounds[name].append(phase)
+    for name, runs in rounds.items():
+        flat[name] = sorted(runs, key=lambda phase: phase["rps"])[len(runs) // 2]  # the median round
     log("streaming: time to first byte")
     body = {"inputs": "x", "parameters": {"max_new_tokens": 8}}
     direct = ttfb(f"{engine.url}/generate_stream", body, args.streams)
@@ -345,7 +376,9 @@ def measure(
         for s in scrape.samples(httpx.get(f"{internal}/metrics").text)
         if s.name == "dais_gateway_limit_refusals_total" and s.value
     }
-    errors = {name: phase["error_count"] for name, phase in {**paced, **flat}.items() if phase["error_count"]}
+    phases = [*(("paced " + n, p) for n, p in paced.items()), ("direct", flat["direct"])]
+    phases += [(f"{n} round {i + 1}", p) for n, runs in rounds.items() for i, p in enumerate(runs)]
+    errors = {name: phase["error_count"] for name, phase in phases if phase["error_count"]}
     result = {
         "connections": args.connections,
         "pace_ms_per_connection": args.pace_ms,
@@ -366,6 +399,9 @@ def measure(
         "gateway_saturated_p50_ms": flat["gateway"]["p50_ms"],
         "gateway_saturated_p99_ms": flat["gateway"]["p99_ms"],
         "throughput_ratio_vs_nginx": round(flat["gateway"]["rps"] / flat["nginx"]["rps"], 3),
+        "throughput_rounds": args.rounds,
+        "nginx_rps_rounds": [phase["rps"] for phase in rounds["nginx"]],
+        "gateway_rps_rounds": [phase["rps"] for phase in rounds["gateway"]],
         "nginx_worker_processes": 1,
         "stream_ttfb_direct_p50_ms": percentile(direct, 50),
         "stream_ttfb_gateway_p50_ms": percentile(proxied, 50),

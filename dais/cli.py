@@ -226,6 +226,12 @@ def _cmd_autoscaler(args: argparse.Namespace) -> int:
     return 0 if autoscaler.run(stop) else 1
 
 
+def _cmd_gateway_build(_: argparse.Namespace) -> int:
+    from gateway import native
+
+    return native.main()
+
+
 def _cmd_gateway(_: argparse.Namespace) -> int:
     from core.db.session import make_engine, make_sessionmaker
     from core.domain.catalog import load_engine_catalog
@@ -681,6 +687,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "gateway", help="serve endpoints' traffic: route, authorize, wake and hold on cold starts (/metrics inside)"
     ).set_defaults(func=_cmd_gateway)
+    commands.add_parser(
+        "gateway-build", help="compile the gateway's request path with mypyc, once per source (make does it)"
+    ).set_defaults(func=_cmd_gateway_build)
 
     autoscaler = commands.add_parser(
         "autoscaler", help="decide replica counts (leader-elected; /metrics and /healthz); `simulate` replays a trace"

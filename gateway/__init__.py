@@ -1,0 +1,3 @@
+from gateway import native
+
+native.load(__path__)

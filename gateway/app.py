@@ -36,7 +36,7 @@ from core.domain.catalog import EngineCatalog
 from core.net import split_host_port
 from core.retry import Backoff
 from core.settings import GatewaySettings
-from gateway import metrics
+from gateway import metrics, native
 from gateway.activity import Activity, release_gateway, write_rows
 from gateway.auth import TokenCache
 from gateway.history import TrafficHistory, write_samples
@@ -150,6 +150,10 @@ class Gateway:
                 bound = server.sockets[0].getsockname()
                 self.ports[role] = int(bound[1])
                 log.info("gateway %s listener on %s:%d", role, bound[0], bound[1])
+            log.info(
+                "gateway request path: %s",
+                "compiled (mypyc)" if native.active() else "plain Python (`dais gateway-build` compiles it)",
+            )
             # Listening already (/healthz answers; /readyz and endpoint paths say 503 until the table is read),
             # so probes see a gateway that waits for its database rather than a dead one.
             if not await self._first_reload():

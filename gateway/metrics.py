@@ -19,6 +19,7 @@ from prometheus_client.registry import Collector
 from core.db.models import DURATION_BUCKETS_MS
 
 MS_BUCKETS = DURATION_BUCKETS_MS  # the embedded metric history keeps a count per bucket: one set of bounds for both
+_BOUNDS = [str(float(b)) for b in MS_BUCKETS] + ["+Inf"]  # as the exposition writes them
 
 COLD_START_SECONDS = Histogram(
     "dais_gateway_cold_start_duration_seconds",
@@ -149,7 +150,7 @@ class _PerEndpoint(Collector):
             failures.add_metric(label, s.failures)
             counts, total = list(s.duration_counts), 0
             buckets = []
-            for bound, count in zip((*(str(float(b)) for b in MS_BUCKETS), "+Inf"), counts, strict=True):
+            for bound, count in zip(_BOUNDS, counts, strict=True):
                 total += count
                 buckets.append((bound, total))
             duration.add_metric(label, buckets, s.duration_sum)

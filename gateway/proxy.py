@@ -453,12 +453,14 @@ def _answer_headers(headers: Headers) -> Headers:
     ]
 
 
+_HEADER_NAMES = re.compile(rb"^[A-Za-z0-9!#$%&'*+.^_`|~-]+(?:[ \t]*,[ \t]*[A-Za-z0-9!#$%&'*+.^_`|~-]+)*$")
+
+
 class Cors:
     """Which browser pages may read endpoints' answers: ``origins`` (``Origin`` values, or ``*`` for any)."""
 
     METHODS = b"GET, HEAD, POST, PUT, PATCH, DELETE"
     MAX_AGE = b"600"  # seconds a browser may reuse a preflight's answer
-    _HEADER_NAMES = re.compile(rb"^[A-Za-z0-9!#$%&'*+.^_`|~-]+(?:[ \t]*,[ \t]*[A-Za-z0-9!#$%&'*+.^_`|~-]+)*$")
 
     def __init__(self, origins: list[str]) -> None:
         self.any = "*" in origins
@@ -485,7 +487,7 @@ class Cors:
                 (b"date", http_date()),
             ]
             asked = fields.get(b"access-control-request-headers", b"").strip()
-            if asked and self._HEADER_NAMES.match(asked):  # any header: Authorization, X-Scale-Up-Timeout, ...
+            if asked and _HEADER_NAMES.match(asked):  # any header: Authorization, X-Scale-Up-Timeout, ...
                 headers.append((b"access-control-allow-headers", asked))
             if not self.any:
                 headers.append((b"vary", b"origin, access-control-request-method, access-control-request-headers"))

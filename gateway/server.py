@@ -29,7 +29,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any, cast
@@ -59,6 +59,21 @@ class ClientGone(Exception):
     pass
 
 
+class _Chunks:
+    """``async for`` over a ``Body`` (a class, not an async generator: mypyc compiles no async generators)."""
+
+    __slots__ = ("_body",)
+
+    def __init__(self, body: Body) -> None:
+        self._body = body
+
+    def __aiter__(self) -> _Chunks:
+        return self
+
+    async def __anext__(self) -> bytes:
+        return await self._body.next_chunk()
+
+
 class Body:
     """A request body as it arrives. ``whole()`` when it has all arrived and nobody has read from it; otherwise
     iterate (``async for``), which also keeps the client's socket paused while the buffer is full."""
@@ -85,22 +100,25 @@ class Body:
         self._started = True
         return b"".join(self._chunks) if len(self._chunks) != 1 else self._chunks[0]
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
+    def __aiter__(self) -> _Chunks:
         if not self._started:
             self._started = True
             self._conn.continue_if_expected()
+        return _Chunks(self)
+
+    async def next_chunk(self) -> bytes:
+        """The next chunk as it arrives; StopAsyncIteration at the end."""
         while True:
             if self._chunks:
                 chunk = self._chunks.popleft()
                 self._size -= len(chunk)
                 if self._size < BODY_HIGH_WATER // 2:
                     self._conn.unpause("body")
-                yield chunk
-                continue
+                return chunk
             if self._error is not None:
                 raise self._error
             if self.complete:
-                return
+                raise StopAsyncIteration
             self._waiter = self._conn.loop.create_future()
             try:
                 await self._waiter

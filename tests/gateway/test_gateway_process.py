@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from core.db.models import EndpointActivity
+from gateway import native
 from tests.conftest import LiveServer
 from tests.fixtures.engine import FakeEngine
 from tests.fixtures.kube import die_with_parent, wait_for
@@ -24,11 +25,15 @@ from tests.gateway.conftest import Running
 DAIS = [sys.executable, "-m", "dais"]
 
 
-@pytest.fixture
-def process(live_server: LiveServer, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, str, Path]]:
+@pytest.fixture(params=["compiled", "plain"])
+def process(
+    live_server: LiveServer, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[subprocess.Popen[bytes], str, str, Path]]:
+    """The gateway as a process, its request path compiled (as ``make`` builds it) or as plain Python."""
     public, internal = free_port(), free_port()
     env = {
         **os.environ,
+        "DAIS_GATEWAY_NATIVE": "1" if request.param == "compiled" else "0",
         "DAIS_DATABASE_URL": live_server.settings.effective_database_url,
         "DAIS_GATEWAY__LISTEN": f"127.0.0.1:{public}",
         "DAIS_GATEWAY__INTERNAL_LISTEN": f"127.0.0.1:{internal}",
@@ -53,18 +58,24 @@ def _answers(url: str) -> bool:
 
 
 def test_the_gateway_process_routes_counts_and_stops_cleanly(
-    process: tuple[subprocess.Popen[bytes], str, str, Path], gateway: Running, engine: FakeEngine
+    process: tuple[subprocess.Popen[bytes], str, str, Path],
+    gateway: Running,
+    engine: FakeEngine,
+    request: pytest.FixtureRequest,
 ) -> None:
     popen, public, internal, log = process
-    ident = gateway.create("as-process")
+    mode = request.node.callspec.params["process"]
+    name = f"as-process-{mode}"  # the two modes may share a database
+    ident = gateway.create(name)
     gateway.set_status(ident, engines=[engine])
     wait_for(lambda: _answers(f"{internal}/readyz"), timeout=30, what="dais gateway to start (see gateway.log)")
-    wait_for(lambda: _answers(f"{public}/admin/as-process/health"), timeout=30, what="the endpoint routed")
-    answer = httpx.post(
-        f"{public}/admin/as-process/generate", json={"inputs": "hi", "parameters": {"max_new_tokens": 2}}
-    )
+    wait_for(lambda: _answers(f"{public}/admin/{name}/health"), timeout=30, what="the endpoint routed")
+    # Compiled when asked and built for this source (make builds it; this process then runs compiled too).
+    compiled = mode == "compiled" and native.active()
+    assert f"gateway request path: {'compiled (mypyc)' if compiled else 'plain Python'}" in log.read_text()
+    answer = httpx.post(f"{public}/admin/{name}/generate", json={"inputs": "hi", "parameters": {"max_new_tokens": 2}})
     assert answer.status_code == 200
-    assert 'endpoint="admin/as-process"' in httpx.get(f"{internal}/metrics").text
+    assert f'endpoint="admin/{name}"' in httpx.get(f"{internal}/metrics").text
     assert httpx.get(f"{public}/metrics").status_code == 404
 
     popen.send_signal(signal.SIGTERM)

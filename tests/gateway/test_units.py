@@ -11,10 +11,13 @@ from sqlalchemy import create_engine
 
 from core.db.session import make_sessionmaker
 from core.domain.enums import EndpointType
+from core.settings import GatewaySettings
 from gateway.activity import REFRESH_SECONDS, Activity
 from gateway.auth import UNCHECKED, UNKNOWN, TokenCache
+from gateway.hold import ColdStarts
 from gateway.proxy import Proxy, RequestTarget, parse_target
 from gateway.routing import Route, RoutingTable
+from gateway.upstream import UpstreamPool
 from gateway.usage import UsageReader
 from tests.factories import Ticks
 
@@ -59,11 +62,18 @@ def test_dot_segments_backslashes_and_nul_are_refused(raw: str) -> None:
 
 
 def _proxy(table: RoutingTable) -> Proxy:
-    proxy = object.__new__(Proxy)
-    proxy.table = table
-    proxy.outstanding = {}
-    proxy._turn = 0
-    return proxy
+    """A proxy as the gateway builds one; only routing and balancing are used, so nothing is connected."""
+
+    async def build() -> Proxy:
+        settings = GatewaySettings()
+        pool = UpstreamPool(connect_timeout=1, read_timeout=1, max_head_bytes=1024)
+        sessions = make_sessionmaker(create_engine("sqlite://"))
+        cold = ColdStarts(table, cap=1, send_wake=lambda endpoint_id: None)
+        activity = Activity(clock=lambda: datetime.now(UTC))
+        tokens = TokenCache(sessions, ttl_s=1)
+        return Proxy(settings, table=table, tokens=tokens, activity=activity, cold=cold, pool=pool, internal=False)
+
+    return asyncio.run(build())
 
 
 def test_host_routing_tries_every_dash_split() -> None:
