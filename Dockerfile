@@ -30,7 +30,7 @@ COPY console ./console
 # path compiled by mypyc (gateway/native.py) into /opt/dais/native; the compiler and mypy stay in this stage.
 RUN apt-get update -q && apt-get install -y -q --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*
 ENV DAIS_NATIVE_CACHE=/opt/dais/native
-RUN /opt/dais/bin/pip install -c constraints.txt . mypy \
+RUN /opt/dais/bin/pip install -c constraints.txt '.[native]' \
  && /opt/dais/bin/dais gateway-build \
  && /opt/dais/bin/pip uninstall -y -q mypy \
  && if [ -n "$XLLAMACPP_INDEX" ]; then \
