@@ -38,23 +38,10 @@ from gateway.activity import Activity
 from gateway.auth import Caller, Denial, Miss, TokenCache, decide
 from gateway.hold import ColdStarts, HoldOutcome
 from gateway.routing import Route, RoutingTable
-from gateway.server import Body, BodyTooLarge, ClientGone, Connection, Headers, Request, http_date, limit_reached
-from gateway.upstream import UpstreamConnection, UpstreamError, UpstreamPool
+from gateway.server import Body, BodyTooLarge, ClientGone, Connection, Request, http_date, limit_reached
+from gateway.upstream import HOP_BY_HOP, UpstreamConnection, UpstreamError, UpstreamPool
 from gateway.usage import UsageReader
 
-HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"te",
-        b"trailer",
-        b"trailers",
-        b"transfer-encoding",
-        b"upgrade",
-    }
-)
 _SEGMENT = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 SCALE_UP_HEADER = "X-Scale-Up-Timeout"
@@ -318,10 +305,9 @@ class Proxy:
                         raise
                     live.close()
             pending.answered()
-            usage = UsageReader(_content_type(answer.headers)) if answer.status < 300 else None
+            usage = UsageReader(answer.content_type.decode("latin-1")) if answer.status < 300 else None
             tap = usage if usage is not None and usage.wanted else None
-            headers = _answer_headers(answer.headers)
-            client.begin(answer.status, answer.reason, headers, length=answer.length, bodiless=answer.bodiless)
+            client.begin(answer.status, answer.reason, answer.headers, length=answer.length, bodiless=answer.bodiless)
             try:
                 done = live.relay(client, tap)
                 if done is not None:
@@ -404,7 +390,7 @@ class Proxy:
             )
         ]
         for name, value in request.headers:
-            if name.lower() not in dropped:
+            if name not in dropped:
                 out.append(b"%s: %s\r\n" % (name, value))
         prior = fields.get(b"x-forwarded-for")
         peer = request.peer.encode()
@@ -435,24 +421,6 @@ _DROPPED = frozenset(
     | {b"host", b"content-length", b"expect", b"x-scale-up-timeout", b"x-forwarded-for", b"x-forwarded-proto"}
 )
 _DROPPED_AUTH = _DROPPED | {b"authorization"}
-# Hop-by-hop headers and the replica's framing, which the gateway sets itself towards the client.
-_NOT_RELAYED = HOP_BY_HOP | {b"content-length"}
-
-
-def _answer_headers(headers: Headers) -> Headers:
-    listed: set[bytes] = set()
-    for name, value in headers:
-        if name.lower() == b"connection":
-            listed.update(t.strip().lower() for t in value.split(b","))
-    return [
-        (n, v)
-        for n, v in headers
-        if n.lower() not in _NOT_RELAYED
-        and not n.lower().startswith(b"access-control-")  # CORS is the gateway's (see Cors)
-        and (not listed or n.lower() not in listed)
-    ]
-
-
 _HEADER_NAMES = re.compile(rb"^[A-Za-z0-9!#$%&'*+.^_`|~-]+(?:[ \t]*,[ \t]*[A-Za-z0-9!#$%&'*+.^_`|~-]+)*$")
 
 
@@ -497,13 +465,6 @@ class Cors:
         if not self.any:
             client.extra.append((b"vary", b"origin"))
         return False
-
-
-def _content_type(headers: Headers) -> str:
-    for name, value in headers:
-        if name.lower() == b"content-type":
-            return value.decode("latin-1")
-    return ""
 
 
 def _declared_length(request: Request) -> int:

@@ -155,8 +155,8 @@ class Body:
 
 
 class Request:
-    """One parsed request head. ``fields`` maps lower-case header names to their (last) value; ``headers``
-    keeps them all, as sent."""
+    """One parsed request head. ``headers``: all of them in order, names lower-case; ``fields``: each name's last
+    value."""
 
     __slots__ = ("body", "fields", "headers", "keep_alive", "method", "peer", "target", "version")
 
@@ -364,8 +364,9 @@ class Connection(asyncio.Protocol):
         self._head_bytes += len(name) + len(value) + 4
         if self._head_bytes > self.server.max_head_bytes:
             raise _Refusal(*self._head_too_large())
+        name = name.lower()  # as HTTP/2 has them, and as they are forwarded
         self._headers.append((name, value))
-        self._fields[name.lower()] = value
+        self._fields[name] = value
 
     def _head_too_large(self) -> tuple[int, str, str]:
         limit = self.server.max_head_bytes

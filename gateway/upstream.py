@@ -17,7 +17,6 @@ The read timeout is checked by one sweep for all connections, not a timer per re
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol, cast
 
@@ -57,15 +56,44 @@ class Tap(Protocol):
     def feed(self, chunk: bytes) -> None: ...
 
 
+# Not relayed to the client: hop-by-hop headers, the framing (the gateway frames the answer itself), and CORS
+# (the gateway's own, see gateway.proxy.Cors).
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"trailers",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+_NOT_RELAYED = HOP_BY_HOP | {b"content-length"}
+
+
 class Answer:
-    __slots__ = ("bodiless", "headers", "keep_alive", "length", "reason", "status")
+    """An answer's head. ``headers``: those to relay to the client (names lower-case), sorted out as they were
+    parsed; ``content_type``: its value, "" without one."""
+
+    __slots__ = ("bodiless", "content_type", "headers", "keep_alive", "length", "reason", "status")
 
     def __init__(
-        self, status: int, reason: bytes, headers: Headers, length: int | None, bodiless: bool, keep_alive: bool
+        self,
+        status: int,
+        reason: bytes,
+        headers: Headers,
+        content_type: bytes,
+        length: int | None,
+        bodiless: bool,
+        keep_alive: bool,
     ) -> None:
         self.status = status
         self.reason = reason
         self.headers = headers
+        self.content_type = content_type
         self.length = length
         self.bodiless = bodiless
         self.keep_alive = keep_alive
@@ -93,7 +121,11 @@ class UpstreamConnection(asyncio.Protocol):
         self.silent_ticks = 0
         self._method = ""
         self._reason = b""
-        self._headers: Headers = []
+        self._headers: Headers = []  # those to relay
+        self._length = b""  # the framing headers' values, "" when absent
+        self._encoding = b""
+        self._content_type = b""
+        self._listed = b""  # Connection's value: more hop-by-hop headers
         self._head_bytes = 0  # the answer's head as parsed, and as read while it is incomplete
         self._head_raw = 0
         self._interim = False
@@ -115,9 +147,7 @@ class UpstreamConnection(asyncio.Protocol):
     def send(self, data: bytes, *, method: str) -> None:
         """Starts a request: its head (and its whole body, when known)."""
         self._method = method
-        self._reason = b""
-        self._headers = []
-        self._head_bytes = self._head_raw = 0
+        self._reset_head()
         self._answer = None
         self._complete = False
         self._error = None
@@ -245,32 +275,45 @@ class UpstreamConnection(asyncio.Protocol):
         self._head_bytes += len(name) + len(value) + 4
         if self._head_bytes > self.pool.max_head_bytes:
             raise _HeadTooLarge
-        self._headers.append((name, value))
+        name = name.lower()
+        if name not in _NOT_RELAYED:
+            if name == b"content-type":
+                self._content_type = value
+            elif name.startswith(b"access-control-"):
+                return
+            self._headers.append((name, value))
+        elif name == b"content-length":
+            self._length = value
+        elif name == b"transfer-encoding":
+            self._encoding = value
+        elif name == b"connection":
+            self._listed = self._listed + b"," + value if self._listed else value
+
+    def _reset_head(self) -> None:
+        self._reason = b""
+        self._headers = []
+        self._length = self._encoding = self._content_type = self._listed = b""
+        self._head_bytes = self._head_raw = 0
 
     def on_headers_complete(self) -> None:
         parser = self.parser
         status = parser.get_status_code()
         if status < 200:  # 100 Continue and other interim answers are not passed on
             self._interim = True
-            self._reason = b""
-            self._headers = []
-            self._head_bytes = self._head_raw = 0
+            self._reset_head()
             return
-        length: int | None = None
-        chunked = False
-        for name, value in self._headers:
-            lower = name.lower()
-            if lower == b"content-length":
-                with contextlib.suppress(ValueError):
-                    length = int(value)
-            elif lower == b"transfer-encoding":
-                chunked = b"chunked" in value.lower()
+        chunked = b"chunked" in self._encoding.lower()
+        length = _length(self._length)
+        headers = self._headers
+        if self._listed:  # Connection: names more headers that are this hop's only
+            listed = {token.strip().lower() for token in self._listed.split(b",")}
+            headers = [(n, v) for n, v in headers if n not in listed]
         bodiless = self._method == "HEAD" or status in (204, 304)
         if chunked:
             length = None
         self._until_close = not chunked and length is None and not bodiless
         keep_alive = parser.should_keep_alive() and not self._until_close
-        self._answer = Answer(status, self._reason, self._headers, length, bodiless, keep_alive)
+        self._answer = Answer(status, self._reason, headers, self._content_type, length, bodiless, keep_alive)
         head = self._head
         if head is not None and not head.done():
             head.set_result(self._answer)
@@ -330,6 +373,16 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.pause_reading()
         else:
             self.transport.resume_reading()
+
+
+def _length(raw: bytes) -> int | None:
+    """Content-Length's value (llhttp has refused a malformed one already)."""
+    if not raw:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        return None
 
 
 class UpstreamPool:
