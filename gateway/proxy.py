@@ -396,7 +396,7 @@ class Proxy:
         peer = request.peer.encode()
         out.append(b"x-forwarded-for: %s\r\nx-forwarded-proto: http\r\n" % (prior + b", " + peer if prior else peer))
         if b"x-request-id" not in fields:
-            out.append(b"x-request-id: %s\r\n" % (fields.get(b"x-amzn-trace-id") or _request_id().encode()))
+            out.append(b"x-request-id: %s\r\n" % (fields.get(b"x-amzn-trace-id") or _request_id()))
         return b"".join(out)
 
     def _host(self, upstream: str) -> bytes:
@@ -531,13 +531,13 @@ SHED = frozenset({429, 503})  # a replica turning work away: not a completion, f
 REROUTES = 3  # replicas tried after a refused connection, before the request fails with 503
 UNANSWERED_RETRY_AFTER = 1  # seconds; a replica that refused or dropped a connection is restarting, or another serves
 
-_ID_PREFIX = os.urandom(6).hex()
+_ID_PREFIX = os.urandom(6).hex().encode()
 _ID_COUNTER = itertools.count()
 
 
-def _request_id() -> str:
+def _request_id() -> bytes:
     """Unique per process run and cheap (uuid4 reads the kernel's random source on every call)."""
-    return f"{_ID_PREFIX}{next(_ID_COUNTER):012x}"
+    return b"%s%012x" % (_ID_PREFIX, next(_ID_COUNTER))
 
 
 def _utcnow() -> datetime:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
@@ -38,14 +38,13 @@ class Route:
     health_route: str
     startup_seconds: float | None
     message: str | None = None  # the status message: what the endpoint is doing (downloading the model: 45 % …)
+    # Derived once here rather than on every request that reads them:
+    serving: bool = field(init=False)  # a Ready replica with an address, and not paused
+    label: str = field(init=False)  # "namespace/name", as metrics and messages name it
 
-    @property
-    def serving(self) -> bool:
-        return self.ready > 0 and bool(self.upstreams) and not self.paused
-
-    @property
-    def label(self) -> str:
-        return f"{self.namespace}/{self.name}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "serving", self.ready > 0 and bool(self.upstreams) and not self.paused)
+        object.__setattr__(self, "label", f"{self.namespace}/{self.name}")
 
 
 def route_of(endpoint: Endpoint, status: EndpointStatus | None, *, engines: EngineCatalog, use_pods: bool) -> Route:

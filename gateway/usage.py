@@ -23,6 +23,9 @@ class Tokens:
     completion: int = 0
 
 
+NONE = Tokens()  # one instance: most answers carry no counts, and a frozen dataclass costs to build
+
+
 class UsageReader:
     """Fed every response chunk; ``tokens()`` at the end."""
 
@@ -49,19 +52,19 @@ class UsageReader:
 
     def tokens(self) -> Tokens:
         if self._overflow or not self._buffer:
-            return Tokens()
+            return NONE
         if self.json:
             if b'"usage"' not in self._buffer and b'"details"' not in self._buffer:
-                return Tokens()  # most answers (embeddings, errors) carry no counts: not worth a parse
+                return NONE  # most answers (embeddings, errors) carry no counts: not worth a parse
             return _from_document(_parse(bytes(self._buffer)))
         for event in reversed(bytes(self._buffer).split(b"\n")):
             line = event.strip()
             if not line.startswith(b"data:"):
                 continue
             found = _from_document(_parse(line[5:].strip()))
-            if found != Tokens():
+            if found != NONE:
                 return found
-        return Tokens()
+        return NONE
 
 
 def _parse(raw: bytes) -> Any:
@@ -75,7 +78,7 @@ def _from_document(doc: Any) -> Tokens:
     if isinstance(doc, list) and doc:
         doc = doc[0]  # TGI's / on a batch of one
     if not isinstance(doc, dict):
-        return Tokens()
+        return NONE
     usage = doc.get("usage")
     if isinstance(usage, dict):
         return Tokens(_int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens")))
@@ -83,7 +86,7 @@ def _from_document(doc: Any) -> Tokens:
     if isinstance(details, dict):
         prefill = details.get("prefill")
         return Tokens(len(prefill) if isinstance(prefill, list) else 0, _int(details.get("generated_tokens")))
-    return Tokens()
+    return NONE
 
 
 def _int(value: Any) -> int:
