@@ -49,7 +49,7 @@ SCALE_UP_HEADER = "X-Scale-Up-Timeout"
 log = logging.getLogger("dais.gateway")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass  # not frozen: mypyc builds a frozen one through object.__setattr__, per request
 class RequestTarget:
     namespace: str
     name: str

@@ -17,7 +17,7 @@ MAX_JSON = 1 << 20
 STREAM_TAIL = 64 << 10
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass  # not frozen: mypyc builds a frozen one through object.__setattr__
 class Tokens:
     prompt: int = 0
     completion: int = 0
