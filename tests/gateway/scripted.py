@@ -4,8 +4,10 @@ fake engine stands in for well-behaved replicas.
 
 Paths: ``/big-head/{n}`` answers 200 with an ``X-Big`` header of n bytes; ``/hold`` streams one event, then
 waits for ``release()`` before its last event and end (``held`` counts streams begun); ``/drop`` closes the
-connection without a word (a replica dying mid-request); ``/garbage`` answers something that is not HTTP;
-anything else answers 200 with a small JSON body.
+connection without a word (a replica dying mid-request); ``/drop-reused`` does so only on a connection that
+answered before (a kept-alive connection the replica closed as the gateway picked it); ``/garbage`` answers
+something that is not HTTP; anything else answers 200 with a small JSON body. ``connections`` counts those
+accepted.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ class ScriptedUpstream:
         self.url = f"http://127.0.0.1:{self.port}"
         self.address = f"127.0.0.1:{self.port}"
         self.held = 0
+        self.connections = 0
         self.finished = 0  # held streams sent whole
         self._release = threading.Event()
         self._lock = threading.Lock()
@@ -50,10 +53,13 @@ class ScriptedUpstream:
                 conn, _ = self._listener.accept()
             except OSError:
                 return
+            with self._lock:
+                self.connections += 1
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
         buffer = b""
+        answered = 0
         with conn:
             try:
                 while True:
@@ -70,9 +76,10 @@ class ScriptedUpstream:
                     while len(buffer) < length:
                         buffer += conn.recv(65536)
                     buffer = buffer[length:]
-                    if path == "/drop":
+                    if path == "/drop" or (path == "/drop-reused" and answered):
                         return
                     self._answer(conn, path)
+                    answered += 1
             except OSError:
                 return
 

@@ -194,6 +194,24 @@ def test_a_refused_upstream_is_a_503_to_retry_with_a_reason(gateway: Running) ->
     assert "refused" in answer.json()["error"]
 
 
+def test_a_kept_alive_connection_closed_as_it_is_picked_is_retried_on_a_new_one(
+    gateway: Running, engine: FakeEngine
+) -> None:
+    with ScriptedUpstream() as upstream:
+        ident = gateway.create("reused")
+        gateway.set_status(ident, engines=[engine], addresses=[upstream.address], upstream=upstream.url)
+        gateway.serving("admin", "reused")
+        with httpx.Client() as client:
+            answers = [client.get(f"{gateway.url}/admin/reused/drop-reused") for _ in range(3)]
+        # Each after the first finds the kept-alive connection, which the replica closes unanswered: a GET is
+        # safe to repeat, so the gateway sends it again on a new connection, and the client never sees it.
+        assert [a.status_code for a in answers] == [200, 200, 200]
+        assert upstream.connections >= 3
+        refused = httpx.post(f"{gateway.url}/admin/reused/drop-reused", json={"inputs": "x"})
+        assert refused.status_code == 503  # a POST is not repeated: it may have been acted on
+        assert refused.headers["retry-after"] == "1"
+
+
 def test_a_replica_that_drops_the_request_is_a_503_and_one_that_answers_garbage_a_502(
     gateway: Running, engine: FakeEngine
 ) -> None:
