@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -46,8 +47,10 @@ def test_a_build_is_put_ahead_of_the_sources_only_when_it_matches_them(
     assert path == [str(built), "/src/gateway"]
 
 
-def test_pruning_keeps_the_present_build_and_builds_in_progress(tmp_path: Path) -> None:
-    for name in ("old", "present", "building-x"):
+def test_pruning_keeps_the_newest_builds_and_builds_in_progress(tmp_path: Path) -> None:
+    for age, name in enumerate(("newest", "newer", "old", "oldest")):
         (tmp_path / name / "gateway").mkdir(parents=True)
-    native.prune(tmp_path / "present")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["building-x", "present"]
+        os.utime(tmp_path / name, (1_000_000 - age, 1_000_000 - age))
+    (tmp_path / "building-x").mkdir()
+    native.prune(tmp_path, keep=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["building-x", "newer", "newest"]
