@@ -145,6 +145,27 @@ def test_namespace_deletion_completes(api: k8s.ApiClient) -> None:
     wait_for(gone, timeout=TIMEOUT, what=f"namespace {name} to be deleted")
 
 
+def test_a_node_back_from_not_ready_keeps_its_addresses(api: k8s.ApiClient, kube_cluster: KubeCluster) -> None:
+    """Under CI load a node's lease can lapse, and an apiserver outage lapses all of them: KCM marks the node
+    Unknown and kwok initializes it again. Its addresses must survive that, or every later pod-log read fails."""
+    core = k8s.CoreV1Api(api)
+    node = core.read_node_status("cpu-1")
+    addresses = [(a.type, a.address) for a in node.status.addresses]
+    assert ("InternalIP", "127.0.0.1") in addresses
+    lapsed = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    ready = {"type": "Ready", "status": "Unknown", "reason": "NodeStatusUnknown", "message": "lease lapsed"}
+    stamps = {"lastHeartbeatTime": lapsed.isoformat(), "lastTransitionTime": lapsed.isoformat()}
+    core.patch_node_status("cpu-1", {"status": {"conditions": [ready | stamps]}})  # as KCM's node lifecycle does
+
+    def ready_again() -> k8s.V1Node | None:
+        node = core.read_node_status("cpu-1")
+        condition = next(c for c in node.status.conditions if c.type == "Ready")
+        return node if condition.status == "True" else None  # Unknown until kwok plays node-initialize again
+
+    node = wait_for(ready_again, timeout=TIMEOUT, what="kwok to make cpu-1 Ready again")
+    assert [(a.type, a.address) for a in node.status.addresses] == addresses
+
+
 # --- pod logs: kwok plays the nodes' kubelet, serving each container's log from a file (serve_logs) -----------------
 
 
