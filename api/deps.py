@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.audit.repository import AuditContext
 from api.auth.principal import Principal
-from api.auth.service import Authenticator
+from api.auth.service import Authenticator, bearer_token
 from api.endpoint.service import Catalogs
 from api.endpoint.watch import FeedHub
 from api.middleware import current_request_id
@@ -98,14 +98,17 @@ _bearer = HTTPBearer(auto_error=False, description="A Dais API token: `Authoriza
 async def get_context(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]
 ) -> RequestContext:
-    # ``credentials`` only documents the bearer scheme in OpenAPI; unit() reads the raw header itself,
-    # so a malformed one gets our message rather than a bare 403.
+    # ``credentials`` only documents the bearer scheme in OpenAPI; the raw header is read here, so a malformed
+    # one gets our message rather than a bare 403. A missing or malformed one is refused now, before FastAPI
+    # validates the body: 401 comes before 400. Whether the token is valid, unit() finds out.
     del credentials
     state: AppState = request.app.state.dais
     client = request.client
+    authorization = request.headers.get("authorization")
+    bearer_token(authorization)
     return RequestContext(
         state=state,
-        authorization=request.headers.get("authorization"),
+        authorization=authorization,
         request_id=current_request_id(),
         source_address=client.host if client else None,
     )

@@ -46,13 +46,19 @@ class Authenticator:
                 self._cache.pop(digest, None)
 
 
-def _digest_of(authorization: str | None) -> str:
+def bearer_token(authorization: str | None) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header; 401 when it is missing or another scheme.
+    Checked before a request's body is validated, so a caller without a token learns that first."""
     if not authorization:
         raise Unauthorized("missing token: send 'Authorization: Bearer <token>' (create one with `dais tokens create`)")
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("malformed Authorization header: expected 'Bearer <token>'")
-    return tokens.digest(token.strip())
+    return token.strip()
+
+
+def _digest_of(authorization: str | None) -> str:
+    return tokens.digest(bearer_token(authorization))
 
 
 def _check_expiry(expires_at: datetime | None, now: datetime) -> None:

@@ -31,6 +31,17 @@ def test_missing_or_bad_token_is_401(client: TestClient, headers: dict[str, str]
         assert hint in response.json()["error"]
 
 
+@pytest.mark.parametrize(("authorization", "hint"), [("", "missing token"), ("Basic abc", "malformed")])
+def test_a_caller_without_a_bearer_token_learns_that_before_anything_about_its_body(
+    client: TestClient, authorization: str, hint: str
+) -> None:
+    invalid = {"name": "Not A Valid Name!", "model": {"repository": 5}}
+    assert client.post("/v2/endpoint/admin", json=invalid).status_code == 400  # with the admin token: the body
+    response = client.post("/v2/endpoint/admin", json=invalid, headers={"Authorization": authorization})
+    assert response.status_code == 401, response.text
+    assert hint in response.json()["error"]
+
+
 def test_user_reaches_own_namespace_only(client: TestClient, alice: str) -> None:
     assert client.post("/v2/endpoint/alice", json=endpoint_body(), headers=bearer(alice)).status_code == 200
     for ns in ("admin", "no-such-namespace"):
