@@ -27,7 +27,12 @@ MODULES = ("server", "upstream", "proxy", "usage", "activity", "metrics")
 GROUP = "dais_gateway"  # the name of the shared library the compiled modules load (GROUP__mypyc)
 
 ROOT = Path(__file__).resolve().parent.parent  # the directory holding the gateway and core packages
+PACKAGES = ("gateway", "core")  # what the compiled modules import of ours, so what a build depends on
 KEPT = 8  # builds kept in the cache, the newest
+# mypy's settings for the build: pyproject.toml's [tool.mypy] (a test keeps them equal), written beside a copy of
+# the sources because an installed package has no pyproject.toml, and its site-packages cannot be mypy's root:
+# modules there (typing_extensions.py, say) would shadow the library stubs.
+MYPY_INI = "[mypy]\nplugins = pydantic.mypy\nignore_missing_imports = True\nstrict = True\n"
 
 
 def cache_root() -> Path:
@@ -43,7 +48,7 @@ def key(root: Path = ROOT) -> str:
     a build carries its own runtime, and an image ships builds without mypy.)"""
     digest = hashlib.sha256()
     digest.update(f"{sys.version}|{sysconfig.get_platform()}".encode())
-    for package in ("gateway", "core"):
+    for package in PACKAGES:
         for path in sorted((root / package).rglob("*.py")):
             digest.update(str(path.relative_to(root)).encode())
             digest.update(path.read_bytes())
@@ -71,9 +76,10 @@ def active() -> bool:
     return not (server.__file__ or "").endswith(".py")
 
 
-def build(*, quiet: bool = False) -> Path:
-    """Compiles ``MODULES`` for the present sources, unless that build exists; returns its directory."""
-    target = cache_root() / key()
+def build(*, quiet: bool = False, root: Path = ROOT, modules: tuple[str, ...] = MODULES) -> Path:
+    """Compiles ``modules`` of the sources under ``root`` (a checkout, or the site-packages of an install), unless
+    that build exists; returns its directory."""
+    target = cache_root() / key(root)
     if (target / "gateway").is_dir():
         return target
     from mypyc.build import mypycify
@@ -83,9 +89,13 @@ def build(*, quiet: bool = False) -> Path:
     staging = Path(tempfile.mkdtemp(prefix="building-", dir=target.parent))
     here = Path.cwd()
     try:
-        os.chdir(ROOT)  # module names (and mypy's settings, in pyproject.toml) are found from the tree's root
+        sources = staging / "src"
+        for package in PACKAGES:
+            shutil.copytree(root / package, sources / package, ignore=shutil.ignore_patterns("__pycache__"))
+        (sources / "mypy.ini").write_text(MYPY_INI)
+        os.chdir(sources)  # module names, and mypy's settings, are found from here
         extensions = mypycify(
-            [f"gateway/{name}.py" for name in MODULES], target_dir=str(staging / "c"), group_name=GROUP
+            [f"gateway/{name}.py" for name in modules], target_dir=str(staging / "c"), group_name=GROUP
         )
         # setuptools' command machinery without setup(): the project's own pyproject.toml is not read for this.
         dist = Distribution({"name": GROUP, "ext_modules": extensions})
@@ -122,8 +132,9 @@ def main() -> int:
     print("gateway.native: compiling the gateway's request path with mypyc (about a minute) ...", flush=True)
     try:
         built = build(quiet=True)
-    except Exception as exc:  # no mypy, no compiler: without a build the gateway is slower, not broken
-        print(f"gateway.native: could not compile ({exc}); the gateway runs as plain Python")
+    except (Exception, SystemExit) as exc:  # no mypy, no compiler: without a build the gateway is slower, not broken
+        # (mypy's type errors end in SystemExit, after it printed them)
+        print(f"gateway.native: could not compile ({exc!r}); the gateway runs as plain Python")
         return 0
     prune(built.parent)
     print(f"gateway.native: built {built}")

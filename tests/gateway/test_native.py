@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import configparser
 import os
 import shutil
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -54,3 +56,28 @@ def test_pruning_keeps_the_newest_builds_and_builds_in_progress(tmp_path: Path) 
     (tmp_path / "building-x").mkdir()
     native.prune(tmp_path, keep=2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["building-x", "newer", "newest"]
+
+
+def test_an_installed_package_builds_from_a_copy_of_its_sources(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the image builds it: the packages sit in site-packages beside other modules, with no pyproject.toml.
+    mypy must not take that directory as its root, where typing_extensions.py would shadow the library stubs."""
+    site = tmp_path / "site-packages"
+    for package in native.PACKAGES:
+        shutil.copytree(native.ROOT / package, site / package, ignore=shutil.ignore_patterns("__pycache__"))
+    (site / "typing_extensions.py").write_text("")
+    monkeypatch.setenv("DAIS_NATIVE_CACHE", str(tmp_path / "cache"))
+    built = native.build(quiet=True, root=site, modules=("usage",))
+    assert built == tmp_path / "cache" / native.key(site)
+    assert [p.name.split(".")[0] for p in (built / "gateway").iterdir()] == ["usage"]
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [built.name]  # the staging copy is gone
+
+
+def test_the_build_checks_types_as_the_project_does() -> None:
+    settings = tomllib.loads((native.ROOT / "pyproject.toml").read_text())["tool"]["mypy"]
+    ini = configparser.ConfigParser()
+    ini.read_string(native.MYPY_INI)
+    assert ini["mypy"]["plugins"] == ", ".join(settings["plugins"])
+    assert ini.getboolean("mypy", "strict") is settings["strict"]
+    assert ini.getboolean("mypy", "ignore_missing_imports") is settings["ignore_missing_imports"]
