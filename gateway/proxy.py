@@ -487,7 +487,7 @@ def _send(
     length = request.fields.get(b"content-length")
     framing = b"content-length: %s\r\n\r\n" % length if length is not None else b"transfer-encoding: chunked\r\n\r\n"
     conn.send(head + framing, method=request.method)
-    return asyncio.get_running_loop().create_task(_pump(request.body, conn, chunked=length is None))
+    return asyncio.get_running_loop().create_task(_pump(request.body, conn, chunked=length is None), name="dais-body")
 
 
 async def _pump(body: Body, conn: UpstreamConnection, *, chunked: bool) -> str | None:

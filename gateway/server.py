@@ -454,7 +454,8 @@ class Connection(asyncio.Protocol):
         if work is None:  # answered at once
             self._finished(request)
             return
-        self._task = task = self.loop.create_task(work)
+        # Named: a task without a name formats "Task-<n>" as it is made, once per request.
+        self._task = task = self.loop.create_task(work, name="dais-request")
         task.add_done_callback(self._handled)
 
     def _handled(self, task: asyncio.Task[None]) -> None:

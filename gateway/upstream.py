@@ -302,7 +302,7 @@ class UpstreamConnection(asyncio.Protocol):
             self._interim = True
             self._reset_head()
             return
-        chunked = b"chunked" in self._encoding.lower()
+        chunked = self._encoding.lower().find(b"chunked") >= 0  # not `in`: see usage.UsageReader.tokens
         length = _length(self._length)
         headers = self._headers
         if self._listed:  # Connection: names more headers that are this hop's only

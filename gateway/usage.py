@@ -54,7 +54,9 @@ class UsageReader:
         if self._overflow or not self._buffer:
             return NONE
         if self.json:
-            if b'"usage"' not in self._buffer and b'"details"' not in self._buffer:
+            # find(), not `in`: `bytes in bytearray` first tries the bytes as an int, and makes and drops a
+            # formatted TypeError each time.
+            if self._buffer.find(b'"usage"') < 0 and self._buffer.find(b'"details"') < 0:
                 return NONE  # most answers (embeddings, errors) carry no counts: not worth a parse
             return _from_document(_parse(bytes(self._buffer)))
         for event in reversed(bytes(self._buffer).split(b"\n")):
